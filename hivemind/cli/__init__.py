@@ -1,0 +1,77 @@
+"""The `hivemind` command line: thin click commands over library code.
+
+Subcommands are imported only when they run, so `hivemind --help` stays fast and
+never imports aws_cdk, langchain, boto3 or moto.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+import click
+
+from hivemind import __version__
+from hivemind.errors import EXIT_BAD_INPUT, EXIT_REFUSED, HiveMindError
+
+# name -> (module under hivemind.cli, attribute, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "analyze": ("analyze", "analyze", "Read a repository and show what was found, with evidence."),
+    "spec": ("spec", "spec", "Resolve the deployment spec, or print its JSON Schema."),
+    "doctor": ("doctor", "doctor", "Check Python, Node, the CDK CLI and AWS access."),
+    "setup": ("doctor", "setup", "Install the pinned AWS CDK CLI into the per-user cache."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[cmd_name]
+        command = getattr(importlib.import_module(f"hivemind.cli.{module}"), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help text from the table, so listing commands imports none of them.
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hivemind")
+def cli() -> None:
+    """HiveMind reads an application's repository and runs it on AWS.
+
+    \b
+    Start with:
+      hivemind analyze PATH-OR-GIT-URL     what the app is, with evidence
+      hivemind spec show PATH-OR-GIT-URL   what HiveMind would build, and why
+      hivemind doctor                      is this machine ready
+    """
+
+
+def main() -> None:
+    wants_json = "--json" in sys.argv[1:]
+    try:
+        code = cli.main(prog_name="hivemind", standalone_mode=False)
+    except HiveMindError as error:
+        if wants_json:
+            click.echo(json.dumps(error.as_dict(), indent=2))
+        click.echo(error.render(), err=True)
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(EXIT_REFUSED)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(EXIT_BAD_INPUT if isinstance(error, click.UsageError) else error.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

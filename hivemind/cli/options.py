@@ -1,0 +1,95 @@
+"""Options shared by every command that resolves a deployment spec.
+
+Each option overrides one spec field (CLI flags > hivemind.yaml > detection >
+defaults) and has an environment-variable twin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from hivemind.errors import BadInputError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# (option declaration, spec path, click type, help)
+_SPEC_OPTIONS: list[tuple[str, str, Any, str]] = [
+    ("--subdir", "app.subdir", str, "The app's folder inside the repository (monorepos)."),
+    ("--name", "app.name", str, "The app's name (lowercase slug, 2-24 chars)."),
+    ("--runtime-version", "app.runtime_version", str, "Runtime version, e.g. 20 or 3.12."),
+    ("--build-command", "app.build_command", str, "Shell command that builds the app."),
+    ("--start-command", "app.start_command", str, "Shell command that starts it ($PORT is set)."),
+    ("--port", "app.port", int, "The port the app listens on."),
+    ("--health-path", "app.health_path", str, "The path the load balancer checks, e.g. /health."),
+    ("--db-engine", "database.engine", click.Choice(["postgres", "mysql", "none"]),
+     "The managed database to provision."),
+    ("--db-version", "database.engine_version", str, "Database engine version, e.g. 16."),
+    ("--db-instance-class", "database.instance_class", str, "RDS class, e.g. db.t3.micro."),
+    ("--db-storage", "database.storage_gb", int, "Database storage in GiB (20+)."),
+    ("--instance-type", "compute.instance_type", str, "EC2 instance type, e.g. t3.small."),
+    ("--count", "compute.count", int, "Number of instances."),
+    ("--profile", "profile", click.Choice(["stage-1", "production"]),
+     "stage-1: one small instance, no NAT; production: redundant (default)."),
+    ("--region", "region", str, "AWS region, e.g. eu-west-1 (default: $AWS_REGION)."),
+]  # fmt: skip
+
+
+def _envvar(declaration: str) -> str:
+    return "HIVEMIND_" + declaration.lstrip("-").replace("-", "_").upper()
+
+
+def spec_options(function: F) -> F:
+    """Add every spec override option to a command."""
+    decorators = [
+        click.option(declaration, path.replace(".", "__"), type=kind, default=None, help=text,
+                     envvar=_envvar(declaration), show_envvar=True)
+        for declaration, path, kind, text in _SPEC_OPTIONS
+    ]  # fmt: skip
+    decorators += [
+        click.option("--stage-1", "--minimal", "stage_1", is_flag=True, default=False,
+                     help="Same as --profile stage-1."),
+        click.option("--xray/--no-xray", "xray", default=None, envvar="HIVEMIND_XRAY",
+                     show_envvar=True, help="Trace requests with AWS X-Ray."),
+        click.option("--env-var", "env_vars", multiple=True, metavar="NAME",
+                     help="An environment variable the operator must provide (repeatable)."),
+        click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+                     help="A tag for every resource (repeatable)."),
+    ]  # fmt: skip
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def overrides_from(params: dict[str, Any]) -> Any:
+    """The Overrides for the spec options a command received (pops them from params)."""
+    from hivemind.resolve import Overrides  # noqa: PLC0415  (keeps --help light)
+
+    values: dict[str, tuple[object, str]] = {}
+    for declaration, path, _kind, _text in _SPEC_OPTIONS:
+        value = params.pop(path.replace(".", "__"), None)
+        if value is not None:
+            values[path] = (value, declaration)
+    if params.pop("stage_1", False):
+        if "profile" in values and values["profile"][0] != "stage-1":
+            raise BadInputError("--stage-1 and --profile production contradict each other")
+        values["profile"] = ("stage-1", "--stage-1")
+    xray = params.pop("xray", None)
+    if xray is not None:
+        values["xray"] = (xray, "--xray" if xray else "--no-xray")
+    env_vars = params.pop("env_vars", ())
+    if env_vars:
+        values["app.env_vars"] = (tuple(env_vars), "--env-var")
+    tags = params.pop("tags", ())
+    if tags:
+        parsed: dict[str, str] = {}
+        for tag in tags:
+            key, sep, value = tag.partition("=")
+            if not sep or not key:
+                raise BadInputError(f"--tag {tag!r} is not KEY=VALUE",
+                                    next_step="pass tags as --tag team=payments")  # fmt: skip
+            parsed[key] = value
+        values["tags"] = (parsed, "--tag")
+    return Overrides(values)

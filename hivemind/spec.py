@@ -1,0 +1,213 @@
+"""The typed deployment spec: what HiveMind will build, and where each value came from.
+
+`DeploymentSpec` is plain, frozen data. Every field's provenance lives in
+`DeploymentSpec.provenance`, keyed by the field's dotted path (``app.port``),
+so the compiler reads plain values while a person can always ask "why this?".
+The spec is versioned (`schema_version`) and round-trips through JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+
+Language = Literal["node", "python", "go", "java", "ruby"]
+LANGUAGES: tuple[str, ...] = ("node", "python", "go", "java", "ruby")
+Profile = Literal["stage-1", "production"]
+PROFILES: tuple[str, ...] = ("stage-1", "production")
+DatabaseEngine = Literal["postgres", "mysql", "none"]
+DATABASE_ENGINES: tuple[str, ...] = ("postgres", "mysql", "none")
+
+# Engine versions RDS offers that HiveMind's constructs know how to build.
+SUPPORTED_ENGINE_VERSIONS: dict[str, tuple[str, ...]] = {
+    "postgres": ("13", "14", "15", "16", "17"),
+    "mysql": ("8.0", "8.4"),
+}
+
+APP_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$"
+ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$"
+INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"
+DB_INSTANCE_CLASS_PATTERN = r"^db\.[a-z][a-z0-9-]*\.[a-z0-9-]+$"
+RUNTIME_VERSION_PATTERN = r"^\d+(\.\d+){0,2}$"
+# Environment variables HiveMind itself sets on the instances, so the operator never
+# has to: the port always, the database's settings when HiveMind provisions one.
+PROVIDED_ENV_VARS: tuple[str, ...] = ("PORT",)
+PROVIDED_DATABASE_ENV_VARS: tuple[str, ...] = (
+    "DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD",
+)  # fmt: skip
+# Tag keys under these prefixes belong to AWS and to HiveMind itself.
+RESERVED_TAG_PREFIXES = ("aws:", "hivemind:")
+
+
+class Source(StrEnum):
+    """Where a spec value came from, strongest last in precedence order."""
+
+    DEFAULT = "default"
+    DETECTED = "detected"
+    LLM = "llm"
+    USER = "user"
+
+
+class Provenance(BaseModel):
+    """Why a field has its value: the source, the evidence (file:line or flag), a note."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: Source
+    evidence: str | None = None
+    note: str = ""
+
+    def describe(self) -> str:
+        where = f" ({self.evidence})" if self.evidence else ""
+        note = f": {self.note}" if self.note else ""
+        return f"{self.source.value}{where}{note}"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AppSpec(_Frozen):
+    """The application: what it is and how to build, start and check it."""
+
+    name: Annotated[str, Field(pattern=APP_NAME_PATTERN, description="lowercase slug, 2-24 chars")]
+    language: Language
+    framework: str | None = None
+    runtime_version: Annotated[str, Field(pattern=RUNTIME_VERSION_PATTERN)]
+    subdir: str = Field(".", description="the app's folder, relative to the repository root")
+    build_command: str | None = None
+    start_command: Annotated[str, Field(min_length=1)]
+    port: Annotated[int | None, Field(ge=1, le=65535)] = Field(
+        description="the port the app listens on; null for an app that serves no HTTP"
+    )
+    health_path: Annotated[str, Field(pattern=r"^/[^\s]*$")] = "/"
+    env_vars: tuple[Annotated[str, Field(pattern=ENV_VAR_PATTERN)], ...] = Field(
+        (), description="names of environment variables the operator must provide"
+    )
+
+    @field_validator("subdir")
+    @classmethod
+    def _relative_subdir(cls, value: str) -> str:
+        parts = value.replace("\\", "/").strip("/").split("/")
+        if value.startswith("/") or ".." in parts:
+            raise ValueError("must be a folder inside the repository (no leading '/', no '..')")
+        cleaned = "/".join(p for p in parts if p not in ("", "."))
+        return cleaned or "."
+
+    @field_validator("env_vars")
+    @classmethod
+    def _sorted_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted(set(value)))
+
+
+class DatabaseSpec(_Frozen):
+    """The managed database; engine `none` means HiveMind provisions no database."""
+
+    engine: DatabaseEngine = "none"
+    engine_version: str | None = None
+    instance_class: Annotated[str | None, Field(pattern=DB_INSTANCE_CLASS_PATTERN)] = None
+    storage_gb: Annotated[int | None, Field(ge=20, le=65536)] = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DatabaseSpec:
+        if self.engine == "none":
+            extra = [f for f in ("engine_version", "instance_class", "storage_gb")
+                     if getattr(self, f) is not None]  # fmt: skip
+            if extra:
+                raise ValueError(
+                    f"database.{extra[0]} is set but database.engine is none; "
+                    "set database.engine (postgres or mysql) or remove it"
+                )
+            return self
+        allowed = SUPPORTED_ENGINE_VERSIONS[self.engine]
+        if self.engine_version not in allowed:
+            raise ValueError(
+                f"database.engine_version {self.engine_version!r} is not supported for {self.engine}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+        if self.instance_class is None or self.storage_gb is None:
+            raise ValueError(
+                f"database.instance_class and database.storage_gb are required for {self.engine}"
+            )
+        return self
+
+
+class ComputeSpec(_Frozen):
+    """The instances the app runs on."""
+
+    instance_type: Annotated[str, Field(pattern=INSTANCE_TYPE_PATTERN)]
+    count: Annotated[int, Field(ge=1, le=20)]
+
+
+class DeploymentSpec(_Frozen):
+    """Everything HiveMind needs to build and run one deployment."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    app: AppSpec
+    database: DatabaseSpec
+    compute: ComputeSpec
+    profile: Profile
+    region: Annotated[str, Field(pattern=REGION_PATTERN)]
+    xray: bool = False
+    tags: dict[str, str] = Field(default_factory=dict)
+    notes: tuple[str, ...] = Field(
+        (), description="consequences of what was found that the operator should know"
+    )
+    provenance: dict[str, Provenance] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_tags(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key, value in tags.items():
+            if not 1 <= len(key) <= 128 or len(value) > 256:
+                raise ValueError(f"tag {key!r}: keys are 1-128 characters, values up to 256")
+            if key.lower().startswith(RESERVED_TAG_PREFIXES):
+                raise ValueError(
+                    f"tag {key!r}: the prefixes {', '.join(RESERVED_TAG_PREFIXES)} are reserved"
+                )
+            if not re.fullmatch(r"[\w .:/=+\-@]*", key + value):
+                raise ValueError(f"tag {key!r}: only letters, digits, spaces and _.:/=+-@")
+        return tags
+
+    @model_validator(mode="after")
+    def _production_is_redundant(self) -> DeploymentSpec:
+        if self.profile == "production" and self.compute.count < 2:
+            raise ValueError(
+                "compute.count must be at least 2 for the production profile "
+                "(instances across two availability zones); use profile stage-1 for one instance"
+            )
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> DeploymentSpec:
+        return cls.model_validate_json(text)
+
+
+def field_paths() -> list[str]:
+    """Every dotted field path that carries provenance, in spec order."""
+    paths: list[str] = []
+    for name, info in DeploymentSpec.model_fields.items():
+        if name in ("schema_version", "notes", "provenance"):
+            continue
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            paths.extend(f"{name}.{child}" for child in sub.model_fields)
+        else:
+            paths.append(name)
+    return paths
+
+
+def json_schema() -> dict[str, object]:
+    """The JSON Schema of `DeploymentSpec`, as `hivemind spec schema` prints it."""
+    schema = DeploymentSpec.model_json_schema()
+    schema["$id"] = f"https://hivemind.dev/schemas/deployment-spec-v{SCHEMA_VERSION}.json"
+    return schema

