@@ -36,11 +36,19 @@ from hivemind.spec import (
 
 # The one table of profile-dependent defaults.
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "stage-1": {"compute.instance_type": "t3.micro", "compute.count": 1,
-                "database.instance_class": "db.t3.micro", "database.storage_gb": 20},
-    "production": {"compute.instance_type": "t3.small", "compute.count": 2,
-                   "database.instance_class": "db.t3.small", "database.storage_gb": 20},
-}  # fmt: skip
+    "stage-1": {
+        "compute.instance_type": "t3.micro",
+        "compute.count": 1,
+        "database.instance_class": "db.t3.micro",
+        "database.storage_gb": 20,
+    },
+    "production": {
+        "compute.instance_type": "t3.small",
+        "compute.count": 2,
+        "database.instance_class": "db.t3.small",
+        "database.storage_gb": 20,
+    },
+}
 DEFAULT_PROFILE = "production"
 DEFAULT_REGION = "us-east-1"
 # Builds that need more memory than a t3.micro has.
@@ -52,7 +60,9 @@ MONGODB_URL_NAMES = ("MONGODB_URI", "MONGODB_URL", "MONGO_URL", "MONGO_URI")
 
 # What a person should read instead of a regular expression.
 _PATTERN_HINTS = {
-    APP_NAME_PATTERN: "lowercase letters, digits and dashes, 2-24 characters, starting with a letter",
+    APP_NAME_PATTERN: (
+        "lowercase letters, digits and dashes, 2-24 characters, starting with a letter"
+    ),
     ENV_VAR_PATTERN: "letters, digits and underscores, not starting with a digit",
     REGION_PATTERN: "an AWS region such as us-east-1 or eu-west-2",
     INSTANCE_TYPE_PATTERN: "an EC2 instance type such as t3.small",
@@ -108,7 +118,9 @@ def no_app_error(repo: str) -> BadInputError:
     )
 
 
-def spec_for_repo(ref: str, overrides: Overrides | None = None) -> tuple[RepoReading, DeploymentSpec]:
+def spec_for_repo(
+    ref: str, overrides: Overrides | None = None
+) -> tuple[RepoReading, DeploymentSpec]:
     overrides = overrides or Overrides()
     reading = read_repo(ref, overrides)
     return reading, build_spec(reading.profile, reading.config, overrides)
@@ -143,17 +155,16 @@ class _Resolver:
         self.provenance[path] = provenance
         return value
 
-    def pick(
-        self, path: str, fact: Fact | None, default: object, default_note: str = ""
-    ) -> object:
+    def pick(self, path: str, fact: Fact | None, default: object, default_note: str = "") -> object:
         user = self._user(path)
         if user is not None:
             return self._set(path, *user)
         if fact is not None and fact.value is not None:
             evidence = str(fact.evidence) if fact.evidence else None
             note = fact.note or f"from {fact.source}"
-            return self._set(path, fact.value, Provenance(source=Source.DETECTED,
-                                                          evidence=evidence, note=note))  # fmt: skip
+            return self._set(
+                path, fact.value, Provenance(source=Source.DETECTED, evidence=evidence, note=note)
+            )
         return self._set(path, default, Provenance(source=Source.DEFAULT, note=default_note))
 
     def fact(self, name: str) -> Fact | None:
@@ -172,8 +183,12 @@ class _Resolver:
             name_fact = name_fact.model_copy(update={"value": slugify(name_fact.value)})
         self.pick("app.name", name_fact, "app")
         self.pick("app.framework", self.fact("framework"), None, "no framework detected")
-        self.pick("app.runtime_version", self.fact("runtime_version"),
-                  RUNTIME_DEFAULTS.get(language), f"HiveMind's default {language} version")  # fmt: skip
+        self.pick(
+            "app.runtime_version",
+            self.fact("runtime_version"),
+            RUNTIME_DEFAULTS.get(language),
+            f"HiveMind's default {language} version",
+        )
         self.pick("app.subdir", self.profile.app_dir, ".")
         self.pick("app.build_command", self.fact("build_command"), None, "nothing to build")
         start = self.pick("app.start_command", self.fact("start_command"), None)
@@ -185,8 +200,9 @@ class _Resolver:
                 next_step=f"set app.start_command in {CONFIG_FILE}, e.g. "
                 "`app:\\n  start_command: ./run-server --port $PORT`",
             )
-        self.pick("app.port", self.fact("port"), PORT_DEFAULTS.get(language),
-                  f"the usual {language} port")  # fmt: skip
+        self.pick(
+            "app.port", self.fact("port"), PORT_DEFAULTS.get(language), f"the usual {language} port"
+        )
         self.pick("app.health_path", self.fact("health_path"), "/", "no health route found")
 
         engine = self._database(defaults)
@@ -195,10 +211,18 @@ class _Resolver:
         instance_default = defaults["compute.instance_type"]
         if profile == "stage-1" and language in HEAVY_BUILD_LANGUAGES:
             instance_default = HEAVY_BUILD_LANGUAGES[language]
-        self.pick("compute.instance_type", None, instance_default,
-                  f"the {profile} profile's instance type")  # fmt: skip
-        self.pick("compute.count", None, defaults["compute.count"],
-                  f"the {profile} profile's instance count")  # fmt: skip
+        self.pick(
+            "compute.instance_type",
+            None,
+            instance_default,
+            f"the {profile} profile's instance type",
+        )
+        self.pick(
+            "compute.count",
+            None,
+            defaults["compute.count"],
+            f"the {profile} profile's instance count",
+        )
         self._region()
         self.pick("xray", None, False, "tracing is opt-in (--xray)")
         self.pick("tags", None, {}, "no extra tags")
@@ -225,25 +249,43 @@ class _Resolver:
             )
         engine = str(self.pick("database.engine", engine_fact, "none", "no database found"))
         if engine not in SUPPORTED_ENGINE_VERSIONS:
-            for key in ("database.engine_version", "database.instance_class", "database.storage_gb"):
+            for key in (
+                "database.engine_version",
+                "database.instance_class",
+                "database.storage_gb",
+            ):
                 user = self._user(key)
-                self._set(key, *(user or (None, Provenance(source=Source.DEFAULT,
-                                                           note="no database"))))  # fmt: skip
+                self._set(
+                    key, *(user or (None, Provenance(source=Source.DEFAULT, note="no database")))
+                )
             return engine
         version_fact = self.fact("database_version")
         if version_fact is not None and version_fact.value not in SUPPORTED_ENGINE_VERSIONS[engine]:
             self.notes.append(
-                f"{version_fact.evidence} pins {engine} {version_fact.value}, which HiveMind does not "
+                f"{version_fact.evidence} pins {engine} {version_fact.value}, "
+                "which HiveMind does not "
                 f"build; using {ENGINE_VERSION_DEFAULTS[engine]} "
                 f"(supported: {', '.join(SUPPORTED_ENGINE_VERSIONS[engine])})"
             )
             version_fact = None
-        self.pick("database.engine_version", version_fact, ENGINE_VERSION_DEFAULTS[engine],
-                  f"HiveMind's default {engine} version")  # fmt: skip
-        self.pick("database.instance_class", None, defaults["database.instance_class"],
-                  "the profile's database size")  # fmt: skip
-        self.pick("database.storage_gb", None, defaults["database.storage_gb"],
-                  "the smallest gp3 allocation")  # fmt: skip
+        self.pick(
+            "database.engine_version",
+            version_fact,
+            ENGINE_VERSION_DEFAULTS[engine],
+            f"HiveMind's default {engine} version",
+        )
+        self.pick(
+            "database.instance_class",
+            None,
+            defaults["database.instance_class"],
+            "the profile's database size",
+        )
+        self.pick(
+            "database.storage_gb",
+            None,
+            defaults["database.storage_gb"],
+            "the smallest gp3 allocation",
+        )
         return engine
 
     def _env_vars(self, engine: str) -> None:
@@ -264,13 +306,21 @@ class _Resolver:
         user = self._user("app.env_vars")
         if user is not None:
             value, provenance = user
-            self._set("app.env_vars", tuple(value) if isinstance(value, list) else value, provenance)
+            self._set(
+                "app.env_vars", tuple(value) if isinstance(value, list) else value, provenance
+            )
         elif names:
-            self._set("app.env_vars", tuple(sorted(names)),
-                      Provenance(source=Source.DETECTED, note=fact.note))  # fmt: skip
+            self._set(
+                "app.env_vars",
+                tuple(sorted(names)),
+                Provenance(source=Source.DETECTED, note=fact.note),
+            )
         else:
-            self._set("app.env_vars", (), Provenance(source=Source.DEFAULT,
-                                                     note="no variable the operator must set"))  # fmt: skip
+            self._set(
+                "app.env_vars",
+                (),
+                Provenance(source=Source.DEFAULT, note="no variable the operator must set"),
+            )
 
     def _region(self) -> None:
         for variable in ("AWS_REGION", "AWS_DEFAULT_REGION"):
@@ -283,8 +333,11 @@ class _Resolver:
         if user is not None:
             self._set("region", *user)
         else:
-            self._set("region", region_default[0],
-                      Provenance(source=Source.DEFAULT, note=region_default[1]))  # fmt: skip
+            self._set(
+                "region",
+                region_default[0],
+                Provenance(source=Source.DEFAULT, note=region_default[1]),
+            )
 
     def _validate(self) -> DeploymentSpec:
         document: dict[str, Any] = {}

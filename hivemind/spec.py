@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 Language = Literal["node", "python", "go", "java", "ruby"]
 LANGUAGES: tuple[str, ...] = ("node", "python", "go", "java", "ruby")
@@ -39,8 +39,13 @@ RUNTIME_VERSION_PATTERN = r"^\d+(\.\d+){0,2}$"
 # has to: the port always, the database's settings when HiveMind provisions one.
 PROVIDED_ENV_VARS: tuple[str, ...] = ("PORT",)
 PROVIDED_DATABASE_ENV_VARS: tuple[str, ...] = (
-    "DATABASE_URL", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD",
-)  # fmt: skip
+    "DATABASE_URL",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_NAME",
+    "DB_USER",
+    "DB_PASSWORD",
+)
 # Tag keys under these prefixes belong to AWS and to HiveMind itself.
 RESERVED_TAG_PREFIXES = ("aws:", "hivemind:")
 
@@ -117,8 +122,11 @@ class DatabaseSpec(_Frozen):
     @model_validator(mode="after")
     def _consistent(self) -> DatabaseSpec:
         if self.engine == "none":
-            extra = [f for f in ("engine_version", "instance_class", "storage_gb")
-                     if getattr(self, f) is not None]  # fmt: skip
+            extra = [
+                f
+                for f in ("engine_version", "instance_class", "storage_gb")
+                if getattr(self, f) is not None
+            ]
             if extra:
                 raise ValueError(
                     f"database.{extra[0]} is set but database.engine is none; "
@@ -128,7 +136,8 @@ class DatabaseSpec(_Frozen):
         allowed = SUPPORTED_ENGINE_VERSIONS[self.engine]
         if self.engine_version not in allowed:
             raise ValueError(
-                f"database.engine_version {self.engine_version!r} is not supported for {self.engine}; "
+                f"database.engine_version {self.engine_version!r} is not supported "
+                f"for {self.engine}; "
                 f"allowed: {', '.join(allowed)}"
             )
         if self.instance_class is None or self.storage_gb is None:

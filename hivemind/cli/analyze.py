@@ -9,8 +9,13 @@ import click
 
 @click.command()
 @click.argument("repo")
-@click.option("--subdir", default=None, envvar="HIVEMIND_SUBDIR", show_envvar=True,
-              help="Analyze this folder of the repository (monorepos).")
+@click.option(
+    "--subdir",
+    default=None,
+    envvar="HIVEMIND_SUBDIR",
+    show_envvar=True,
+    help="Analyze this folder of the repository (monorepos).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 def analyze(repo: str, subdir: str | None, as_json: bool) -> None:
     """Read REPO (a path or git URL) and print what was found, each fact with its evidence.
@@ -23,8 +28,8 @@ def analyze(repo: str, subdir: str | None, as_json: bool) -> None:
       hivemind analyze https://github.com/acme/shop.git --json
       hivemind analyze ./monorepo --subdir services/api
     """
-    from hivemind.recon.report import render_profile  # noqa: PLC0415
-    from hivemind.resolve import Overrides, read_repo  # noqa: PLC0415
+    from hivemind.recon.report import render_profile
+    from hivemind.resolve import Overrides, read_repo
 
     overrides = Overrides({"app.subdir": (subdir, "--subdir")} if subdir else {})
     reading = read_repo(repo, overrides)

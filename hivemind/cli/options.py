@@ -24,17 +24,25 @@ _SPEC_OPTIONS: list[tuple[str, str, Any, str]] = [
     ("--start-command", "app.start_command", str, "Shell command that starts it ($PORT is set)."),
     ("--port", "app.port", int, "The port the app listens on."),
     ("--health-path", "app.health_path", str, "The path the load balancer checks, e.g. /health."),
-    ("--db-engine", "database.engine", click.Choice(["postgres", "mysql", "none"]),
-     "The managed database to provision."),
+    (
+        "--db-engine",
+        "database.engine",
+        click.Choice(["postgres", "mysql", "none"]),
+        "The managed database to provision.",
+    ),
     ("--db-version", "database.engine_version", str, "Database engine version, e.g. 16."),
     ("--db-instance-class", "database.instance_class", str, "RDS class, e.g. db.t3.micro."),
     ("--db-storage", "database.storage_gb", int, "Database storage in GiB (20+)."),
     ("--instance-type", "compute.instance_type", str, "EC2 instance type, e.g. t3.small."),
     ("--count", "compute.count", int, "Number of instances."),
-    ("--profile", "profile", click.Choice(["stage-1", "production"]),
-     "stage-1: one small instance, no NAT; production: redundant (default)."),
+    (
+        "--profile",
+        "profile",
+        click.Choice(["stage-1", "production"]),
+        "stage-1: one small instance, no NAT; production: redundant (default).",
+    ),
     ("--region", "region", str, "AWS region, e.g. eu-west-1 (default: $AWS_REGION)."),
-]  # fmt: skip
+]
 
 
 def _envvar(declaration: str) -> str:
@@ -44,20 +52,49 @@ def _envvar(declaration: str) -> str:
 def spec_options(function: F) -> F:
     """Add every spec override option to a command."""
     decorators = [
-        click.option(declaration, path.replace(".", "__"), type=kind, default=None, help=text,
-                     envvar=_envvar(declaration), show_envvar=True)
+        click.option(
+            declaration,
+            path.replace(".", "__"),
+            type=kind,
+            default=None,
+            help=text,
+            envvar=_envvar(declaration),
+            show_envvar=True,
+        )
         for declaration, path, kind, text in _SPEC_OPTIONS
-    ]  # fmt: skip
+    ]
     decorators += [
-        click.option("--stage-1", "--minimal", "stage_1", is_flag=True, default=False,
-                     help="Same as --profile stage-1."),
-        click.option("--xray/--no-xray", "xray", default=None, envvar="HIVEMIND_XRAY",
-                     show_envvar=True, help="Trace requests with AWS X-Ray."),
-        click.option("--env-var", "env_vars", multiple=True, metavar="NAME",
-                     help="An environment variable the operator must provide (repeatable)."),
-        click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
-                     help="A tag for every resource (repeatable)."),
-    ]  # fmt: skip
+        click.option(
+            "--stage-1",
+            "--minimal",
+            "stage_1",
+            is_flag=True,
+            default=False,
+            help="Same as --profile stage-1.",
+        ),
+        click.option(
+            "--xray/--no-xray",
+            "xray",
+            default=None,
+            envvar="HIVEMIND_XRAY",
+            show_envvar=True,
+            help="Trace requests with AWS X-Ray.",
+        ),
+        click.option(
+            "--env-var",
+            "env_vars",
+            multiple=True,
+            metavar="NAME",
+            help="An environment variable the operator must provide (repeatable).",
+        ),
+        click.option(
+            "--tag",
+            "tags",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="A tag for every resource (repeatable).",
+        ),
+    ]
     for decorator in reversed(decorators):
         function = decorator(function)
     return function
@@ -65,7 +102,7 @@ def spec_options(function: F) -> F:
 
 def overrides_from(params: dict[str, Any]) -> Any:
     """The Overrides for the spec options a command received (pops them from params)."""
-    from hivemind.resolve import Overrides  # noqa: PLC0415  (keeps --help light)
+    from hivemind.resolve import Overrides
 
     values: dict[str, tuple[object, str]] = {}
     for declaration, path, _kind, _text in _SPEC_OPTIONS:
@@ -88,8 +125,9 @@ def overrides_from(params: dict[str, Any]) -> Any:
         for tag in tags:
             key, sep, value = tag.partition("=")
             if not sep or not key:
-                raise BadInputError(f"--tag {tag!r} is not KEY=VALUE",
-                                    next_step="pass tags as --tag team=payments")  # fmt: skip
+                raise BadInputError(
+                    f"--tag {tag!r} is not KEY=VALUE", next_step="pass tags as --tag team=payments"
+                )
             parsed[key] = value
         values["tags"] = (parsed, "--tag")
     return Overrides(values)

@@ -38,8 +38,9 @@ LOOKED_FOR = (
 )
 
 
-def analyze(checkout: RepoCheckout, *, subdir: str | None = None,
-            subdir_evidence: str | None = None) -> AppProfile:  # fmt: skip
+def analyze(
+    checkout: RepoCheckout, *, subdir: str | None = None, subdir_evidence: str | None = None
+) -> AppProfile:
     """Analyze the repository; `subdir` (from the user) pins the app's folder."""
     files = RepoFiles(checkout.path)
     candidates = find_candidates(files)
@@ -54,12 +55,21 @@ def analyze(checkout: RepoCheckout, *, subdir: str | None = None,
             stack.detect(app, findings)
         detect_shared(app, findings, stack.LANGUAGE)
         scan_env_reads(app, findings)
-        findings.add("name", slugify(app.name), "folder", Evidence(file=app.repo_path(".")),
-                     "the folder's name")  # fmt: skip
+        findings.add(
+            "name",
+            slugify(app.name),
+            "folder",
+            Evidence(file=app.repo_path(".")),
+            "the folder's name",
+        )
         findings.add("health_path", "/", "default", note="no health route found")
         if not findings.has("database_engine"):
-            findings.add("database_engine", "none", "default",
-                         note="no database driver, ORM setting, DATABASE_URL or compose service")  # fmt: skip
+            findings.add(
+                "database_engine",
+                "none",
+                "default",
+                note="no database driver, ORM setting, DATABASE_URL or compose service",
+            )
     return AppProfile(
         repo=checkout.ref,
         commit=checkout.commit,
@@ -87,8 +97,13 @@ def find_candidates(files: RepoFiles) -> list[Candidate]:
         if chosen is not None:
             found = chosen[0].framework(app)
             framework = found[0] if found else None
-        out.append(Candidate(path=folder or ".", language=chosen[0].LANGUAGE if chosen else None,
-                             framework=framework))  # fmt: skip
+        out.append(
+            Candidate(
+                path=folder or ".",
+                language=chosen[0].LANGUAGE if chosen else None,
+                framework=framework,
+            )
+        )
     return out
 
 
@@ -111,7 +126,9 @@ def _choose_app_dir(
     others = ", ".join(f"{c.path} ({c.framework or c.language or 'unknown'})" for c in candidates)
     root = candidates[0] if candidates[0].path == "." else None
     if root and root.framework:
-        return Fact(value=".", source="detected", note=f"the repository root is a {root.framework} app")
+        return Fact(
+            value=".", source="detected", note=f"the repository root is a {root.framework} app"
+        )
     with_framework = [c for c in candidates if c.framework]
     if with_framework:
         ranked = sorted(with_framework, key=lambda c: _rank_dir(files, c.path))
@@ -119,16 +136,25 @@ def _choose_app_dir(
         if len(ranked) == 1:
             why = f"the only folder with a web framework ({best.framework})"
         else:
-            why = (f"{len(ranked)} folders have a web framework; {best.path} ranks first "
-                   "(a Procfile/Dockerfile, then a server-like name, then the shallowest)")  # fmt: skip
-        return Fact(value=best.path, source="detected",
-                    note=f"{why}; candidates: {others}; set app.subdir in hivemind.yaml "
-                         "to choose another")  # fmt: skip
+            why = (
+                f"{len(ranked)} folders have a web framework; {best.path} ranks first "
+                "(a Procfile/Dockerfile, then a server-like name, then the shallowest)"
+            )
+        return Fact(
+            value=best.path,
+            source="detected",
+            note=f"{why}; candidates: {others}; set app.subdir in hivemind.yaml to choose another",
+        )
     if root:
-        return Fact(value=".", source="detected", note=f"the repository root is a {root.language} app")
+        return Fact(
+            value=".", source="detected", note=f"the repository root is a {root.language} app"
+        )
     best = sorted(candidates, key=lambda c: _rank_dir(files, c.path))[0]
-    return Fact(value=best.path, source="detected",
-                note=f"no folder has a known web framework; candidates: {others}")  # fmt: skip
+    return Fact(
+        value=best.path,
+        source="detected",
+        note=f"no folder has a known web framework; candidates: {others}",
+    )
 
 
 def _rank_dir(files: RepoFiles, path: str) -> tuple[int, int, int, str]:
@@ -146,21 +172,21 @@ def _choose_language(app: AppFiles) -> tuple[ModuleType, Evidence, str] | None:
     hinted = _hinted_language(app)
     with_framework = [(s, found) for s in present if (found := s.framework(app))]
     if with_framework:
-        with_framework.sort(key=lambda pair: pair[0].LANGUAGE != hinted)
+        with_framework.sort(key=lambda pair: hinted != pair[0].LANGUAGE)
         stack, (name, _evidence) = with_framework[0]
         manifest = next(m for m in stack.MANIFESTS if app.exists(m))
-        return stack, app.evidence(manifest), f"{manifest} with {name}"
+        return stack, app.evidence(manifest), f"declares {name}"
     for stack in present:
-        if stack.LANGUAGE == hinted:
+        if hinted == stack.LANGUAGE:
             manifest = next(m for m in stack.MANIFESTS if app.exists(m))
-            return stack, app.evidence(manifest), manifest
+            return stack, app.evidence(manifest), "matches the Procfile's or Dockerfile's command"
     if present:
         manifest = next(m for m in present[0].MANIFESTS if app.exists(m))
-        return present[0], app.evidence(manifest), manifest
+        return present[0], app.evidence(manifest), "the manifest is present"
     if hinted:
-        stack = next(s for s in STACKS if s.LANGUAGE == hinted)
+        stack = next(s for s in STACKS if hinted == s.LANGUAGE)
         source = "Procfile" if procfile_web(app) else "Dockerfile"
-        return stack, app.evidence(source), f"the {source}'s command or base image"
+        return stack, app.evidence(source), "the command or base image it names"
     return None
 
 

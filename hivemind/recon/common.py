@@ -13,28 +13,65 @@ import yaml
 from hivemind.recon.files import AppFiles, code_lines
 from hivemind.recon.findings import HEALTH_PATHS, Findings, normalize_version
 
-ENV_EXAMPLE_FILES = (".env.example", ".env.sample", ".env.template", ".env.dist", "env.example",
-                     "example.env")  # fmt: skip
+ENV_EXAMPLE_FILES = (
+    ".env.example",
+    ".env.sample",
+    ".env.template",
+    ".env.dist",
+    "env.example",
+    "example.env",
+)
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.yaml", "compose.yml", "compose.yaml")
-SOURCE_SUFFIXES = (".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx", ".py", ".go", ".java", ".kt",
-                   ".rb")  # fmt: skip
+SOURCE_SUFFIXES = (
+    ".js",
+    ".mjs",
+    ".cjs",
+    ".ts",
+    ".tsx",
+    ".jsx",
+    ".py",
+    ".go",
+    ".java",
+    ".kt",
+    ".rb",
+)
 
 # Base images that name the language runtime, and where their tag holds its version.
 _IMAGE_LANGUAGE = {
-    "node": "node", "python": "python", "golang": "go", "ruby": "ruby",
-    "eclipse-temurin": "java", "openjdk": "java", "amazoncorretto": "java",
-}  # fmt: skip
-_DB_IMAGES = {"postgres": "postgres", "postgis/postgis": "postgres", "mysql": "mysql",
-              "mariadb": "mysql", "mongo": "mongodb"}  # fmt: skip
-_URL_SCHEMES = {"postgres": "postgres", "postgresql": "postgres", "mysql": "mysql",
-                "mysql2": "mysql", "mariadb": "mysql", "mongodb": "mongodb",
-                "mongodb+srv": "mongodb", "sqlite": "sqlite"}  # fmt: skip
+    "node": "node",
+    "python": "python",
+    "golang": "go",
+    "ruby": "ruby",
+    "eclipse-temurin": "java",
+    "openjdk": "java",
+    "amazoncorretto": "java",
+}
+_DB_IMAGES = {
+    "postgres": "postgres",
+    "postgis/postgis": "postgres",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+    "mongo": "mongodb",
+}
+_URL_SCHEMES = {
+    "postgres": "postgres",
+    "postgresql": "postgres",
+    "mysql": "mysql",
+    "mysql2": "mysql",
+    "mariadb": "mysql",
+    "mongodb": "mongodb",
+    "mongodb+srv": "mongodb",
+    "sqlite": "sqlite",
+}
 _COMMAND_PORT = re.compile(
     r"(?:--bind|-b)[= ]\s*[^\s:$]*:(\d{2,5})\b|--port[= ](\d{2,5})\b|(?:^|\s)-p\s+(\d{2,5})\b"
     r"|\bPORT=(\d{2,5})\b"
 )
 _COMMAND_LANGUAGE = (
-    (re.compile(r"\b(gunicorn|uvicorn|hypercorn|daphne|waitress-serve|python3?|flask)\b"), "python"),
+    (
+        re.compile(r"\b(gunicorn|uvicorn|hypercorn|daphne|waitress-serve|python3?|flask)\b"),
+        "python",
+    ),
     (re.compile(r"\b(bundle|rails|puma|rackup|ruby)\b"), "ruby"),
     (re.compile(r"\bjava\b"), "java"),
     (re.compile(r"\b(node|npm|yarn|pnpm|npx)\b"), "node"),
@@ -107,8 +144,9 @@ def dockerfile_hints(files: AppFiles) -> DockerfileHints | None:
         elif instruction in ("CMD", "ENTRYPOINT"):
             command_text = _exec_form(rest)
             if command_text:
-                command = StartHint(command_text, command_language(command_text), "Dockerfile",
-                                    number)  # fmt: skip
+                command = StartHint(
+                    command_text, command_language(command_text), "Dockerfile", number
+                )
     if language is None and expose is None and command is None:
         return None
     return DockerfileHints(language, version, from_line, expose, expose_line, command)
@@ -149,14 +187,24 @@ def _dockerfile(files: AppFiles, findings: Findings, language: str) -> None:
     if hints is None:
         return
     if hints.language == language and hints.version:
-        findings.add("runtime_version", hints.version, "dockerfile",
-                     files.evidence("Dockerfile", hints.from_line), "the base image's tag")  # fmt: skip
+        findings.add(
+            "runtime_version",
+            hints.version,
+            "dockerfile",
+            files.evidence("Dockerfile", hints.from_line),
+            "the base image's tag",
+        )
     if hints.expose:
-        findings.add("port", hints.expose, "dockerfile",
-                     files.evidence("Dockerfile", hints.expose_line))  # fmt: skip
+        findings.add(
+            "port", hints.expose, "dockerfile", files.evidence("Dockerfile", hints.expose_line)
+        )
     if hints.command and hints.command.language in (language, None):
-        findings.add("start_command", hints.command.command, "dockerfile",
-                     files.evidence("Dockerfile", hints.command.line))  # fmt: skip
+        findings.add(
+            "start_command",
+            hints.command.command,
+            "dockerfile",
+            files.evidence("Dockerfile", hints.command.line),
+        )
 
 
 def _compose(files: AppFiles, findings: Findings) -> None:
@@ -206,8 +254,13 @@ def _env_example(files: AppFiles, findings: Findings) -> None:
         if key.endswith("DATABASE_URL") or key.endswith("DB_URL") or key == "MONGODB_URI":
             engine = database_from_url(value)
             if engine:
-                findings.add("database_engine", engine, "env-example", evidence,
-                             f"{key} uses {value.split(':', 1)[0]}://")  # fmt: skip
+                findings.add(
+                    "database_engine",
+                    engine,
+                    "env-example",
+                    evidence,
+                    f"{key} uses {value.split(':', 1)[0]}://",
+                )
 
 
 def database_from_url(url: str) -> str | None:
@@ -223,17 +276,23 @@ _OPTIONAL = False
 _ENV_READS: dict[tuple[str, ...], list[tuple[re.Pattern[str], bool]]] = {
     (".js", ".mjs", ".cjs", ".ts", ".tsx", ".jsx"): [
         (re.compile(r"process\.env\.([A-Za-z_]\w*)\b(?!\s*(?:\|\||\?\?))"), _REQUIRED),
-        (re.compile(r"process\.env\[\s*['\"]([A-Za-z_]\w*)['\"]\s*\](?!\s*(?:\|\||\?\?))"),
-         _REQUIRED),
+        (
+            re.compile(r"process\.env\[\s*['\"]([A-Za-z_]\w*)['\"]\s*\](?!\s*(?:\|\||\?\?))"),
+            _REQUIRED,
+        ),
         (re.compile(r"process\.env\.([A-Za-z_]\w*)\s*(?:\|\||\?\?)"), _OPTIONAL),
         (re.compile(r"process\.env\[\s*['\"]([A-Za-z_]\w*)['\"]\s*\]\s*(?:\|\||\?\?)"), _OPTIONAL),
     ],
     (".py",): [
         (re.compile(r"os\.environ\[\s*['\"]([A-Za-z_]\w*)['\"]\s*\]"), _REQUIRED),
-        (re.compile(r"(?:os\.environ\.get|os\.getenv|getenv)\(\s*['\"]([A-Za-z_]\w*)['\"]\s*\)"),
-         _REQUIRED),
-        (re.compile(r"(?:os\.environ\.get|os\.getenv|getenv)\(\s*['\"]([A-Za-z_]\w*)['\"]\s*,"),
-         _OPTIONAL),
+        (
+            re.compile(r"(?:os\.environ\.get|os\.getenv|getenv)\(\s*['\"]([A-Za-z_]\w*)['\"]\s*\)"),
+            _REQUIRED,
+        ),
+        (
+            re.compile(r"(?:os\.environ\.get|os\.getenv|getenv)\(\s*['\"]([A-Za-z_]\w*)['\"]\s*,"),
+            _OPTIONAL,
+        ),
     ],
     (".go",): [
         (re.compile(r"os\.(?:Getenv|LookupEnv)\(\s*\"([A-Za-z_]\w*)\"\s*\)"), _REQUIRED),
@@ -269,15 +328,19 @@ def scan_env_reads(files: AppFiles, findings: Findings) -> None:
             for number, line in code_lines(rel, files.read(rel) or ""):
                 for pattern, required in patterns:
                     for match in pattern.finditer(line):
-                        findings.env(match.group(1), required=required,
-                                     evidence=files.evidence(rel, number))  # fmt: skip
+                        findings.env(
+                            match.group(1), required=required, evidence=files.evidence(rel, number)
+                        )
                 if suffixes[0] == ".js":
                     for match in _JS_DESTRUCTURE.finditer(line):
                         for part in match.group(1).split(","):
                             name = part.split("=")[0].split(":")[0].strip()
                             if re.fullmatch(r"[A-Za-z_]\w*", name):
-                                findings.env(name, required="=" not in part,
-                                             evidence=files.evidence(rel, number))  # fmt: skip
+                                findings.env(
+                                    name,
+                                    required="=" not in part,
+                                    evidence=files.evidence(rel, number),
+                                )
 
 
 _ROUTE = re.compile(
@@ -318,5 +381,11 @@ def _health_routes(files: AppFiles, findings: Findings) -> None:
                 found.setdefault(path, (rel, None))
     for path in HEALTH_PATHS:
         if path in found:
-            rel, number = found[path]
-            findings.add("health_path", path, "code", files.evidence(rel, number), "a health route")
+            route_file, route_line = found[path]
+            findings.add(
+                "health_path",
+                path,
+                "code",
+                files.evidence(route_file, route_line),
+                "a health route",
+            )

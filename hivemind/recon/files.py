@@ -21,13 +21,40 @@ from hivemind.recon.model import Evidence
 # Folders that hold dependencies, build output or tool caches, never app source.
 SKIP_DIRS = frozenset(
     {
-        ".git", ".hg", ".svn", "node_modules", "bower_components", "jspm_packages",
-        ".venv", "venv", "__pycache__", ".tox", ".nox", ".mypy_cache", ".pytest_cache",
-        ".ruff_cache", "site-packages", "vendor", ".bundle", ".gradle", ".idea", ".vscode",
-        "target", ".next", ".nuxt", ".svelte-kit", ".cache", ".terraform", "cdk.out",
-        ".serverless", ".aws-sam", "coverage", ".yarn", ".pnpm-store",
+        ".git",
+        ".hg",
+        ".svn",
+        "node_modules",
+        "bower_components",
+        "jspm_packages",
+        ".venv",
+        "venv",
+        "__pycache__",
+        ".tox",
+        ".nox",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        "site-packages",
+        "vendor",
+        ".bundle",
+        ".gradle",
+        ".idea",
+        ".vscode",
+        "target",
+        ".next",
+        ".nuxt",
+        ".svelte-kit",
+        ".cache",
+        ".terraform",
+        "cdk.out",
+        ".serverless",
+        ".aws-sam",
+        "coverage",
+        ".yarn",
+        ".pnpm-store",
     }
-)  # fmt: skip
+)
 MAX_READ_BYTES = 512 * 1024
 _TEST_DIR_NAMES = frozenset({"test", "tests", "__tests__", "spec", "specs", "testdata", "e2e"})
 _TEST_FILE = re.compile(
@@ -66,7 +93,10 @@ class RepoFiles:
             gitignore = abs_dir / ".gitignore"
             if gitignore.is_file():
                 lines = gitignore.read_text(encoding="utf-8", errors="replace").splitlines()
-                rules = [*inherited, _IgnoreRules(rel_dir, pathspec.GitIgnoreSpec.from_lines(lines))]
+                rules = [
+                    *inherited,
+                    _IgnoreRules(rel_dir, pathspec.GitIgnoreSpec.from_lines(lines)),
+                ]
             try:
                 entries = list(os.scandir(abs_dir))
             except OSError:
@@ -164,7 +194,7 @@ class AppFiles:
     def find_line(self, rel: str, needle: str | re.Pattern[str]) -> int | None:
         """The first line (1-based) of the file containing the text or matching the pattern."""
         for number, line in enumerate((self.read(rel) or "").splitlines(), start=1):
-            if (needle.search(line) if isinstance(needle, re.Pattern) else needle in line):
+            if needle.search(line) if isinstance(needle, re.Pattern) else needle in line:
                 return number
         return None
 
@@ -181,8 +211,11 @@ _HASH_COMMENTS = (".py", ".rb", ".yml", ".yaml", ".properties", ".toml", ".cfg",
 def code_lines(rel: str, text: str) -> Iterator[tuple[int, str]]:
     """Numbered lines of the file minus whole-line and block comments."""
     hash_comments = rel.endswith(_HASH_COMMENTS) or PurePosixPath(rel).name in (
-        "Procfile", "Dockerfile", "Gemfile", ".env.example",
-    )  # fmt: skip
+        "Procfile",
+        "Dockerfile",
+        "Gemfile",
+        ".env.example",
+    )
     in_block = False
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from hivemind.recon.model import Evidence, EnvVar, Fact, FactValue
+from hivemind.recon.model import EnvVar, Evidence, Fact, FactValue
 
 # For each fact, the kinds of signal in order of trust; the first kind present wins,
 # and within a kind the first signal found. Facts not listed: the first signal wins.
@@ -18,8 +18,17 @@ SOURCE_ORDER: dict[str, tuple[str, ...]] = {
     "health_path": ("code", "config", "default"),
 }
 
-HEALTH_PATHS = ("/health", "/healthz", "/healthcheck", "/up", "/actuator/health", "/api/health",
-                "/livez", "/readyz", "/ping")  # fmt: skip
+HEALTH_PATHS = (
+    "/health",
+    "/healthz",
+    "/healthcheck",
+    "/up",
+    "/actuator/health",
+    "/api/health",
+    "/livez",
+    "/readyz",
+    "/ping",
+)
 
 
 @dataclass
@@ -60,7 +69,9 @@ class Findings:
         if order is not None and source not in order:
             raise ValueError(f"unknown source {source!r} for fact {fact!r}")
         self._count += 1
-        self._signals.setdefault(fact, []).append(_Signal(value, source, evidence, note, self._count))
+        self._signals.setdefault(fact, []).append(
+            _Signal(value, source, evidence, note, self._count)
+        )
 
     def has(self, fact: str) -> bool:
         return fact in self._signals

@@ -11,14 +11,24 @@ from hivemind.recon.model import Evidence
 
 LANGUAGE = "go"
 MANIFESTS = ("go.mod",)
-FRAMEWORKS = (("github.com/gin-gonic/gin", "gin"), ("github.com/labstack/echo", "echo"),
-              ("github.com/gofiber/fiber", "fiber"), ("github.com/go-chi/chi", "chi"))  # fmt: skip
+FRAMEWORKS = (
+    ("github.com/gin-gonic/gin", "gin"),
+    ("github.com/labstack/echo", "echo"),
+    ("github.com/gofiber/fiber", "fiber"),
+    ("github.com/go-chi/chi", "chi"),
+)
 DEFAULT_PORT = 8080
-DRIVERS = (("github.com/lib/pq", "postgres"), ("github.com/jackc/pgx", "postgres"),
-           ("gorm.io/driver/postgres", "postgres"), ("github.com/go-sql-driver/mysql", "mysql"),
-           ("gorm.io/driver/mysql", "mysql"), ("go.mongodb.org/mongo-driver", "mongodb"),
-           ("github.com/mattn/go-sqlite3", "sqlite"), ("modernc.org/sqlite", "sqlite"),
-           ("gorm.io/driver/sqlite", "sqlite"))  # fmt: skip
+DRIVERS = (
+    ("github.com/lib/pq", "postgres"),
+    ("github.com/jackc/pgx", "postgres"),
+    ("gorm.io/driver/postgres", "postgres"),
+    ("github.com/go-sql-driver/mysql", "mysql"),
+    ("gorm.io/driver/mysql", "mysql"),
+    ("go.mongodb.org/mongo-driver", "mongodb"),
+    ("github.com/mattn/go-sqlite3", "sqlite"),
+    ("modernc.org/sqlite", "sqlite"),
+    ("gorm.io/driver/sqlite", "sqlite"),
+)
 _GO_DIRECTIVE = re.compile(r"^go\s+(\d+\.\d+(?:\.\d+)?)\s*$")
 _MODULE = re.compile(r"^module\s+(\S+)")
 _PORT_IN_CODE = (
@@ -51,14 +61,23 @@ def detect(files: AppFiles, findings: Findings) -> None:
     if found:
         findings.add("framework", found[0], "manifest", found[1])
     for number, line in enumerate((files.read("go.mod") or "").splitlines(), start=1):
-        module = _MODULE.match(line)
-        if module:
-            findings.add("name", module.group(1).rsplit("/", 1)[-1], "manifest",
-                         files.evidence("go.mod", number))  # fmt: skip
+        module_line = _MODULE.match(line)
+        if module_line:
+            findings.add(
+                "name",
+                module_line.group(1).rsplit("/", 1)[-1],
+                "manifest",
+                files.evidence("go.mod", number),
+            )
         directive = _GO_DIRECTIVE.match(line.strip())
         if directive:
-            findings.add("runtime_version", normalize_version(directive.group(1)), "manifest",
-                         files.evidence("go.mod", number), "go.mod's go directive")  # fmt: skip
+            findings.add(
+                "runtime_version",
+                normalize_version(directive.group(1)),
+                "manifest",
+                files.evidence("go.mod", number),
+                "go.mod's go directive",
+            )
 
     for rel in files.source_files(".go"):
         for pattern in _PORT_IN_CODE:
@@ -74,8 +93,13 @@ def detect(files: AppFiles, findings: Findings) -> None:
     main_dir = _main_package(files)
     binary = "bin/app"
     target = "." if main_dir in ("", ".") else f"./{main_dir}"
-    findings.add("build_command", f"go build -o {binary} {target}", "stack",
-                 files.evidence("go.mod"), "build the main package")  # fmt: skip
+    findings.add(
+        "build_command",
+        f"go build -o {binary} {target}",
+        "stack",
+        files.evidence("go.mod"),
+        "build the main package",
+    )
     findings.add("start_command", f"./{binary}", "stack", files.evidence("go.mod"))
 
 

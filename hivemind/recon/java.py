@@ -14,9 +14,13 @@ from hivemind.recon.model import Evidence
 LANGUAGE = "java"
 MANIFESTS = ("pom.xml", "build.gradle", "build.gradle.kts")
 DEFAULT_PORT = 8080
-DRIVERS = (("org.postgresql", "postgres"), ("mysql-connector", "mysql"),
-           ("mariadb-java-client", "mysql"), ("spring-boot-starter-data-mongodb", "mongodb"),
-           ("sqlite-jdbc", "sqlite"))  # fmt: skip
+DRIVERS = (
+    ("org.postgresql", "postgres"),
+    ("mysql-connector", "mysql"),
+    ("mariadb-java-client", "mysql"),
+    ("spring-boot-starter-data-mongodb", "mongodb"),
+    ("sqlite-jdbc", "sqlite"),
+)
 _MAVEN_JAVA = re.compile(
     r"<(?:java\.version|maven\.compiler\.release|maven\.compiler\.source|release)>\s*"
     r"([\d.]+)\s*<"
@@ -27,8 +31,11 @@ _GRADLE_JAVA = re.compile(
 )
 _ARTIFACT = re.compile(r"<artifactId>([^<]+)</artifactId>")
 _VERSION = re.compile(r"<version>([^<]+)</version>")
-_CONFIG_FILES = ("src/main/resources/application.properties", "src/main/resources/application.yml",
-                 "src/main/resources/application.yaml")  # fmt: skip
+_CONFIG_FILES = (
+    "src/main/resources/application.properties",
+    "src/main/resources/application.yml",
+    "src/main/resources/application.yaml",
+)
 
 
 def _build_file(files: AppFiles) -> str | None:
@@ -62,27 +69,38 @@ def detect(files: AppFiles, findings: Findings) -> None:
     pattern = _MAVEN_JAVA if build == "pom.xml" else _GRADLE_JAVA
     for number, match in files.scan(build, pattern):
         raw = next(g for g in match.groups() if g)
-        findings.add("runtime_version", _java_version(raw), "manifest",
-                     files.evidence(build, number))  # fmt: skip
+        findings.add(
+            "runtime_version", _java_version(raw), "manifest", files.evidence(build, number)
+        )
         break
 
     _config(files, findings)
     findings.add("port", DEFAULT_PORT, "default", note="Spring Boot's default port")
     if files.find_line(build, "spring-boot-starter-actuator"):
-        findings.add("health_path", "/actuator/health", "config",
-                     files.evidence(build, files.find_line(build, "spring-boot-starter-actuator")),
-                     "Spring Boot Actuator's health endpoint")  # fmt: skip
+        findings.add(
+            "health_path",
+            "/actuator/health",
+            "config",
+            files.evidence(build, files.find_line(build, "spring-boot-starter-actuator")),
+            "Spring Boot Actuator's health endpoint",
+        )
     for needle, engine in DRIVERS:
         line = files.find_line(build, needle)
         if line:
-            findings.add("database_engine", engine, "driver", files.evidence(build, line),
-                         f"depends on {needle}")  # fmt: skip
+            findings.add(
+                "database_engine",
+                engine,
+                "driver",
+                files.evidence(build, line),
+                f"depends on {needle}",
+            )
 
     jar: str
     if build == "pom.xml":
         wrapper = "./mvnw" if files.exists("mvnw") else "mvn"
-        findings.add("build_command", f"{wrapper} -B -q -DskipTests package", "stack",
-                     files.evidence(build))  # fmt: skip
+        findings.add(
+            "build_command", f"{wrapper} -B -q -DskipTests package", "stack", files.evidence(build)
+        )
         artifact, version = _pom_coordinates(text)
         if artifact and version and "$" not in artifact + version:
             findings.add("name", artifact, "manifest", files.evidence(build))
@@ -91,22 +109,34 @@ def detect(files: AppFiles, findings: Findings) -> None:
             jar = "$(ls target/*.jar | grep -v -- '-plain.jar' | head -n 1)"
     else:
         wrapper = "./gradlew" if files.exists("gradlew") else "gradle"
-        findings.add("build_command", f"{wrapper} --no-daemon -q bootJar -x test", "stack",
-                     files.evidence(build))  # fmt: skip
+        findings.add(
+            "build_command",
+            f"{wrapper} --no-daemon -q bootJar -x test",
+            "stack",
+            files.evidence(build),
+        )
         jar = "$(ls build/libs/*.jar | grep -v -- '-plain.jar' | head -n 1)"
-    findings.add("start_command", f"java -Dserver.port=$PORT -jar {jar}", "stack",
-                 files.evidence(build), "the Spring Boot jar")  # fmt: skip
+    findings.add(
+        "start_command",
+        f"java -Dserver.port=$PORT -jar {jar}",
+        "stack",
+        files.evidence(build),
+        "the Spring Boot jar",
+    )
 
 
 def _pom_coordinates(pom: str) -> tuple[str | None, str | None]:
     """The project's own artifactId and version (not the parent's)."""
     body = re.sub(r"<parent>.*?</parent>", "", pom, flags=re.S)
-    body = re.sub(r"<(dependencies|build|dependencyManagement|profiles)>.*?</\1>", "", body,
-                  flags=re.S)  # fmt: skip
+    body = re.sub(
+        r"<(dependencies|build|dependencyManagement|profiles)>.*?</\1>", "", body, flags=re.S
+    )
     artifact = _ARTIFACT.search(body)
     version = _VERSION.search(body)
-    return (artifact.group(1).strip() if artifact else None,
-            version.group(1).strip() if version else None)  # fmt: skip
+    return (
+        artifact.group(1).strip() if artifact else None,
+        version.group(1).strip() if version else None,
+    )
 
 
 def _config(files: AppFiles, findings: Findings) -> None:
@@ -123,9 +153,9 @@ def _config(files: AppFiles, findings: Findings) -> None:
                 data = yaml.safe_load(text)
             except yaml.YAMLError:
                 continue
-            for key, value in _flatten(data):
-                line = files.find_line(rel, key.rsplit(".", 1)[-1] + ":")
-                _setting(files, findings, rel, line, key, str(value))
+            for dotted, setting in _flatten(data):
+                line_no = files.find_line(rel, dotted.rsplit(".", 1)[-1] + ":")
+                _setting(files, findings, rel, line_no, dotted, str(setting))
 
 
 def _setting(
@@ -137,8 +167,9 @@ def _setting(
         if port:
             findings.add("port", int(port.group(1)), "config", evidence)
     elif key == "spring.datasource.url":
-        findings.add("database_engine", database_from_url(value), "config", evidence,
-                     "spring.datasource.url")  # fmt: skip
+        findings.add(
+            "database_engine", database_from_url(value), "config", evidence, "spring.datasource.url"
+        )
 
 
 def _flatten(data: object, prefix: str = "") -> list[tuple[str, object]]:

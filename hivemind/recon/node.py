@@ -13,22 +13,41 @@ from hivemind.recon.model import Evidence
 LANGUAGE = "node"
 MANIFESTS = ("package.json",)
 # Most specific first: nest and next bring express along.
-FRAMEWORKS = (("@nestjs/core", "nest"), ("next", "next"), ("fastify", "fastify"),
-              ("koa", "koa"), ("express", "express"))  # fmt: skip
+FRAMEWORKS = (
+    ("@nestjs/core", "nest"),
+    ("next", "next"),
+    ("fastify", "fastify"),
+    ("koa", "koa"),
+    ("express", "express"),
+)
 DEFAULT_PORT = 3000
 # Server-database drivers before sqlite: an app with both uses sqlite for tests.
-DRIVERS = (("pg", "postgres"), ("postgres", "postgres"), ("pg-promise", "postgres"),
-           ("mysql", "mysql"), ("mysql2", "mysql"), ("mongoose", "mongodb"),
-           ("mongodb", "mongodb"), ("sqlite3", "sqlite"), ("better-sqlite3", "sqlite"))  # fmt: skip
+DRIVERS = (
+    ("pg", "postgres"),
+    ("postgres", "postgres"),
+    ("pg-promise", "postgres"),
+    ("mysql", "mysql"),
+    ("mysql2", "mysql"),
+    ("mongoose", "mongodb"),
+    ("mongodb", "mongodb"),
+    ("sqlite3", "sqlite"),
+    ("better-sqlite3", "sqlite"),
+)
 _SOURCES = (".js", ".mjs", ".cjs", ".ts")
 _PORT_IN_CODE = (
     re.compile(r"PORT\s*(?:\|\||\?\?)\s*['\"]?(\d{2,5})"),
     re.compile(r"\.listen\(\s*\{?\s*(?:port\s*:\s*)?['\"]?(\d{2,5})\b"),
-    re.compile(r"(?i)\b(?:const|let|var)\s+port\s*=\s*(?:[^;\n]*?(?:\|\||\?\?)\s*)?['\"]?(\d{2,5})\b"),
+    re.compile(
+        r"(?i)\b(?:const|let|var)\s+port\s*=\s*(?:[^;\n]*?(?:\|\||\?\?)\s*)?['\"]?(\d{2,5})\b"
+    ),
 )
 _PRISMA_PROVIDER = re.compile(r"provider\s*=\s*\"(postgresql|mysql|sqlite|mongodb)\"")
-_PRISMA_ENGINES = {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite",
-                   "mongodb": "mongodb"}  # fmt: skip
+_PRISMA_ENGINES = {
+    "postgresql": "postgres",
+    "mysql": "mysql",
+    "sqlite": "sqlite",
+    "mongodb": "mongodb",
+}
 
 
 def _manifest(files: AppFiles) -> dict[str, Any]:
@@ -85,12 +104,21 @@ def detect(files: AppFiles, findings: Findings) -> None:
 def _runtime(files: AppFiles, manifest: dict[str, Any], findings: Findings) -> None:
     pin = files.first(".nvmrc", ".node-version")
     if pin:
-        findings.add("runtime_version", normalize_version(files.read(pin) or ""), "pin-file",
-                     files.evidence(pin, 1))  # fmt: skip
+        findings.add(
+            "runtime_version",
+            normalize_version(files.read(pin) or ""),
+            "pin-file",
+            files.evidence(pin, 1),
+        )
     engines = manifest.get("engines")
     if isinstance(engines, dict) and isinstance(engines.get("node"), str):
-        findings.add("runtime_version", normalize_version(engines["node"]), "manifest",
-                     _dep_evidence(files, "node"), "package.json engines.node")  # fmt: skip
+        findings.add(
+            "runtime_version",
+            normalize_version(engines["node"]),
+            "manifest",
+            _dep_evidence(files, "node"),
+            "package.json engines.node",
+        )
 
 
 def _port(files: AppFiles, findings: Findings, name: str | None) -> None:
@@ -105,13 +133,19 @@ def _database(files: AppFiles, manifest: dict[str, Any], findings: Findings) -> 
     prisma = files.first("prisma/schema.prisma", "schema.prisma")
     if prisma:
         for number, match in files.scan(prisma, _PRISMA_PROVIDER):
-            findings.add("database_engine", _PRISMA_ENGINES[match.group(1)], "config",
-                         files.evidence(prisma, number), "the Prisma datasource")  # fmt: skip
+            findings.add(
+                "database_engine",
+                _PRISMA_ENGINES[match.group(1)],
+                "config",
+                files.evidence(prisma, number),
+                "the Prisma datasource",
+            )
     deps = _runtime_deps(manifest)
     for dep, engine in DRIVERS:
         if dep in deps:
-            findings.add("database_engine", engine, "driver", _dep_evidence(files, dep),
-                         f"depends on {dep}")  # fmt: skip
+            findings.add(
+                "database_engine", engine, "driver", _dep_evidence(files, dep), f"depends on {dep}"
+            )
 
 
 def _package_manager(files: AppFiles) -> tuple[str, str]:
@@ -133,13 +167,23 @@ def _commands(
     assert isinstance(scripts, dict)
     package = files.evidence("package.json")
     if "build" in scripts:
-        findings.add("build_command", f"{install} && {runner} run build", "stack",
-                     _dep_evidence(files, "build"), "install, then the build script")  # fmt: skip
+        findings.add(
+            "build_command",
+            f"{install} && {runner} run build",
+            "stack",
+            _dep_evidence(files, "build"),
+            "install, then the build script",
+        )
     else:
         findings.add("build_command", install, "stack", package, "install dependencies")
     if "start" in scripts:
-        findings.add("start_command", f"{runner} start", "stack", _dep_evidence(files, "start"),
-                     "the start script")  # fmt: skip
+        findings.add(
+            "start_command",
+            f"{runner} start",
+            "stack",
+            _dep_evidence(files, "start"),
+            "the start script",
+        )
         return
     if name == "next":
         findings.add("start_command", "npx next start -p $PORT", "stack", package)
@@ -149,8 +193,10 @@ def _commands(
         return
     main = manifest.get("main")
     entry = main if isinstance(main, str) and files.exists(main) else None
-    entry = entry or files.first("server.js", "index.js", "app.js", "main.js", "src/index.js",
-                                 "src/server.js")  # fmt: skip
+    entry = entry or files.first(
+        "server.js", "index.js", "app.js", "main.js", "src/index.js", "src/server.js"
+    )
     if entry:
-        findings.add("start_command", f"node {entry}", "stack", files.evidence(entry),
-                     "the entry file")  # fmt: skip
+        findings.add(
+            "start_command", f"node {entry}", "stack", files.evidence(entry), "the entry file"
+        )

@@ -15,11 +15,22 @@ LANGUAGE = "python"
 MANIFESTS = ("requirements.txt", "pyproject.toml", "Pipfile", "setup.py", "manage.py")
 FRAMEWORKS = (("django", "django"), ("fastapi", "fastapi"), ("flask", "flask"))
 DEFAULT_PORTS = {"django": 8000, "flask": 5000, "fastapi": 8000, None: 8000}
-DRIVERS = (("psycopg2", "postgres"), ("psycopg2-binary", "postgres"), ("psycopg", "postgres"),
-           ("asyncpg", "postgres"), ("pg8000", "postgres"), ("mysqlclient", "mysql"),
-           ("pymysql", "mysql"), ("mysql-connector-python", "mysql"), ("aiomysql", "mysql"),
-           ("asyncmy", "mysql"), ("pymongo", "mongodb"), ("motor", "mongodb"),
-           ("mongoengine", "mongodb"), ("aiosqlite", "sqlite"))  # fmt: skip
+DRIVERS = (
+    ("psycopg2", "postgres"),
+    ("psycopg2-binary", "postgres"),
+    ("psycopg", "postgres"),
+    ("asyncpg", "postgres"),
+    ("pg8000", "postgres"),
+    ("mysqlclient", "mysql"),
+    ("pymysql", "mysql"),
+    ("mysql-connector-python", "mysql"),
+    ("aiomysql", "mysql"),
+    ("asyncmy", "mysql"),
+    ("pymongo", "mongodb"),
+    ("motor", "mongodb"),
+    ("mongoengine", "mongodb"),
+    ("aiosqlite", "sqlite"),
+)
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _PORT_IN_CODE = (
     re.compile(r"\.run\([^)]*\bport\s*=\s*(\d{2,5})"),
@@ -30,8 +41,12 @@ _APP_OBJECT = {
     "fastapi": re.compile(r"^(\w+)\s*=\s*FastAPI\("),
 }
 _DJANGO_ENGINE = re.compile(r"['\"]ENGINE['\"]\s*:\s*['\"]django\.db\.backends\.(\w+)['\"]")
-_DJANGO_ENGINES = {"postgresql": "postgres", "postgresql_psycopg2": "postgres", "mysql": "mysql",
-                   "sqlite3": "sqlite"}  # fmt: skip
+_DJANGO_ENGINES = {
+    "postgresql": "postgres",
+    "postgresql_psycopg2": "postgres",
+    "mysql": "mysql",
+    "sqlite3": "sqlite",
+}
 _SQLITE_URI = re.compile(r"['\"]sqlite(?:\+\w+)?:///")
 _WSGI_MODULE = re.compile(r"get_wsgi_application\(")
 _INSTALL_REQUIRES = re.compile(r"install_requires\s*=\s*\[([^\]]*)\]", re.S)
@@ -44,8 +59,12 @@ def _normalize(name: str) -> str:
 def _requirements(files: AppFiles) -> dict[str, Evidence]:
     """Declared dependencies (normalized name -> where) from every manifest present."""
     deps: dict[str, Evidence] = {}
-    for rel in ("requirements.txt", "requirements/base.txt", "requirements/prod.txt",
-                "requirements/production.txt"):  # fmt: skip
+    for rel in (
+        "requirements.txt",
+        "requirements/base.txt",
+        "requirements/prod.txt",
+        "requirements/production.txt",
+    ):
         for number, line in enumerate((files.read(rel) or "").splitlines(), start=1):
             match = _REQUIREMENT.match(line)
             if match and not line.lstrip().startswith(("#", "-")):
@@ -58,17 +77,19 @@ def _requirements(files: AppFiles) -> dict[str, Evidence]:
         match = _REQUIREMENT.match(str(entry))
         if match:
             name = _normalize(match.group(1))
-            line = files.find_line("pyproject.toml", re.compile(rf"(?i)\b{re.escape(match.group(1))}\b"))
-            deps.setdefault(name, files.evidence("pyproject.toml", line))
+            line_no = files.find_line(
+                "pyproject.toml", re.compile(rf"(?i)\b{re.escape(match.group(1))}\b")
+            )
+            deps.setdefault(name, files.evidence("pyproject.toml", line_no))
     pipfile = _toml(files, "Pipfile")
     for name in pipfile.get("packages", {}):
-        line = files.find_line("Pipfile", re.compile(rf"(?i)^\s*\"?{re.escape(name)}\"?\s*="))
-        deps.setdefault(_normalize(name), files.evidence("Pipfile", line))
+        line_no = files.find_line("Pipfile", re.compile(rf"(?i)^\s*\"?{re.escape(name)}\"?\s*="))
+        deps.setdefault(_normalize(name), files.evidence("Pipfile", line_no))
     install_requires = _INSTALL_REQUIRES.search(files.read("setup.py") or "")
     if install_requires:
         for match in re.finditer(r"['\"]([A-Za-z0-9][A-Za-z0-9._-]*)", install_requires.group(1)):
-            line = files.find_line("setup.py", match.group(0))
-            deps.setdefault(_normalize(match.group(1)), files.evidence("setup.py", line))
+            line_no = files.find_line("setup.py", match.group(0))
+            deps.setdefault(_normalize(match.group(1)), files.evidence("setup.py", line_no))
     return deps
 
 
@@ -116,25 +137,47 @@ def detect(files: AppFiles, findings: Findings) -> None:
 
 def _runtime(files: AppFiles, pyproject: dict[str, Any], findings: Findings) -> None:
     if files.exists(".python-version"):
-        findings.add("runtime_version", normalize_version(files.read(".python-version") or ""),
-                     "pin-file", files.evidence(".python-version", 1))  # fmt: skip
+        findings.add(
+            "runtime_version",
+            normalize_version(files.read(".python-version") or ""),
+            "pin-file",
+            files.evidence(".python-version", 1),
+        )
     if files.exists("runtime.txt"):
-        findings.add("runtime_version", normalize_version(files.read("runtime.txt") or ""),
-                     "pin-file", files.evidence("runtime.txt", 1))  # fmt: skip
+        findings.add(
+            "runtime_version",
+            normalize_version(files.read("runtime.txt") or ""),
+            "pin-file",
+            files.evidence("runtime.txt", 1),
+        )
     requires = pyproject.get("project", {}).get("requires-python")
     if isinstance(requires, str):
-        findings.add("runtime_version", normalize_version(requires), "manifest",
-                     files.evidence("pyproject.toml", files.find_line("pyproject.toml",
-                                                                     "requires-python")),
-                     "requires-python")  # fmt: skip
-    poetry_python = pyproject.get("tool", {}).get("poetry", {}).get("dependencies", {}).get("python")
+        findings.add(
+            "runtime_version",
+            normalize_version(requires),
+            "manifest",
+            files.evidence("pyproject.toml", files.find_line("pyproject.toml", "requires-python")),
+            "requires-python",
+        )
+    poetry_python = (
+        pyproject.get("tool", {}).get("poetry", {}).get("dependencies", {}).get("python")
+    )
     if isinstance(poetry_python, str):
-        findings.add("runtime_version", normalize_version(poetry_python), "manifest",
-                     files.evidence("pyproject.toml"), "poetry's python dependency")  # fmt: skip
+        findings.add(
+            "runtime_version",
+            normalize_version(poetry_python),
+            "manifest",
+            files.evidence("pyproject.toml"),
+            "poetry's python dependency",
+        )
     pipfile_python = _toml(files, "Pipfile").get("requires", {}).get("python_version")
     if isinstance(pipfile_python, str):
-        findings.add("runtime_version", normalize_version(pipfile_python), "manifest",
-                     files.evidence("Pipfile", files.find_line("Pipfile", "python_version")))  # fmt: skip
+        findings.add(
+            "runtime_version",
+            normalize_version(pipfile_python),
+            "manifest",
+            files.evidence("Pipfile", files.find_line("Pipfile", "python_version")),
+        )
 
 
 def _port(files: AppFiles, findings: Findings, name: str | None) -> None:
@@ -150,11 +193,21 @@ def _database(files: AppFiles, deps: dict[str, Evidence], findings: Findings) ->
         if rel.endswith("settings.py") or "/settings/" in rel:
             for number, match in files.scan(rel, _DJANGO_ENGINE):
                 engine = _DJANGO_ENGINES.get(match.group(1))
-                findings.add("database_engine", engine, "config", files.evidence(rel, number),
-                             "Django DATABASES")  # fmt: skip
+                findings.add(
+                    "database_engine",
+                    engine,
+                    "config",
+                    files.evidence(rel, number),
+                    "Django DATABASES",
+                )
         for number, _match in files.scan(rel, _SQLITE_URI):
-            findings.add("database_engine", "sqlite", "config", files.evidence(rel, number),
-                         "a sqlite:/// database URI")  # fmt: skip
+            findings.add(
+                "database_engine",
+                "sqlite",
+                "config",
+                files.evidence(rel, number),
+                "a sqlite:/// database URI",
+            )
     for dep, engine in DRIVERS:
         if dep in deps:
             findings.add("database_engine", engine, "driver", deps[dep], f"depends on {dep}")
@@ -179,8 +232,10 @@ def _app_object(files: AppFiles, name: str) -> tuple[str, Evidence] | None:
 
 
 def _django_wsgi(files: AppFiles) -> tuple[str, Evidence] | None:
-    candidates = sorted((r for r in files.source_files(".py") if r.endswith("wsgi.py")),
-                        key=lambda r: (r.count("/"), r))  # fmt: skip
+    candidates = sorted(
+        (r for r in files.source_files(".py") if r.endswith("wsgi.py")),
+        key=lambda r: (r.count("/"), r),
+    )
     for rel in candidates:
         if _WSGI_MODULE.search(files.read(rel) or ""):
             return _module_of(rel), files.evidence(rel)
@@ -191,22 +246,39 @@ def _commands(
     files: AppFiles, deps: dict[str, Evidence], findings: Findings, name: str | None
 ) -> None:
     if files.exists("requirements.txt"):
-        findings.add("build_command", "pip install -r requirements.txt", "stack",
-                     files.evidence("requirements.txt"))  # fmt: skip
+        findings.add(
+            "build_command",
+            "pip install -r requirements.txt",
+            "stack",
+            files.evidence("requirements.txt"),
+        )
     elif files.exists("pyproject.toml"):
         findings.add("build_command", "pip install .", "stack", files.evidence("pyproject.toml"))
     elif files.exists("Pipfile"):
-        findings.add("build_command", "pip install pipenv && pipenv install --deploy --system",
-                     "stack", files.evidence("Pipfile"))  # fmt: skip
+        findings.add(
+            "build_command",
+            "pip install pipenv && pipenv install --deploy --system",
+            "stack",
+            files.evidence("Pipfile"),
+        )
 
     if name == "django":
         wsgi = _django_wsgi(files)
         if wsgi and "gunicorn" in deps:
-            findings.add("start_command", f"gunicorn {wsgi[0]} --bind 0.0.0.0:$PORT", "stack",
-                         wsgi[1], "Django's WSGI module under gunicorn")  # fmt: skip
+            findings.add(
+                "start_command",
+                f"gunicorn {wsgi[0]} --bind 0.0.0.0:$PORT",
+                "stack",
+                wsgi[1],
+                "Django's WSGI module under gunicorn",
+            )
         elif files.exists("manage.py"):
-            findings.add("start_command", "python manage.py runserver 0.0.0.0:$PORT", "stack",
-                         files.evidence("manage.py"))  # fmt: skip
+            findings.add(
+                "start_command",
+                "python manage.py runserver 0.0.0.0:$PORT",
+                "stack",
+                files.evidence("manage.py"),
+            )
             findings.warnings.append(
                 "Django would run on its development server: add gunicorn to the requirements "
                 "for production"

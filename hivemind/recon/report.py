@@ -6,14 +6,27 @@ from hivemind.cli.render import table
 from hivemind.recon.model import AppProfile
 
 # Facts in the order a person reads them.
-FACT_ORDER = ("name", "language", "framework", "runtime_version", "port", "health_path",
-              "database_engine", "database_version", "build_command", "start_command")  # fmt: skip
+FACT_ORDER = (
+    "name",
+    "language",
+    "framework",
+    "runtime_version",
+    "port",
+    "health_path",
+    "database_engine",
+    "database_version",
+    "build_command",
+    "start_command",
+)
 
 
 def render_profile(profile: AppProfile) -> str:
     commit = f" @ {profile.commit[:12]}" if profile.commit else ""
-    lines = [f"Repository: {profile.repo}{commit}",
-             f"App folder: {profile.app_dir.value}  ({profile.app_dir.note})", ""]  # fmt: skip
+    lines = [
+        f"Repository: {profile.repo}{commit}",
+        f"App folder: {profile.app_dir.value}  ({profile.app_dir.note})",
+        "",
+    ]
     rows = []
     names = [n for n in FACT_ORDER if n in profile.facts]
     names += sorted(set(profile.facts) - set(FACT_ORDER))
@@ -29,14 +42,19 @@ def render_profile(profile: AppProfile) -> str:
     if profile.env_vars:
         lines += ["", "Environment variables the app reads:"]
         env_rows = [
-            [v.name, "required" if v.required else "has default",
-             ", ".join(str(e) for e in v.evidence[:3])]
+            [
+                v.name,
+                "required" if v.required else "has default",
+                ", ".join(str(e) for e in v.evidence[:3]),
+            ]
             for v in profile.env_vars
-        ]  # fmt: skip
+        ]
         lines.append(table(["name", "", "evidence"], env_rows))
     if len(profile.candidates) > 1:
         lines += ["", "Folders that look like apps:"]
-        lines += [f"  {c.path}: {c.framework or c.language or 'unknown'}" for c in profile.candidates]
+        lines += [
+            f"  {c.path}: {c.framework or c.language or 'unknown'}" for c in profile.candidates
+        ]
     if profile.warnings:
         lines += ["", "Warnings:"] + [f"  ! {w}" for w in profile.warnings]
     return "\n".join(lines)

@@ -72,7 +72,10 @@ def _clone(url: str) -> Path:
     target = cache_dir() / "repos" / f"{name or 'repo'}-{key}"
     if (target / ".git").is_dir():
         fetch = _git(["fetch", "--depth", "1", "origin", "HEAD"], cwd=target)
-        if fetch.returncode == 0 and _git(["reset", "-q", "--hard", "FETCH_HEAD"], target).returncode == 0:
+        if (
+            fetch.returncode == 0
+            and _git(["reset", "-q", "--hard", "FETCH_HEAD"], target).returncode == 0
+        ):
             _git(["clean", "-qfdx"], cwd=target)
             return target
         shutil.rmtree(target, ignore_errors=True)
@@ -81,10 +84,12 @@ def _clone(url: str) -> Path:
     try:
         clone = _git(["clone", "--quiet", "--depth", "1", "--", url, str(staging / "repo")], None)
         if clone.returncode != 0:
-            lines = [line for line in clone.stderr.strip().splitlines() if line.strip()]
+            lines = [line.strip() for line in clone.stderr.splitlines() if line.strip()]
+            # git's first "fatal:" line says what went wrong; the rest is boilerplate.
+            fatal = next((line for line in lines if line.startswith("fatal:")), None)
             raise BadInputError(
                 f"could not clone {url}",
-                cause=lines[-1] if lines else f"git exited with {clone.returncode}",
+                cause=fatal or (lines[-1] if lines else f"git exited with {clone.returncode}"),
                 next_step="check the URL and your access to it (try `git clone URL` yourself), "
                 "or pass a local path",
             )
@@ -103,9 +108,14 @@ def _git(args: list[str], cwd: Path | None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "echo"}
     try:
         return subprocess.run(
-            ["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-            timeout=CLONE_TIMEOUT_S, check=False,
-        )  # fmt: skip
+            ["git", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CLONE_TIMEOUT_S,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise BadInputError(
             f"git {args[0]} timed out after {CLONE_TIMEOUT_S} s",
