@@ -164,6 +164,19 @@ def test_a_git_url_is_cloned_shallow_into_the_cache(
     assert analyze(again).value("port") == 4200
 
 
+def test_an_empty_git_repository_is_called_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HIVEMIND_CACHE_DIR", str(tmp_path / "cache"))
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    _git("init", "-q", "-b", "main", cwd=origin)
+    for ref in (str(origin), f"file://{origin}"):  # a local work tree, and a clone of it
+        with pytest.raises(BadInputError) as caught:
+            analyze(open_repo(ref))
+        assert "the repository is empty" in caught.value.what
+
+
 def test_an_unclonable_url_says_what_git_said(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -43,6 +43,12 @@ def analyze(
 ) -> AppProfile:
     """Analyze the repository; `subdir` (from the user) pins the app's folder."""
     files = RepoFiles(checkout.path)
+    if not files.files:
+        raise BadInputError(
+            f"the repository is empty: {checkout.ref}",
+            cause="no files outside .git, dependency folders and what .gitignore excludes",
+            next_step="push the app's source to the repository, or pass the folder that holds it",
+        )
     candidates = find_candidates(files)
     app_dir = _choose_app_dir(files, candidates, subdir, subdir_evidence)
     app = files.scoped(str(app_dir.value))

@@ -164,6 +164,29 @@ def _exec_form(rest: str) -> str:
     return rest
 
 
+def pinned_versions(files: AppFiles, findings: Findings, *pin_files: str) -> None:
+    """The runtime version from pin files such as .nvmrc or .python-version (first line)."""
+    for rel in pin_files:
+        if files.exists(rel):
+            version = normalize_version((files.read(rel) or "").strip().split("\n")[0])
+            findings.add("runtime_version", version, "pin-file", files.evidence(rel, 1))
+
+
+def ports_in_code(
+    files: AppFiles,
+    findings: Findings,
+    suffixes: tuple[str, ...],
+    patterns: tuple[re.Pattern[str], ...],
+) -> None:
+    """Ports the app's source listens on; each pattern's first group is the number."""
+    for rel in files.source_files(*suffixes):
+        for pattern in patterns:
+            for number, match in files.scan(rel, pattern):
+                port = int(match.group(1))
+                if 0 < port < 65536:
+                    findings.add("port", port, "code", files.evidence(rel, number))
+
+
 def detect_shared(files: AppFiles, findings: Findings, language: str) -> None:
     """Add the stack-independent signals of the app folder to the findings."""
     _procfile(files, findings)

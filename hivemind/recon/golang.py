@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
+from hivemind.recon.common import ports_in_code
 from hivemind.recon.files import AppFiles
 from hivemind.recon.findings import Findings, normalize_version
 from hivemind.recon.model import Evidence
@@ -79,10 +80,7 @@ def detect(files: AppFiles, findings: Findings) -> None:
                 "go.mod's go directive",
             )
 
-    for rel in files.source_files(".go"):
-        for pattern in _PORT_IN_CODE:
-            for number, match in files.scan(rel, pattern):
-                findings.add("port", int(match.group(1)), "code", files.evidence(rel, number))
+    ports_in_code(files, findings, (".go",), _PORT_IN_CODE)
     findings.add("port", DEFAULT_PORT, "default", note="the usual Go HTTP port")
 
     for module, engine in DRIVERS:

@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+from hivemind.recon.common import pinned_versions, ports_in_code
 from hivemind.recon.files import AppFiles
 from hivemind.recon.findings import Findings, normalize_version
 from hivemind.recon.model import Evidence
@@ -102,14 +103,7 @@ def detect(files: AppFiles, findings: Findings) -> None:
 
 
 def _runtime(files: AppFiles, manifest: dict[str, Any], findings: Findings) -> None:
-    pin = files.first(".nvmrc", ".node-version")
-    if pin:
-        findings.add(
-            "runtime_version",
-            normalize_version(files.read(pin) or ""),
-            "pin-file",
-            files.evidence(pin, 1),
-        )
+    pinned_versions(files, findings, ".nvmrc", ".node-version")
     engines = manifest.get("engines")
     if isinstance(engines, dict) and isinstance(engines.get("node"), str):
         findings.add(
@@ -122,10 +116,7 @@ def _runtime(files: AppFiles, manifest: dict[str, Any], findings: Findings) -> N
 
 
 def _port(files: AppFiles, findings: Findings, name: str | None) -> None:
-    for rel in files.source_files(*_SOURCES):
-        for pattern in _PORT_IN_CODE:
-            for number, match in files.scan(rel, pattern):
-                findings.add("port", int(match.group(1)), "code", files.evidence(rel, number))
+    ports_in_code(files, findings, _SOURCES, _PORT_IN_CODE)
     findings.add("port", DEFAULT_PORT, "default", note=f"{name or 'node'}'s default port")
 
 

@@ -7,6 +7,7 @@ import tomllib
 from pathlib import PurePosixPath
 from typing import Any
 
+from hivemind.recon.common import pinned_versions, ports_in_code
 from hivemind.recon.files import AppFiles
 from hivemind.recon.findings import Findings, normalize_version
 from hivemind.recon.model import Evidence
@@ -136,20 +137,7 @@ def detect(files: AppFiles, findings: Findings) -> None:
 
 
 def _runtime(files: AppFiles, pyproject: dict[str, Any], findings: Findings) -> None:
-    if files.exists(".python-version"):
-        findings.add(
-            "runtime_version",
-            normalize_version(files.read(".python-version") or ""),
-            "pin-file",
-            files.evidence(".python-version", 1),
-        )
-    if files.exists("runtime.txt"):
-        findings.add(
-            "runtime_version",
-            normalize_version(files.read("runtime.txt") or ""),
-            "pin-file",
-            files.evidence("runtime.txt", 1),
-        )
+    pinned_versions(files, findings, ".python-version", "runtime.txt")
     requires = pyproject.get("project", {}).get("requires-python")
     if isinstance(requires, str):
         findings.add(
@@ -181,10 +169,7 @@ def _runtime(files: AppFiles, pyproject: dict[str, Any], findings: Findings) -> 
 
 
 def _port(files: AppFiles, findings: Findings, name: str | None) -> None:
-    for rel in files.source_files(".py"):
-        for pattern in _PORT_IN_CODE:
-            for number, match in files.scan(rel, pattern):
-                findings.add("port", int(match.group(1)), "code", files.evidence(rel, number))
+    ports_in_code(files, findings, (".py",), _PORT_IN_CODE)
     findings.add("port", DEFAULT_PORTS[name], "default", note=f"{name or 'python'}'s default port")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from hivemind.recon.common import pinned_versions, ports_in_code
 from hivemind.recon.files import AppFiles
 from hivemind.recon.findings import Findings, normalize_version
 from hivemind.recon.model import Evidence
@@ -59,13 +60,7 @@ def detect(files: AppFiles, findings: Findings) -> None:
     if found:
         findings.add("framework", name, "manifest", found[1])
 
-    if files.exists(".ruby-version"):
-        findings.add(
-            "runtime_version",
-            normalize_version(files.read(".ruby-version") or ""),
-            "pin-file",
-            files.evidence(".ruby-version", 1),
-        )
+    pinned_versions(files, findings, ".ruby-version")
     for number, line in enumerate((files.read("Gemfile") or "").splitlines(), start=1):
         match = _RUBY.match(line)
         if match:
@@ -77,9 +72,7 @@ def detect(files: AppFiles, findings: Findings) -> None:
                 "the Gemfile's ruby line",
             )
 
-    for rel in files.source_files(".rb"):
-        for number, match in files.scan(rel, _SINATRA_PORT):
-            findings.add("port", int(match.group(1)), "code", files.evidence(rel, number))
+    ports_in_code(files, findings, (".rb",), (_SINATRA_PORT,))
     if files.exists("config/puma.rb"):
         for number, match in files.scan("config/puma.rb", _PUMA_PORT):
             port = match.group(1) or match.group(2)
