@@ -65,7 +65,7 @@ def analyze(
             "name",
             slugify(app.name),
             "folder",
-            Evidence(file=app.repo_path(".")),
+            Evidence(file=app.subdir or "."),
             "the folder's name",
         )
         findings.add("health_path", "/", "default", note="no health route found")
