@@ -8,6 +8,7 @@ field with the bad value, what is allowed, and where the value came from.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,10 +89,12 @@ class RepoReading:
     profile: AppProfile
 
 
-def read_repo(ref: str, overrides: Overrides | None = None) -> RepoReading:
+def read_repo(
+    ref: str, overrides: Overrides | None = None, progress: Callable[[str], None] | None = None
+) -> RepoReading:
     """Open the repository, load its hivemind.yaml and analyze the app's folder."""
     overrides = overrides or Overrides()
-    checkout = open_repo(ref)
+    checkout = open_repo(ref, progress)
     config = load_user_config(checkout.path)
     subdir: object = None
     evidence: str | None = None
@@ -119,10 +122,10 @@ def no_app_error(repo: str) -> BadInputError:
 
 
 def spec_for_repo(
-    ref: str, overrides: Overrides | None = None
+    ref: str, overrides: Overrides | None = None, progress: Callable[[str], None] | None = None
 ) -> tuple[RepoReading, DeploymentSpec]:
     overrides = overrides or Overrides()
-    reading = read_repo(ref, overrides)
+    reading = read_repo(ref, overrides, progress)
     return reading, build_spec(reading.profile, reading.config, overrides)
 
 

@@ -217,3 +217,28 @@ def test_doctor_says_how_to_fix_missing_aws_region() -> None:
     assert "no region" in aws["detail"]
     assert "AWS_REGION" in aws["fix"]
     assert result.returncode == 1
+
+
+def test_cloning_a_git_url_shows_progress_on_stderr_only(tmp_path: Path) -> None:
+    origin = write_tree(
+        tmp_path / "origin",
+        {
+            "go.mod": "module example.com/svc\n\ngo 1.22\n",
+            "main.go": "package main\nfunc main() {}\n",
+        },
+    )
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "go"]):
+        subprocess.run(["git", *args], cwd=origin, check=True, env={**env, "PATH": "/usr/bin:/bin"})
+    cache = {"HIVEMIND_CACHE_DIR": str(tmp_path / "cache")}
+    first = run_cli("analyze", f"file://{origin}", "--json", env=cache)
+    assert first.returncode == 0, first.stderr
+    assert f"Cloning file://{origin} (shallow)" in first.stderr
+    assert json.loads(first.stdout)["facts"]["language"]["value"] == "go"
+    second = run_cli("analyze", f"file://{origin}", "--json", env=cache)
+    assert "Updating the cached clone" in second.stderr

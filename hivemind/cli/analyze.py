@@ -32,7 +32,7 @@ def analyze(repo: str, subdir: str | None, as_json: bool) -> None:
     from hivemind.resolve import Overrides, read_repo
 
     overrides = Overrides({"app.subdir": (subdir, "--subdir")} if subdir else {})
-    reading = read_repo(repo, overrides)
+    reading = read_repo(repo, overrides, progress=lambda line: click.echo(line, err=True))
     if as_json:
         click.echo(json.dumps(reading.profile.model_dump(mode="json"), indent=2))
     else:

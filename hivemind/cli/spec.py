@@ -41,7 +41,9 @@ def show(repo: str, as_json: bool, output: Path | None, **params: Any) -> None:
     from hivemind.resolve import spec_for_repo
     from hivemind.spec_report import render_spec
 
-    _reading, resolved = spec_for_repo(repo, overrides_from(params))
+    _reading, resolved = spec_for_repo(
+        repo, overrides_from(params), progress=lambda line: click.echo(line, err=True)
+    )
     if output is not None:
         output.write_text(resolved.to_json(), encoding="utf-8")
     if as_json:

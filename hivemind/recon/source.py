@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +32,11 @@ def is_git_url(ref: str) -> bool:
     return bool(_GIT_URL.search(ref)) and not Path(ref).is_dir()
 
 
-def open_repo(ref: str) -> RepoCheckout:
-    """Resolve a path or git URL to a readable folder, or fail with a clear message."""
+def open_repo(ref: str, progress: Callable[[str], None] | None = None) -> RepoCheckout:
+    """Resolve a path or git URL to a readable folder, or fail with a clear message.
+    `progress` hears what is happening while a clone or fetch runs."""
     if is_git_url(ref):
-        path = _clone(ref)
+        path = _clone(ref, progress or (lambda _message: None))
         return RepoCheckout(ref=ref, path=path, commit=head_commit(path))
     path = Path(ref).expanduser()
     if not path.exists():
@@ -65,12 +67,13 @@ def head_commit(path: Path) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def _clone(url: str) -> Path:
+def _clone(url: str, progress: Callable[[str], None]) -> Path:
     """Clone shallow into the cache; a cached clone is refreshed to the remote's HEAD."""
     key = hashlib.sha256(url.encode()).hexdigest()[:16]
     name = re.sub(r"[^A-Za-z0-9._-]", "-", url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))
     target = cache_dir() / "repos" / f"{name or 'repo'}-{key}"
     if (target / ".git").is_dir():
+        progress(f"Updating the cached clone of {url} ...")
         fetch = _git(["fetch", "--depth", "1", "origin", "HEAD"], cwd=target)
         if (
             fetch.returncode == 0
@@ -80,6 +83,7 @@ def _clone(url: str) -> Path:
             return target
         shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
+    progress(f"Cloning {url} (shallow) ...")
     staging = Path(tempfile.mkdtemp(prefix=".clone-", dir=target.parent))
     try:
         clone = _git(["clone", "--quiet", "--depth", "1", "--", url, str(staging / "repo")], None)
@@ -93,7 +97,12 @@ def _clone(url: str) -> Path:
                 next_step="check the URL and your access to it (try `git clone URL` yourself), "
                 "or pass a local path",
             )
-        os.replace(staging / "repo", target)
+        try:
+            os.replace(staging / "repo", target)
+        except OSError:
+            if not (target / ".git").is_dir():
+                raise
+            # Another run cloned the same URL meanwhile: its clone is as good as ours.
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
