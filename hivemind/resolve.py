@@ -234,7 +234,13 @@ class _Resolver:
     def _database(self, defaults: dict[str, Any]) -> str:
         detected = self.fact("database_engine")
         engine_fact = detected
-        if detected is not None and detected.value in ("sqlite", "mongodb"):
+        unprovisioned = detected is not None and detected.value in ("sqlite", "mongodb")
+        if detected is not None and unprovisioned:
+            engine_fact = detected.model_copy(
+                update={"value": "none", "note": f"{detected.value} is not provisioned by HiveMind"}
+            )
+        engine = str(self.pick("database.engine", engine_fact, "none", "no database found"))
+        if detected is not None and unprovisioned and engine == "none":
             where = f" ({detected.evidence})" if detected.evidence else ""
             if detected.value == "sqlite":
                 self.notes.append(
@@ -247,10 +253,6 @@ class _Resolver:
                     f"The app uses MongoDB{where}, which HiveMind does not provision: give its "
                     "connection URL (MongoDB Atlas, Amazon DocumentDB) in the environment."
                 )
-            engine_fact = detected.model_copy(
-                update={"value": "none", "note": f"{detected.value} is not provisioned by HiveMind"}
-            )
-        engine = str(self.pick("database.engine", engine_fact, "none", "no database found"))
         if engine not in SUPPORTED_ENGINE_VERSIONS:
             for key in (
                 "database.engine_version",
@@ -304,26 +306,20 @@ class _Resolver:
             mongo = mongo or ("DATABASE_URL" if "DATABASE_URL" in read else MONGODB_URL_NAMES[0])
             if mongo not in names:
                 names.append(mongo)
-        evidence = ", ".join(f"{v.name} ({v.evidence[0]})" for v in required if v.evidence)
-        fact = Fact(value=None, source="code", note=f"read with no default: {evidence}")
         user = self._user("app.env_vars")
         if user is not None:
             value, provenance = user
-            self._set(
-                "app.env_vars", tuple(value) if isinstance(value, list) else value, provenance
-            )
+            listed = tuple(value) if isinstance(value, list) else value
+            self._set("app.env_vars", listed, provenance)
         elif names:
+            evidence = ", ".join(f"{v.name} ({v.evidence[0]})" for v in required if v.evidence)
+            note = f"read with no default: {evidence}" if evidence else "MongoDB's connection URL"
             self._set(
-                "app.env_vars",
-                tuple(sorted(names)),
-                Provenance(source=Source.DETECTED, note=fact.note),
+                "app.env_vars", tuple(sorted(names)), Provenance(source=Source.DETECTED, note=note)
             )
         else:
-            self._set(
-                "app.env_vars",
-                (),
-                Provenance(source=Source.DEFAULT, note="no variable the operator must set"),
-            )
+            note = "no variable the operator must set"
+            self._set("app.env_vars", (), Provenance(source=Source.DEFAULT, note=note))
 
     def _region(self) -> None:
         for variable in ("AWS_REGION", "AWS_DEFAULT_REGION"):

@@ -184,3 +184,11 @@ def test_a_database_setting_without_an_engine_is_an_error() -> None:
     with pytest.raises(BadInputError) as caught:
         build_spec(reading.profile, config, Overrides())
     assert "database.instance_class is set but database.engine is none" in caught.value.render()
+
+
+def test_choosing_a_managed_database_over_sqlite_drops_the_warning() -> None:
+    overrides = Overrides({"database.engine": ("postgres", "--db-engine")})
+    _, spec = spec_for_repo(str(FIXTURES / "ruby-sinatra"), overrides)
+    assert spec.database.engine == "postgres"
+    assert spec.provenance["database.engine"].evidence == "--db-engine"
+    assert not any("SQLite" in note for note in spec.notes)
