@@ -22,6 +22,7 @@ from hivemind.recon.model import AppProfile, Fact
 from hivemind.recon.source import RepoCheckout, open_repo
 from hivemind.spec import (
     APP_NAME_PATTERN,
+    CERTIFICATE_ARN_PATTERN,
     DB_INSTANCE_CLASS_PATTERN,
     ENV_VAR_PATTERN,
     INSTANCE_TYPE_PATTERN,
@@ -69,6 +70,7 @@ _PATTERN_HINTS = {
     INSTANCE_TYPE_PATTERN: "an EC2 instance type such as t3.small",
     DB_INSTANCE_CLASS_PATTERN: "an RDS instance class such as db.t3.micro",
     RUNTIME_VERSION_PATTERN: "a version number such as 20, 3.12 or 1.22.1",
+    CERTIFICATE_ARN_PATTERN: "an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)",
     r"^/[^\s]*$": "a URL path starting with '/'",
 }
 
@@ -226,6 +228,10 @@ class _Resolver:
             defaults["compute.count"],
             f"the {profile} profile's instance count",
         )
+        self.pick("compute.active_color", None, "blue", "the first release runs on blue")
+        self.pick("compute.standby_count", None, 0, "no standby instances between updates")
+        self.pick("access.certificate_arn", None, None, "no certificate: HTTP on port 80")
+        self.pick("access.ssh_cidr", None, None, "no SSH rule (set --ssh-cidr to add one)")
         self._region()
         self.pick("xray", None, False, "tracing is opt-in (--xray)")
         self.pick("tags", None, {}, "no extra tags")

@@ -8,6 +8,7 @@ The spec is versioned (`schema_version`) and round-trips through JSON.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from typing import Annotated, Final, Literal
@@ -35,6 +36,7 @@ REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$"
 INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"
 DB_INSTANCE_CLASS_PATTERN = r"^db\.[a-z][a-z0-9-]*\.[a-z0-9-]+$"
 RUNTIME_VERSION_PATTERN = r"^\d+(\.\d+){0,2}$"
+CERTIFICATE_ARN_PATTERN = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$"
 # Environment variables HiveMind itself sets on the instances, so the operator never
 # has to: the port always, the database's settings when HiveMind provisions one.
 PROVIDED_ENV_VARS: tuple[str, ...] = ("PORT",)
@@ -147,11 +149,48 @@ class DatabaseSpec(_Frozen):
         return self
 
 
+Color = Literal["blue", "green"]
+COLORS: tuple[Color, Color] = ("blue", "green")
+
+
 class ComputeSpec(_Frozen):
-    """The instances the app runs on."""
+    """The instances the app runs on: two sets, blue and green, behind one load balancer.
+
+    The listener forwards to the active colour's `count` instances; the other colour
+    has `standby_count` (usually 0), so a blue-green update is a change of this spec.
+    """
 
     instance_type: Annotated[str, Field(pattern=INSTANCE_TYPE_PATTERN)]
     count: Annotated[int, Field(ge=1, le=20)]
+    active_color: Color = "blue"
+    standby_count: Annotated[int, Field(ge=0, le=20)] = 0
+
+    def instances(self, color: Color) -> int:
+        return self.count if color == self.active_color else self.standby_count
+
+
+class AccessSpec(_Frozen):
+    """How people reach the deployment: TLS on the load balancer, SSH for the operator."""
+
+    certificate_arn: Annotated[str | None, Field(pattern=CERTIFICATE_ARN_PATTERN)] = Field(
+        None, description="an ACM certificate: HTTPS on 443, and port 80 redirects to it"
+    )
+    ssh_cidr: str | None = Field(
+        None, description="the operator's address range allowed to SSH; none means no SSH rule"
+    )
+
+    @field_validator("ssh_cidr")
+    @classmethod
+    def _not_the_world(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError("must be an address range such as 203.0.113.7/32") from None
+        if network.prefixlen == 0:
+            raise ValueError("SSH is never opened to the whole internet; give your address /32")
+        return str(network)
 
 
 class DeploymentSpec(_Frozen):
@@ -161,6 +200,7 @@ class DeploymentSpec(_Frozen):
     app: AppSpec
     database: DatabaseSpec
     compute: ComputeSpec
+    access: AccessSpec = AccessSpec()
     profile: Profile
     region: Annotated[str, Field(pattern=REGION_PATTERN)]
     xray: bool = False

@@ -42,6 +42,18 @@ _SPEC_OPTIONS: list[tuple[str, str, Any, str]] = [
         "stage-1: one small instance, no NAT; production: redundant (default).",
     ),
     ("--region", "region", str, "AWS region, e.g. eu-west-1 (default: $AWS_REGION)."),
+    (
+        "--certificate-arn",
+        "access.certificate_arn",
+        str,
+        "ACM certificate for HTTPS on 443 (port 80 then redirects).",
+    ),
+    (
+        "--ssh-cidr",
+        "access.ssh_cidr",
+        str,
+        "Your address range allowed to SSH, e.g. 203.0.113.7/32.",
+    ),
 ]
 
 
