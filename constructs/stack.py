@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack, Tags
+from aws_cdk import CfnOutput, IStackSynthesizer, Stack, Tags
+from hivemind_constructs.dashboard import MonitoredResources, Monitoring
+from hivemind_constructs.database import Database
 from hivemind_constructs.network import Network
+from hivemind_constructs.tracing import Tracing
+from hivemind_constructs.web_tier import WebTier
 
 from constructs import Construct
-from hivemind.spec import DeploymentSpec
+from hivemind.spec import COLORS, DeploymentSpec
 
 # Tag names are defined once; every resource in the stack carries them.
 TAG_DEPLOYMENT_ID = "hivemind:deployment-id"
@@ -20,19 +24,102 @@ def stack_name(deployment_id: str) -> str:
 
 
 class DeploymentStack(Stack):
-    """Everything one deployment runs on, built from its spec and nothing else."""
+    """Everything one deployment runs on, built from its spec and nothing else.
 
-    def __init__(self, scope: Construct, *, spec: DeploymentSpec, deployment_id: str) -> None:
+    `user_data` is the instances' start-up script, rendered by the compiler.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        *,
+        spec: DeploymentSpec,
+        deployment_id: str,
+        user_data: str,
+        synthesizer: IStackSynthesizer | None = None,
+    ) -> None:
         super().__init__(
             scope,
             stack_name(deployment_id),
             description=f"HiveMind deployment {deployment_id} of {spec.app.name} ({spec.profile})",
+            synthesizer=synthesizer,
         )
         self.network = Network(self, "Network", nat_gateways=NAT_GATEWAYS[spec.profile])
-        CfnOutput(self, "VpcId", value=self.network.vpc.vpc_id)
+        vpc = self.network.vpc
+        self.web = WebTier(
+            self,
+            "Web",
+            spec=spec,
+            vpc=vpc,
+            app_subnets=self.network.app_subnets,
+            user_data=user_data,
+        )
+        self.database: Database | None = None
+        if spec.database.engine != "none":
+            self.database = Database(
+                self, "Database", spec=spec, vpc=vpc, subnets=self.network.database_subnets
+            )
+            self.database.allow_from(self.web.instance_security_group)
+        self.tracing = (
+            Tracing(self, "Tracing", deployment_id=deployment_id, service_name=spec.app.name)
+            if spec.xray
+            else None
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            spec=spec,
+            deployment_id=deployment_id,
+            watched=MonitoredResources(
+                instances=[i for color in COLORS for i in self.web.instances[color]],
+                load_balancer=self.web.load_balancer,
+                active_target_group=self.web.target_groups.get(spec.compute.active_color),
+                database=self.database.instance if self.database else None,
+                replica=self.database.replica if self.database else None,
+                xray_group_name=self.tracing.group_name if self.tracing else None,
+            ),
+        )
+        self._outputs(spec)
 
         for key, value in spec.tags.items():
             Tags.of(self).add(key, value)
         Tags.of(self).add(TAG_DEPLOYMENT_ID, deployment_id)
         Tags.of(self).add(TAG_APP, spec.app.name)
         Tags.of(self).add(TAG_PROFILE, spec.profile)
+
+    def _outputs(self, spec: DeploymentSpec) -> None:
+        """Everything later stages read: named outputs, one value each."""
+        CfnOutput(self, "VpcId", value=self.network.vpc.vpc_id)
+        for color in COLORS:
+            ids = [instance.ref for instance in self.web.instances[color]]
+            CfnOutput(self, f"{color.capitalize()}InstanceIds", value=",".join(ids) if ids else "-")
+            group = self.web.target_groups.get(color)
+            if group is not None:
+                CfnOutput(self, f"{color.capitalize()}TargetGroupArn", value=group.target_group_arn)
+        CfnOutput(self, "ActiveColor", value=spec.compute.active_color)
+        if self.web.load_balancer is not None:
+            CfnOutput(self, "LoadBalancerDns", value=self.web.load_balancer.load_balancer_dns_name)
+            CfnOutput(self, "LoadBalancerArn", value=self.web.load_balancer.load_balancer_arn)
+        if self.web.listener is not None:
+            CfnOutput(self, "ListenerArn", value=self.web.listener.listener_arn)
+        CfnOutput(
+            self,
+            "InstanceSecurityGroupId",
+            value=self.web.instance_security_group.security_group_id,
+        )
+        if self.database is not None:
+            CfnOutput(
+                self, "DatabaseEndpoint", value=self.database.instance.db_instance_endpoint_address
+            )
+            CfnOutput(self, "DatabasePort", value=str(self.database.port))
+            CfnOutput(self, "DatabaseSecretArn", value=self.database.secret.secret_arn)
+            if self.database.replica is not None:
+                CfnOutput(
+                    self,
+                    "DatabaseReplicaEndpoint",
+                    value=self.database.replica.db_instance_endpoint_address,
+                )
+        CfnOutput(self, "DashboardName", value=self.monitoring.dashboard.dashboard_name)
+        CfnOutput(self, "AppLogGroup", value=self.monitoring.log_group.log_group_name)
+        if self.tracing is not None:
+            CfnOutput(self, "XRayGroup", value=self.tracing.group_name)

@@ -130,6 +130,19 @@ def node_env(node: NodeRuntime) -> dict[str, str]:
     }
 
 
+def prepare_jsii() -> None:
+    """Point jsii (which runs aws_cdk in this process) at our Node, quietly.
+
+    Call before the first `import aws_cdk`. Without a usable Node it does nothing and
+    jsii fails with its own message, which `hivemind doctor` explains.
+    """
+    node = find_node()
+    if node is None:
+        return
+    for key in (_SILENCE_DEPRECATED, _SILENCE_END_OF_LIFE, "JSII_NODE"):
+        os.environ.setdefault(key, node_env(node)[key])
+
+
 def cdk_command(node: NodeRuntime, *args: str) -> list[str]:
     """The pinned CDK CLI with these arguments; it does not fetch notices from the internet.
     Run it with `node_env(node)`."""

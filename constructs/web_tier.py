@@ -1,0 +1,227 @@
+"""The web tier: blue and green instance sets from one launch template, behind an ALB."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_elasticloadbalancingv2_targets as targets
+from aws_cdk import aws_iam as iam
+from hivemind_constructs.acknowledge import acknowledge
+
+from constructs import Construct
+from hivemind.spec import COLORS, Color, DeploymentSpec
+
+ROOT_VOLUME_GIB = 16
+# The instance role's only permissions: Session Manager, the CloudWatch agent, X-Ray writes.
+MANAGED_POLICIES = ("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy")
+XRAY_POLICY = "AWSXrayWriteOnlyAccess"
+# Graviton instance families run arm64 images.
+_ARM_FAMILIES = ("a1", "t4g", "m6g", "m7g", "m8g", "c6g", "c7g", "c8g", "r6g", "r7g", "r8g")
+
+
+class WebTier(Construct):
+    """Instances (IMDSv2 only, encrypted gp3 root, least-privilege role) in two colour sets,
+    each with its own target group; the load balancer's listener forwards to the active one.
+
+    Attributes: `load_balancer` (None when the app serves no port), `listener`,
+    `target_groups` and `instances` by colour, `instance_security_group`, `role`.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        spec: DeploymentSpec,
+        vpc: ec2.IVpc,
+        app_subnets: ec2.SubnetSelection,
+        user_data: str,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        app = spec.app
+
+        self.role = iam.Role(
+            self,
+            "InstanceRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description=f"HiveMind instances of {app.name}",
+            managed_policies=[
+                iam.ManagedPolicy.from_aws_managed_policy_name(policy)
+                for policy in MANAGED_POLICIES + (XRAY_POLICY,) * spec.xray
+            ],
+        )
+        for policy in MANAGED_POLICIES + (XRAY_POLICY,) * spec.xray:
+            acknowledge(
+                self.role,
+                f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{policy}]",
+                "an AWS managed policy scoped to exactly one job the instance does: Session "
+                "Manager, the CloudWatch agent, or (with X-Ray) the daemon's writes",
+            )
+
+        self.instance_security_group = ec2.SecurityGroup(
+            self,
+            "InstanceSecurityGroup",
+            vpc=vpc,
+            description=f"{app.name} instances: app port from the load balancer only",
+            allow_all_outbound=True,
+        )
+        if spec.access.ssh_cidr:
+            peer = (
+                ec2.Peer.ipv6(spec.access.ssh_cidr)
+                if ":" in spec.access.ssh_cidr
+                else ec2.Peer.ipv4(spec.access.ssh_cidr)
+            )
+            self.instance_security_group.add_ingress_rule(
+                peer, ec2.Port.tcp(22), "SSH from the operator's address only"
+            )
+
+        family = spec.compute.instance_type.split(".")[0]
+        cpu = (
+            ec2.AmazonLinuxCpuType.ARM_64
+            if family in _ARM_FAMILIES
+            else ec2.AmazonLinuxCpuType.X86_64
+        )
+        self.launch_template = ec2.LaunchTemplate(
+            self,
+            "LaunchTemplate",
+            instance_type=ec2.InstanceType(spec.compute.instance_type),
+            machine_image=ec2.MachineImage.latest_amazon_linux2023(cpu_type=cpu),
+            require_imdsv2=True,
+            http_put_response_hop_limit=1,
+            role=self.role,
+            security_group=self.instance_security_group,
+            user_data=ec2.UserData.custom(user_data),
+            block_devices=[
+                ec2.BlockDevice(
+                    device_name="/dev/xvda",
+                    volume=ec2.BlockDeviceVolume.ebs(
+                        ROOT_VOLUME_GIB,
+                        encrypted=True,
+                        volume_type=ec2.EbsDeviceVolumeType.GP3,
+                        delete_on_termination=True,
+                    ),
+                )
+            ],
+            detailed_monitoring=False,
+        )
+
+        subnets = vpc.select_subnets(subnet_type=app_subnets.subnet_type, one_per_az=True).subnets
+        self.instances: dict[Color, list[ec2.CfnInstance]] = {}
+        for color in COLORS:
+            self.instances[color] = []
+            for index in range(spec.compute.instances(color)):
+                instance = ec2.CfnInstance(
+                    self,
+                    f"{color.capitalize()}{index + 1}",
+                    launch_template=ec2.CfnInstance.LaunchTemplateSpecificationProperty(
+                        launch_template_id=self.launch_template.launch_template_id,
+                        version=self.launch_template.latest_version_number,
+                    ),
+                    subnet_id=subnets[index % len(subnets)].subnet_id,
+                    monitoring=False,
+                )
+                acknowledge(
+                    instance,
+                    "AwsSolutions-EC28",
+                    "basic monitoring plus the CloudWatch agent's memory and disk metrics "
+                    "feed the dashboard; 1-minute detailed monitoring is not worth its cost here",
+                )
+                acknowledge(
+                    instance,
+                    "AwsSolutions-EC29",
+                    "instances are replaceable: the app is redeployed from its repository, "
+                    "state lives in RDS; termination protection would block blue-green swaps",
+                )
+                self.instances[color].append(instance)
+
+        self.load_balancer: elbv2.ApplicationLoadBalancer | None = None
+        self.listener: elbv2.ApplicationListener | None = None
+        self.target_groups: dict[Color, elbv2.ApplicationTargetGroup] = {}
+        if app.port is not None:
+            self._load_balancer(spec, vpc, app.port)
+
+    def _load_balancer(self, spec: DeploymentSpec, vpc: ec2.IVpc, port: int) -> None:
+        alb_security_group = ec2.SecurityGroup(
+            self,
+            "LoadBalancerSecurityGroup",
+            vpc=vpc,
+            description=f"{spec.app.name} load balancer: HTTP and HTTPS from the internet",
+            allow_all_outbound=False,
+        )
+        alb_security_group.add_ingress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(80), "HTTP")
+        if spec.access.certificate_arn:
+            alb_security_group.add_ingress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS")
+        acknowledge(
+            alb_security_group,
+            "AwsSolutions-EC23",
+            "a public web app's load balancer accepts HTTP(S) from anywhere; only ports "
+            "80 and 443 are open, and the instances accept traffic from this group only",
+        )
+        self.instance_security_group.add_ingress_rule(
+            alb_security_group, ec2.Port.tcp(port), "the app port, from the load balancer"
+        )
+        alb_security_group.add_egress_rule(
+            self.instance_security_group, ec2.Port.tcp(port), "to the instances' app port"
+        )
+
+        self.load_balancer = elbv2.ApplicationLoadBalancer(
+            self,
+            "LoadBalancer",
+            vpc=vpc,
+            internet_facing=True,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PUBLIC),
+            security_group=alb_security_group,
+            drop_invalid_header_fields=True,
+        )
+        acknowledge(
+            self.load_balancer,
+            "AwsSolutions-ELB2",
+            "access logs need an S3 bucket that outlives the stack; HiveMind's request "
+            "metrics and the app's own logs are on the deployment's dashboard instead",
+        )
+
+        for color in COLORS:
+            self.target_groups[color] = elbv2.ApplicationTargetGroup(
+                self,
+                f"{color.capitalize()}Targets",
+                vpc=vpc,
+                port=port,
+                protocol=elbv2.ApplicationProtocol.HTTP,
+                target_type=elbv2.TargetType.INSTANCE,
+                deregistration_delay=Duration.seconds(30),
+                health_check=elbv2.HealthCheck(
+                    path=spec.app.health_path,
+                    port=str(port),
+                    healthy_http_codes="200-399",
+                    interval=Duration.seconds(15),
+                    timeout=Duration.seconds(5),
+                    healthy_threshold_count=2,
+                    unhealthy_threshold_count=3,
+                ),
+                targets=[
+                    targets.InstanceIdTarget(instance.ref, port)
+                    for instance in self.instances[color]
+                ],
+            )
+
+        active = self.target_groups[spec.compute.active_color]
+        if spec.access.certificate_arn:
+            self.listener = self.load_balancer.add_listener(
+                "Https",
+                port=443,
+                protocol=elbv2.ApplicationProtocol.HTTPS,
+                certificates=[elbv2.ListenerCertificate.from_arn(spec.access.certificate_arn)],
+                ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS,
+                default_target_groups=[active],
+                open=False,
+            )
+            self.load_balancer.add_redirect(source_port=80, target_port=443)
+        else:
+            self.listener = self.load_balancer.add_listener(
+                "Http",
+                port=80,
+                protocol=elbv2.ApplicationProtocol.HTTP,
+                default_target_groups=[active],
+                open=False,
+            )

@@ -1,0 +1,204 @@
+"""`hivemind synth`: spec → cdk.out, with the cost, the provisioning time and the gates.
+
+1. Look the spec up in the synth cache (keyed by the spec, the deployment id and the
+   versions of every tool that shapes the output); on a hit, copy the result.
+2. Otherwise compile the spec into a CDK app and synthesize it with the AwsSolutions
+   checks attached (cdk-nag), then lint the template (cfn-lint).
+3. Price the template, put the estimate into the dashboard's cost section, write the
+   template compact (CloudFormation takes up to 51,200 bytes inline).
+4. Estimate the provisioning time from the template's critical path.
+
+aws_cdk is imported only on a cache miss, so a repeat synth stays fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from hivemind import __version__
+from hivemind.cost import DEFAULT_PRICES, CostEstimate, PriceTable, estimate
+from hivemind.gates import Finding
+from hivemind.paths import cache_dir
+from hivemind.spec import DeploymentSpec
+from hivemind.timing import PathStep, ProvisioningEstimate, estimate_provisioning
+
+TEMPLATE_BODY_LIMIT = 51_200  # bytes CloudFormation accepts inline, without an S3 upload
+COST_ESTIMATE_MARKER = "HIVEMIND_COST_ESTIMATE"  # hivemind_constructs.dashboard's placeholder
+_CACHE_VERSION = "1"
+# Everything whose version can change the synthesized output.
+_TOOLS = ("aws-cdk-lib", "constructs", "cdk-nag", "cfn-lint")
+
+
+class SynthResult(BaseModel):
+    """What one synth produced and found; saved as synth.json beside cdk.out/."""
+
+    model_config = ConfigDict(frozen=True)
+
+    deployment_id: str
+    stack_name: str
+    template_file: str  # relative to the output folder
+    template_bytes: int
+    resources: dict[str, int]  # resource type -> count
+    cost: CostEstimate
+    provisioning_seconds: int
+    critical_path: list[dict[str, Any]]
+    findings: list[dict[str, str]]
+    cached: bool = False
+
+    @property
+    def blocking_findings(self) -> list[dict[str, str]]:
+        return [f for f in self.findings if f["level"] in ("error", "warning")]
+
+
+def cache_key(spec: DeploymentSpec, deployment_id: str, prices: PriceTable) -> str:
+    versions = {tool: importlib.metadata.version(tool) for tool in _TOOLS}
+    material = json.dumps(
+        {
+            "cache": _CACHE_VERSION,
+            "hivemind": __version__,
+            "tools": versions,
+            "deployment_id": deployment_id,
+            "spec": spec.model_dump(mode="json", exclude={"provenance", "notes"}),
+            "prices": prices.model_dump(mode="json"),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def synthesize(
+    spec: DeploymentSpec,
+    deployment_id: str,
+    out_dir: Path,
+    *,
+    prices: PriceTable = DEFAULT_PRICES,
+    use_cache: bool = True,
+) -> SynthResult:
+    """Write `out_dir/spec.json`, `out_dir/cdk.out/` and `out_dir/synth.json`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "spec.json").write_text(spec.to_json(), encoding="utf-8")
+    cached = cache_dir() / "synth" / cache_key(spec, deployment_id, prices)
+    if use_cache and (cached / "synth.json").is_file():
+        result = SynthResult.model_validate_json((cached / "synth.json").read_text())
+        _replace_tree(cached / "cdk.out", out_dir / "cdk.out")
+        result = result.model_copy(update={"cached": True})
+    else:
+        with tempfile.TemporaryDirectory(prefix="hivemind-synth-") as work:
+            result = _synthesize_fresh(spec, deployment_id, Path(work) / "cdk.out", prices)
+            _replace_tree(Path(work) / "cdk.out", out_dir / "cdk.out")
+        if use_cache and not result.blocking_findings:
+            _store(cached, out_dir / "cdk.out", result)
+    (out_dir / "synth.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    return result
+
+
+def _synthesize_fresh(
+    spec: DeploymentSpec, deployment_id: str, cdk_out: Path, prices: PriceTable
+) -> SynthResult:
+    from hivemind import compiler, gates
+
+    app = compiler.build_app(spec, deployment_id, cdk_out)
+    _assembly, findings = gates.synth_with_checks(app)
+    template_file = compiler.template_path(cdk_out, deployment_id)
+    template: dict[str, Any] = json.loads(template_file.read_text(encoding="utf-8"))
+    cost = estimate(template, spec.region, prices)
+    _fill_cost_section(template, cost)
+    compact = json.dumps(template, separators=(",", ":"), ensure_ascii=False)
+    template_file.write_text(compact, encoding="utf-8")
+    # cfn-lint's informational rules (style hints) are not gates.
+    findings += [
+        f for f in gates.lint_templates(cdk_out, regions=(spec.region,)) if f.level != "info"
+    ]
+    if len(compact.encode()) > TEMPLATE_BODY_LIMIT:
+        findings.append(
+            Finding(
+                tool="hivemind",
+                rule="template-size",
+                level="error",
+                resource=template_file.name,
+                message=f"the template is {len(compact.encode())} bytes; CloudFormation takes "
+                f"{TEMPLATE_BODY_LIMIT} inline",
+                fix="lower compute.count (each instance adds resources), or report this: "
+                "HiveMind should split or upload the template",
+            )
+        )
+    provisioning = estimate_provisioning(template)
+    return SynthResult(
+        deployment_id=deployment_id,
+        stack_name=template_file.name.removesuffix(".template.json"),
+        template_file=f"cdk.out/{template_file.name}",
+        template_bytes=len(compact.encode()),
+        resources=dict(sorted(Counter(r["Type"] for r in template["Resources"].values()).items())),
+        cost=cost,
+        provisioning_seconds=provisioning.total_seconds,
+        critical_path=[asdict(step) for step in provisioning.path],
+        findings=[asdict(f) for f in findings],
+    )
+
+
+def critical_path(result: SynthResult) -> ProvisioningEstimate:
+    return ProvisioningEstimate(
+        result.provisioning_seconds, tuple(PathStep(**step) for step in result.critical_path)
+    )
+
+
+def cost_summary(cost: CostEstimate, top: int = 6) -> str:
+    """The dashboard's cost text: the total and the biggest items, in Markdown."""
+    lines = [
+        f"**Estimated monthly cost: ${cost.total_usd:,.2f}** "
+        f"(on-demand, {cost.region}; prices as of {cost.prices_as_of})",
+        "",
+    ]
+    for resource_type, usd in list(cost.by_type().items())[:top]:
+        lines.append(f"- {resource_type.split('::')[-1]}: ${usd:,.2f}")
+    lines += ["", "The graph beside this shows the account's actual charges (whole account)."]
+    return "\n".join(lines)
+
+
+def _fill_cost_section(template: dict[str, Any], cost: CostEstimate) -> None:
+    # The dashboard body is a JSON document inside a string (or a Fn::Join of strings):
+    # the Markdown must be escaped for that inner JSON.
+    escaped = json.dumps(cost_summary(cost))[1:-1]
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::CloudWatch::Dashboard":
+            body = resource["Properties"]["DashboardBody"]
+            resource["Properties"]["DashboardBody"] = _replace_in(body, escaped)
+
+
+def _replace_in(value: Any, text: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(COST_ESTIMATE_MARKER, text)
+    if isinstance(value, list):
+        return [_replace_in(v, text) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _replace_in(v, text) for k, v in value.items()}
+    return value
+
+
+def _replace_tree(source: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+
+
+def _store(cached: Path, cdk_out: Path, result: SynthResult) -> None:
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".synth-", dir=cached.parent))
+    try:
+        shutil.copytree(cdk_out, staging / "cdk.out")
+        (staging / "synth.json").write_text(result.model_dump_json(), encoding="utf-8")
+        shutil.rmtree(cached, ignore_errors=True)
+        staging.rename(cached)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
