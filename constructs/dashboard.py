@@ -19,6 +19,7 @@ COST_ESTIMATE_MARKER = "HIVEMIND_COST_ESTIMATE"
 APP_LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 WIDTH = 24
 _PERIOD = Duration.minutes(1)
+_METRICS_PER_ALARM = 10
 
 
 def dashboard_name(deployment_id: str) -> str:
@@ -122,13 +123,25 @@ class Monitoring(Construct):
                     treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
                 )
             )
-        for instance in watched.instances:
-            cpu = _instance_metric("AWS/EC2", "CPUUtilization", instance)
+        # One alarm on the busiest instance per group of ten (metric math takes ten
+        # metrics at most): as useful as one alarm each, and far smaller a template.
+        for start in range(0, len(watched.instances), _METRICS_PER_ALARM):
+            group = watched.instances[start : start + _METRICS_PER_ALARM]
+            busiest = cw.MathExpression(
+                expression="MAX(METRICS())",
+                using_metrics={
+                    f"cpu{n}": _instance_metric("AWS/EC2", "CPUUtilization", instance)
+                    for n, instance in enumerate(group)
+                },
+                label="busiest instance CPU %",
+                period=Duration.minutes(5),
+            )
+            names = ", ".join(instance.node.id for instance in group)
             alarms.append(
-                cpu.create_alarm(
+                busiest.create_alarm(
                     self,
-                    f"Cpu{instance.node.id}",
-                    alarm_description=f"Instance {instance.node.id} CPU above 80% for 10 minutes",
+                    f"InstanceCpu{start // _METRICS_PER_ALARM + 1}",
+                    alarm_description=f"CPU above 80% for 10 minutes on one of: {names}",
                     threshold=80,
                     evaluation_periods=2,
                     comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,

@@ -29,7 +29,9 @@ ENGINE_VERSIONS = {
 def _engine(engine: str, major: str) -> rds.IInstanceEngine:
     full = ENGINE_VERSIONS[engine][major]
     if engine == "postgres":
-        return rds.DatabaseInstanceEngine.postgres(version=rds.PostgresEngineVersion.of(full, major))
+        return rds.DatabaseInstanceEngine.postgres(
+            version=rds.PostgresEngineVersion.of(full, major)
+        )
     return rds.DatabaseInstanceEngine.mysql(version=rds.MysqlEngineVersion.of(full, major))
 
 

@@ -74,8 +74,19 @@ def render_user_data(spec: DeploymentSpec, deployment_id: str) -> str:
     )
 
 
-def build_app(spec: DeploymentSpec, deployment_id: str, outdir: Path | None = None) -> cdk.App:
-    """The CDK app for one deployment, with the AwsSolutions checks attached."""
+def build_app(
+    spec: DeploymentSpec,
+    deployment_id: str,
+    outdir: Path | None = None,
+    *,
+    bootstrapless: bool = True,
+) -> cdk.App:
+    """The CDK app for one deployment, with the AwsSolutions checks attached.
+
+    Bootstrapless (the default) deploys into any account as is, with the template
+    sent inline; a template over CloudFormation's inline limit needs the CDK bootstrap
+    bucket to be uploaded through instead (`bootstrapless=False`).
+    """
     app = cdk.App(
         outdir=str(outdir) if outdir else None,
         analytics_reporting=False,
@@ -89,7 +100,11 @@ def build_app(spec: DeploymentSpec, deployment_id: str, outdir: Path | None = No
         spec=spec,
         deployment_id=deployment_id,
         user_data=render_user_data(spec, deployment_id),
-        synthesizer=cdk.BootstraplessSynthesizer(),
+        synthesizer=(
+            cdk.BootstraplessSynthesizer()
+            if bootstrapless
+            else cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=True)
+        ),
     )
     return app
 

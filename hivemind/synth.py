@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import shutil
 import tempfile
@@ -28,7 +29,6 @@ from pydantic import BaseModel, ConfigDict
 
 from hivemind import __version__
 from hivemind.cost import DEFAULT_PRICES, CostEstimate, PriceTable, estimate
-from hivemind.gates import Finding
 from hivemind.paths import cache_dir
 from hivemind.spec import DeploymentSpec
 from hivemind.timing import PathStep, ProvisioningEstimate, estimate_provisioning
@@ -38,6 +38,7 @@ COST_ESTIMATE_MARKER = "HIVEMIND_COST_ESTIMATE"  # hivemind_constructs.dashboard
 _CACHE_VERSION = "1"
 # Everything whose version can change the synthesized output.
 _TOOLS = ("aws-cdk-lib", "constructs", "cdk-nag", "cfn-lint")
+_OUR_PACKAGES = ("hivemind", "hivemind_constructs", "hivemind_templates")
 
 
 class SynthResult(BaseModel):
@@ -49,6 +50,7 @@ class SynthResult(BaseModel):
     stack_name: str
     template_file: str  # relative to the output folder
     template_bytes: int
+    needs_bootstrap: bool = False  # over the inline limit: deploy uploads via the CDK bootstrap
     resources: dict[str, int]  # resource type -> count
     cost: CostEstimate
     provisioning_seconds: int
@@ -61,8 +63,23 @@ class SynthResult(BaseModel):
         return [f for f in self.findings if f["level"] in ("error", "warning")]
 
 
+def _code_digest() -> str:
+    """A digest of HiveMind's own compiler code and templates, so an edited checkout
+    never serves a stale synth (the version number alone changes too rarely)."""
+    digest = hashlib.sha256()
+    for package in _OUR_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        assert spec is not None and spec.submodule_search_locations is not None
+        for folder in spec.submodule_search_locations:
+            for path in sorted(Path(folder).rglob("*")):
+                if path.suffix in (".py", ".j2"):
+                    digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 def cache_key(spec: DeploymentSpec, deployment_id: str, prices: PriceTable) -> str:
     versions = {tool: importlib.metadata.version(tool) for tool in _TOOLS}
+    versions["hivemind-code"] = _code_digest()
     material = json.dumps(
         {
             "cache": _CACHE_VERSION,
@@ -106,45 +123,52 @@ def synthesize(
 def _synthesize_fresh(
     spec: DeploymentSpec, deployment_id: str, cdk_out: Path, prices: PriceTable
 ) -> SynthResult:
-    from hivemind import compiler, gates
+    from hivemind import compiler, gates  # lazy: imports aws_cdk: cache misses only
 
+    needs_bootstrap = False
     app = compiler.build_app(spec, deployment_id, cdk_out)
     _assembly, findings = gates.synth_with_checks(app)
-    template_file = compiler.template_path(cdk_out, deployment_id)
-    template: dict[str, Any] = json.loads(template_file.read_text(encoding="utf-8"))
-    cost = estimate(template, spec.region, prices)
-    _fill_cost_section(template, cost)
-    compact = json.dumps(template, separators=(",", ":"), ensure_ascii=False)
-    template_file.write_text(compact, encoding="utf-8")
+    template, compact = _finish_template(
+        compiler.template_path(cdk_out, deployment_id), spec, prices
+    )
+    if len(compact.encode()) > TEMPLATE_BODY_LIMIT:
+        # Too big to send inline: synthesize for the CDK bootstrap bucket instead.
+        needs_bootstrap = True
+        shutil.rmtree(cdk_out)
+        app = compiler.build_app(spec, deployment_id, cdk_out, bootstrapless=False)
+        _assembly, findings = gates.synth_with_checks(app)
+        template, compact = _finish_template(
+            compiler.template_path(cdk_out, deployment_id), spec, prices
+        )
     # cfn-lint's informational rules (style hints) are not gates.
     findings += [
         f for f in gates.lint_templates(cdk_out, regions=(spec.region,)) if f.level != "info"
     ]
-    if len(compact.encode()) > TEMPLATE_BODY_LIMIT:
-        findings.append(
-            Finding(
-                tool="hivemind",
-                rule="template-size",
-                level="error",
-                resource=template_file.name,
-                message=f"the template is {len(compact.encode())} bytes; CloudFormation takes "
-                f"{TEMPLATE_BODY_LIMIT} inline",
-                fix="lower compute.count (each instance adds resources), or report this: "
-                "HiveMind should split or upload the template",
-            )
-        )
     provisioning = estimate_provisioning(template)
+    template_file = compiler.template_path(cdk_out, deployment_id)
     return SynthResult(
         deployment_id=deployment_id,
         stack_name=template_file.name.removesuffix(".template.json"),
         template_file=f"cdk.out/{template_file.name}",
         template_bytes=len(compact.encode()),
+        needs_bootstrap=needs_bootstrap,
         resources=dict(sorted(Counter(r["Type"] for r in template["Resources"].values()).items())),
-        cost=cost,
+        cost=estimate(template, spec.region, prices),
         provisioning_seconds=provisioning.total_seconds,
         critical_path=[asdict(step) for step in provisioning.path],
         findings=[asdict(f) for f in findings],
     )
+
+
+def _finish_template(
+    path: Path, spec: DeploymentSpec, prices: PriceTable
+) -> tuple[dict[str, Any], str]:
+    """Put the cost estimate into the dashboard and rewrite the template compact."""
+    template: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    _fill_cost_section(template, estimate(template, spec.region, prices))
+    compact = json.dumps(template, separators=(",", ":"), ensure_ascii=False)
+    path.write_text(compact, encoding="utf-8")
+    return template, compact
 
 
 def critical_path(result: SynthResult) -> ProvisioningEstimate:
