@@ -1,0 +1,317 @@
+"""What `hivemind synth` builds, checked on the synthesized CloudFormation: every
+security property, across stage-1/production x database or not x X-Ray or not, and
+for each bundled example; the gates are clean everywhere; synthesis is deterministic."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import EXAMPLES
+
+from hivemind.resolve import Overrides, spec_for_repo
+from hivemind.spec import DeploymentSpec
+from hivemind.synth import TEMPLATE_BODY_LIMIT, SynthResult, synthesize
+from hivemind.toolchain import prepare_jsii
+
+prepare_jsii()
+from aws_cdk.assertions import Match, Template  # noqa: E402
+
+DEPLOYMENT_ID = "shop-abcdefghij"
+
+
+def make_spec(profile: str, engine: str, xray: bool, **changes: Any) -> DeploymentSpec:
+    spec: dict[str, Any] = {
+        "app": {"name": "shop", "language": "python", "framework": "flask",
+                "runtime_version": "3.12", "start_command": "gunicorn app:app",
+                "port": 8000, "health_path": "/health"},
+        "database": {"engine": "none"} if engine == "none" else {
+            "engine": engine, "engine_version": "16" if engine == "postgres" else "8.0",
+            "instance_class": "db.t3.micro", "storage_gb": 20},
+        "compute": {"instance_type": "t3.small", "count": 2 if profile == "production" else 1},
+        "profile": profile, "region": "eu-west-1", "xray": xray, "tags": {"team": "shop"},
+    }  # fmt: skip
+    for path, value in changes.items():
+        section, _, leaf = path.partition("__")
+        if leaf:
+            spec.setdefault(section, {})[leaf] = value
+        else:
+            spec[section] = value
+    return DeploymentSpec.model_validate(spec)
+
+
+MATRIX = list(itertools.product(("stage-1", "production"), ("postgres", "none"), (False, True)))
+
+
+class Synthesized:
+    def __init__(self, result: SynthResult, out: Path, spec: DeploymentSpec) -> None:
+        self.result = result
+        self.spec = spec
+        self.json: dict[str, Any] = json.loads((out / result.template_file).read_text())
+        self.template = Template.from_json(self.json)
+
+    def resources(self, kind: str) -> dict[str, Any]:
+        return {k: v for k, v in self.json["Resources"].items() if v["Type"] == kind}
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str, bool], Synthesized]:
+    out: dict[tuple[str, str, bool], Synthesized] = {}
+    for profile, engine, xray in MATRIX:
+        spec = make_spec(profile, engine, xray)
+        folder = tmp_path_factory.mktemp(f"{profile}-{engine}-{xray}")
+        out[(profile, engine, xray)] = Synthesized(
+            synthesize(spec, DEPLOYMENT_ID, folder, use_cache=False), folder, spec
+        )
+    return out
+
+
+def each(matrix: dict[tuple[str, str, bool], Synthesized]) -> Iterator[Synthesized]:
+    yield from matrix.values()
+
+
+def test_gates_are_clean_across_the_matrix(matrix: dict[Any, Synthesized]) -> None:
+    for key, synth in matrix.items():
+        assert synth.result.findings == [], key
+
+
+def test_every_template_fits_inline(matrix: dict[Any, Synthesized]) -> None:
+    for key, synth in matrix.items():
+        assert synth.result.template_bytes < TEMPLATE_BODY_LIMIT, key
+        assert not synth.result.needs_bootstrap
+        assert "Parameters" not in synth.json or "BootstrapVersion" not in synth.json["Parameters"]
+
+
+def test_instances_require_imdsv2_and_encrypted_gp3(matrix: dict[Any, Synthesized]) -> None:
+    for synth in each(matrix):
+        synth.template.has_resource_properties("AWS::EC2::LaunchTemplate", {
+            "LaunchTemplateData": Match.object_like({
+                "MetadataOptions": Match.object_like({"HttpTokens": "required"}),
+                "BlockDeviceMappings": [Match.object_like({
+                    "Ebs": Match.object_like({"Encrypted": True, "VolumeType": "gp3"}),
+                })],
+            }),
+        })  # fmt: skip
+
+
+def test_no_ssh_rule_unless_an_operator_range_is_given(
+    matrix: dict[Any, Synthesized], tmp_path: Path
+) -> None:
+    for synth in each(matrix):
+        text = json.dumps(synth.json)
+        assert '"FromPort":22' not in text.replace(" ", "")
+    spec = make_spec("stage-1", "none", False, access={"ssh_cidr": "203.0.113.7/32"})
+    result = synthesize(spec, DEPLOYMENT_ID, tmp_path, use_cache=False)
+    ssh = Synthesized(result, tmp_path, spec)
+    ssh.template.has_resource_properties("AWS::EC2::SecurityGroup", {
+        "SecurityGroupIngress": Match.array_with([Match.object_like(
+            {"CidrIp": "203.0.113.7/32", "FromPort": 22, "ToPort": 22})]),
+    })  # fmt: skip
+    for group in ssh.resources("AWS::EC2::SecurityGroup").values():
+        for rule in group["Properties"].get("SecurityGroupIngress", []):
+            if rule.get("FromPort") == 22:
+                assert rule["CidrIp"] == "203.0.113.7/32"
+
+
+def test_ssh_from_the_whole_internet_is_refused() -> None:
+    with pytest.raises(ValueError, match="never opened to the whole internet"):
+        make_spec("stage-1", "none", False, access={"ssh_cidr": "0.0.0.0/0"})
+
+
+def test_only_the_load_balancer_faces_the_internet(matrix: dict[Any, Synthesized]) -> None:
+    for synth in each(matrix):
+        for logical_id, group in synth.resources("AWS::EC2::SecurityGroup").items():
+            for rule in group["Properties"].get("SecurityGroupIngress", []):
+                if rule.get("CidrIp") == "0.0.0.0/0":
+                    assert "LoadBalancer" in logical_id and rule["FromPort"] in (80, 443)
+        # The app port accepts traffic from the load balancer's group only.
+        synth.template.has_resource_properties("AWS::EC2::SecurityGroupIngress", {
+            "FromPort": 8000, "ToPort": 8000,
+            "SourceSecurityGroupId": {"Fn::GetAtt": [Match.string_like_regexp("LoadBalancer"),
+                                                     "GroupId"]},
+        })  # fmt: skip
+
+
+def test_database_is_private_encrypted_and_secret_managed(matrix: dict[Any, Synthesized]) -> None:
+    for (profile, engine, _xray), synth in matrix.items():
+        databases = synth.resources("AWS::RDS::DBInstance")
+        if engine == "none":
+            assert databases == {}
+            continue
+        production = profile == "production"
+        primary = next(d for d in databases.values() if "SourceDBInstanceIdentifier"
+                       not in d["Properties"])  # fmt: skip
+        props = primary["Properties"]
+        assert props["StorageEncrypted"] is True
+        assert props["PubliclyAccessible"] is False
+        assert props["EnableIAMDatabaseAuthentication"] is True
+        assert props["MultiAZ"] is production
+        assert props["BackupRetentionPeriod"] == (7 if production else 0)
+        assert props.get("DeletionProtection", False) is production
+        assert primary["DeletionPolicy"] == ("Snapshot" if production else "Delete")
+        # The password is resolved from Secrets Manager at deploy time, never written here.
+        password = json.dumps(props["MasterUserPassword"])
+        assert "resolve:secretsmanager" in password
+        synth.template.has_resource_properties("AWS::SecretsManager::Secret", {
+            "GenerateSecretString": Match.object_like({"GenerateStringKey": "password"}),
+        })  # fmt: skip
+        assert len(databases) == (2 if production else 1)  # production has a read replica
+        # Only the app's instances reach the database port.
+        synth.template.has_resource_properties("AWS::EC2::SecurityGroupIngress", {
+            "FromPort": 5432, "ToPort": 5432,
+            "SourceSecurityGroupId": {"Fn::GetAtt": [Match.string_like_regexp("Instance"),
+                                                     "GroupId"]},
+        })  # fmt: skip
+
+
+def test_instance_role_is_least_privilege(matrix: dict[Any, Synthesized]) -> None:
+    for (_p, _e, xray), synth in matrix.items():
+        role = next(r for k, r in synth.resources("AWS::IAM::Role").items() if "Instance" in k)
+        arns = json.dumps(role["Properties"]["ManagedPolicyArns"])
+        expected = {"AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"}
+        if xray:
+            expected.add("AWSXrayWriteOnlyAccess")
+        assert {p for p in ("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy",
+                            "AWSXrayWriteOnlyAccess") if p in arns} == expected  # fmt: skip
+        assert "Policies" not in role["Properties"]
+        for policy in synth.resources("AWS::IAM::Policy").values():
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                assert statement["Action"] != "*"
+
+
+def test_network_follows_the_profile(matrix: dict[Any, Synthesized]) -> None:
+    for (profile, _e, _x), synth in matrix.items():
+        nat = synth.resources("AWS::EC2::NatGateway")
+        assert len(nat) == (2 if profile == "production" else 0)
+        assert len(synth.resources("AWS::EC2::FlowLog")) == 1
+        instances = synth.resources("AWS::EC2::Instance")
+        assert len(instances) == (2 if profile == "production" else 1)
+
+
+def test_dashboard_has_its_eight_sections_and_the_alarms(matrix: dict[Any, Synthesized]) -> None:
+    for (_profile, engine, xray), synth in matrix.items():
+        (dashboard,) = synth.resources("AWS::CloudWatch::Dashboard").values()
+        assert dashboard["Properties"]["DashboardName"] == f"HiveMind-{DEPLOYMENT_ID}"
+        body = json.dumps(dashboard["Properties"]["DashboardBody"])
+        for section in ("Application overview", "Infrastructure", "Load balancer", "Database",
+                        "Application logs", "X-Ray", "Costs", "Alarms"):  # fmt: skip
+            assert f"## {section}" in body, section
+        assert "Estimated monthly cost: $" in body and "HIVEMIND_COST_ESTIMATE" not in body
+        assert ("No managed database" in body) is (engine == "none")
+        assert ("Tracing is off" in body) is (not xray)
+        descriptions = " ".join(
+            a["Properties"].get("AlarmDescription", "")
+            for a in synth.resources("AWS::CloudWatch::Alarm").values()
+        )
+        for alarm in ("5xx", "health check", "CPU above 80% for 10 minutes"):
+            assert alarm in descriptions
+        assert ("Database free storage" in descriptions) is (engine != "none")
+
+
+def test_xray_group_and_sampling_rule_only_with_xray(matrix: dict[Any, Synthesized]) -> None:
+    for (_p, _e, xray), synth in matrix.items():
+        assert len(synth.resources("AWS::XRay::Group")) == int(xray)
+        assert len(synth.resources("AWS::XRay::SamplingRule")) == int(xray)
+
+
+def test_every_resource_is_tagged_and_outputs_are_there(matrix: dict[Any, Synthesized]) -> None:
+    for (profile, engine, _x), synth in matrix.items():
+        for kind in (
+            "AWS::EC2::VPC",
+            "AWS::EC2::Instance",
+            "AWS::ElasticLoadBalancingV2::LoadBalancer",
+        ):
+            for resource in synth.resources(kind).values():
+                tags = {t["Key"]: t["Value"] for t in resource["Properties"]["Tags"]}
+                assert tags["hivemind:deployment-id"] == DEPLOYMENT_ID
+                assert tags["hivemind:app"] == "shop" and tags["hivemind:profile"] == profile
+                assert tags["team"] == "shop"
+        outputs = set(synth.json["Outputs"])
+        assert {"LoadBalancerDns", "BlueTargetGroupArn", "GreenTargetGroupArn", "BlueInstanceIds",
+                "DashboardName", "AppLogGroup", "ActiveColor"} <= outputs  # fmt: skip
+        assert ({"DatabaseEndpoint", "DatabaseSecretArn"} <= outputs) is (engine != "none")
+
+
+def test_https_with_a_certificate_redirects_http(tmp_path: Path) -> None:
+    arn = "arn:aws:acm:eu-west-1:123456789012:certificate/abcd-1234"
+    spec = make_spec("stage-1", "none", False, access={"certificate_arn": arn})
+    synth = Synthesized(synthesize(spec, DEPLOYMENT_ID, tmp_path, use_cache=False), tmp_path, spec)
+    assert synth.result.findings == []
+    synth.template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {"Port": 443, "Protocol": "HTTPS", "Certificates": [{"CertificateArn": arn}]},
+    )
+    synth.template.has_resource_properties("AWS::ElasticLoadBalancingV2::Listener", {
+        "Port": 80, "DefaultActions": [Match.object_like({"Type": "redirect"})]})  # fmt: skip
+
+
+def test_blue_green_is_a_spec_change(tmp_path: Path) -> None:
+    spec = make_spec("production", "none", False,
+                     compute={"instance_type": "t3.small", "count": 2, "active_color": "green",
+                              "standby_count": 1})  # fmt: skip
+    synth = Synthesized(synthesize(spec, DEPLOYMENT_ID, tmp_path, use_cache=False), tmp_path, spec)
+    instances = synth.resources("AWS::EC2::Instance")
+    assert sorted(instances) == sorted(
+        k for k in instances if k.startswith(("WebGreen", "WebBlue"))
+    )
+    assert sum(k.startswith("WebGreen") for k in instances) == 2
+    assert sum(k.startswith("WebBlue") for k in instances) == 1
+    (listener,) = synth.resources("AWS::ElasticLoadBalancingV2::Listener").values()
+    target = listener["Properties"]["DefaultActions"][0]["TargetGroupArn"]["Ref"]
+    assert target.startswith("WebGreenTargets")
+
+
+@pytest.mark.parametrize("example", ["flask-notes", "express-hello", "fastapi-mysql"])
+def test_each_example_synthesizes_clean(example: str, tmp_path: Path) -> None:
+    _, spec = spec_for_repo(
+        str(EXAMPLES / example), Overrides({"profile": ("stage-1", "--stage-1")})
+    )
+    result = synthesize(spec, f"{spec.app.name}-abcdefghij", tmp_path, use_cache=False)
+    assert result.findings == []
+    synth = Synthesized(result, tmp_path, spec)
+    synth.template.has_resource_properties("AWS::ElasticLoadBalancingV2::TargetGroup", {
+        "Port": spec.app.port, "HealthCheckPath": spec.app.health_path})  # fmt: skip
+    user_data = json.dumps(synth.resources("AWS::EC2::LaunchTemplate"))
+    runtime = {"python": "python3", "node": "nodejs"}[spec.app.language]
+    assert runtime in user_data
+
+
+def test_synthesis_is_deterministic(tmp_path: Path) -> None:
+    spec = make_spec("production", "postgres", True)
+    first = synthesize(spec, DEPLOYMENT_ID, tmp_path / "a", use_cache=False)
+    second = synthesize(spec, DEPLOYMENT_ID, tmp_path / "b", use_cache=False)
+    assert (tmp_path / "a" / first.template_file).read_bytes() == (
+        tmp_path / "b" / second.template_file
+    ).read_bytes()
+
+
+def test_a_repeat_synth_comes_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HIVEMIND_CACHE_DIR", str(tmp_path / "cache"))
+    spec = make_spec("stage-1", "none", False)
+    first = synthesize(spec, DEPLOYMENT_ID, tmp_path / "one")
+    again = synthesize(spec, DEPLOYMENT_ID, tmp_path / "two")
+    assert (first.cached, again.cached) == (False, True)
+    assert (tmp_path / "one" / first.template_file).read_bytes() == (
+        tmp_path / "two" / again.template_file
+    ).read_bytes()
+    changed = synthesize(make_spec("stage-1", "none", True), DEPLOYMENT_ID, tmp_path / "three")
+    assert changed.cached is False
+
+
+def test_costs_follow_the_profile(matrix: dict[Any, Synthesized]) -> None:
+    stage1 = matrix[("stage-1", "postgres", False)].result.cost.total_usd
+    production = matrix[("production", "postgres", False)].result.cost.total_usd
+    assert 0 < stage1 < production
+
+
+def test_provisioning_time_follows_the_database(matrix: dict[Any, Synthesized]) -> None:
+    with_db = matrix[("production", "postgres", False)].result
+    without = matrix[("production", "none", False)].result
+    assert with_db.provisioning_seconds > without.provisioning_seconds
+    assert any(step["resource_type"] == "AWS::RDS::DBInstance" for step in with_db.critical_path)
