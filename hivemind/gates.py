@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from aws_cdk import App
     from aws_cdk.cx_api import CloudAssembly
 
-Tool = Literal["cdk-nag", "cfn-lint", "hivemind"]
+Tool = Literal["cdk-nag", "cfn-lint"]
 Level = Literal["error", "warning", "info"]
 
 VALIDATION_REPORT_FILE = "validation-report.json"

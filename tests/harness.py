@@ -6,6 +6,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from hivemind.spec import DeploymentSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "repos"
@@ -36,3 +39,37 @@ def write_tree(root: Path, files: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return root
+
+
+def make_spec(profile: str, engine: str, xray: bool, **changes: Any) -> DeploymentSpec:
+    spec: dict[str, Any] = {
+        "app": {
+            "name": "shop",
+            "language": "python",
+            "framework": "flask",
+            "runtime_version": "3.12",
+            "start_command": "gunicorn app:app",
+            "port": 8000,
+            "health_path": "/health",
+        },
+        "database": {"engine": "none"}
+        if engine == "none"
+        else {
+            "engine": engine,
+            "engine_version": "16" if engine == "postgres" else "8.0",
+            "instance_class": "db.t3.micro",
+            "storage_gb": 20,
+        },
+        "compute": {"instance_type": "t3.small", "count": 2 if profile == "production" else 1},
+        "profile": profile,
+        "region": "eu-west-1",
+        "xray": xray,
+        "tags": {"team": "shop"},
+    }
+    for path, value in changes.items():
+        section, _, leaf = path.partition("__")
+        if leaf:
+            spec.setdefault(section, {})[leaf] = value
+        else:
+            spec[section] = value
+    return DeploymentSpec.model_validate(spec)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import EXAMPLES
+from harness import EXAMPLES, make_spec
 
 from hivemind.resolve import Overrides, spec_for_repo
 from hivemind.spec import DeploymentSpec
@@ -22,26 +22,6 @@ prepare_jsii()
 from aws_cdk.assertions import Match, Template  # noqa: E402
 
 DEPLOYMENT_ID = "shop-abcdefghij"
-
-
-def make_spec(profile: str, engine: str, xray: bool, **changes: Any) -> DeploymentSpec:
-    spec: dict[str, Any] = {
-        "app": {"name": "shop", "language": "python", "framework": "flask",
-                "runtime_version": "3.12", "start_command": "gunicorn app:app",
-                "port": 8000, "health_path": "/health"},
-        "database": {"engine": "none"} if engine == "none" else {
-            "engine": engine, "engine_version": "16" if engine == "postgres" else "8.0",
-            "instance_class": "db.t3.micro", "storage_gb": 20},
-        "compute": {"instance_type": "t3.small", "count": 2 if profile == "production" else 1},
-        "profile": profile, "region": "eu-west-1", "xray": xray, "tags": {"team": "shop"},
-    }  # fmt: skip
-    for path, value in changes.items():
-        section, _, leaf = path.partition("__")
-        if leaf:
-            spec.setdefault(section, {})[leaf] = value
-        else:
-            spec[section] = value
-    return DeploymentSpec.model_validate(spec)
 
 
 MATRIX = list(itertools.product(("stage-1", "production"), ("postgres", "none"), (False, True)))
@@ -88,14 +68,25 @@ def test_every_template_fits_inline(matrix: dict[Any, Synthesized]) -> None:
 
 def test_instances_require_imdsv2_and_encrypted_gp3(matrix: dict[Any, Synthesized]) -> None:
     for synth in each(matrix):
-        synth.template.has_resource_properties("AWS::EC2::LaunchTemplate", {
-            "LaunchTemplateData": Match.object_like({
-                "MetadataOptions": Match.object_like({"HttpTokens": "required"}),
-                "BlockDeviceMappings": [Match.object_like({
-                    "Ebs": Match.object_like({"Encrypted": True, "VolumeType": "gp3"}),
-                })],
-            }),
-        })  # fmt: skip
+        synth.template.has_resource_properties(
+            "AWS::EC2::LaunchTemplate",
+            {
+                "LaunchTemplateData": Match.object_like(
+                    {
+                        "MetadataOptions": Match.object_like({"HttpTokens": "required"}),
+                        "BlockDeviceMappings": [
+                            Match.object_like(
+                                {
+                                    "Ebs": Match.object_like(
+                                        {"Encrypted": True, "VolumeType": "gp3"}
+                                    ),
+                                }
+                            )
+                        ],
+                    }
+                ),
+            },
+        )
 
 
 def test_no_ssh_rule_unless_an_operator_range_is_given(
@@ -107,10 +98,14 @@ def test_no_ssh_rule_unless_an_operator_range_is_given(
     spec = make_spec("stage-1", "none", False, access={"ssh_cidr": "203.0.113.7/32"})
     result = synthesize(spec, DEPLOYMENT_ID, tmp_path, use_cache=False)
     ssh = Synthesized(result, tmp_path, spec)
-    ssh.template.has_resource_properties("AWS::EC2::SecurityGroup", {
-        "SecurityGroupIngress": Match.array_with([Match.object_like(
-            {"CidrIp": "203.0.113.7/32", "FromPort": 22, "ToPort": 22})]),
-    })  # fmt: skip
+    ssh.template.has_resource_properties(
+        "AWS::EC2::SecurityGroup",
+        {
+            "SecurityGroupIngress": Match.array_with(
+                [Match.object_like({"CidrIp": "203.0.113.7/32", "FromPort": 22, "ToPort": 22})]
+            ),
+        },
+    )
     for group in ssh.resources("AWS::EC2::SecurityGroup").values():
         for rule in group["Properties"].get("SecurityGroupIngress", []):
             if rule.get("FromPort") == 22:
@@ -129,11 +124,16 @@ def test_only_the_load_balancer_faces_the_internet(matrix: dict[Any, Synthesized
                 if rule.get("CidrIp") == "0.0.0.0/0":
                     assert "LoadBalancer" in logical_id and rule["FromPort"] in (80, 443)
         # The app port accepts traffic from the load balancer's group only.
-        synth.template.has_resource_properties("AWS::EC2::SecurityGroupIngress", {
-            "FromPort": 8000, "ToPort": 8000,
-            "SourceSecurityGroupId": {"Fn::GetAtt": [Match.string_like_regexp("LoadBalancer"),
-                                                     "GroupId"]},
-        })  # fmt: skip
+        synth.template.has_resource_properties(
+            "AWS::EC2::SecurityGroupIngress",
+            {
+                "FromPort": 8000,
+                "ToPort": 8000,
+                "SourceSecurityGroupId": {
+                    "Fn::GetAtt": [Match.string_like_regexp("LoadBalancer"), "GroupId"]
+                },
+            },
+        )
 
 
 def test_database_is_private_encrypted_and_secret_managed(matrix: dict[Any, Synthesized]) -> None:
@@ -143,8 +143,9 @@ def test_database_is_private_encrypted_and_secret_managed(matrix: dict[Any, Synt
             assert databases == {}
             continue
         production = profile == "production"
-        primary = next(d for d in databases.values() if "SourceDBInstanceIdentifier"
-                       not in d["Properties"])  # fmt: skip
+        primary = next(
+            d for d in databases.values() if "SourceDBInstanceIdentifier" not in d["Properties"]
+        )
         props = primary["Properties"]
         assert props["StorageEncrypted"] is True
         assert props["PubliclyAccessible"] is False
@@ -156,16 +157,24 @@ def test_database_is_private_encrypted_and_secret_managed(matrix: dict[Any, Synt
         # The password is resolved from Secrets Manager at deploy time, never written here.
         password = json.dumps(props["MasterUserPassword"])
         assert "resolve:secretsmanager" in password
-        synth.template.has_resource_properties("AWS::SecretsManager::Secret", {
-            "GenerateSecretString": Match.object_like({"GenerateStringKey": "password"}),
-        })  # fmt: skip
+        synth.template.has_resource_properties(
+            "AWS::SecretsManager::Secret",
+            {
+                "GenerateSecretString": Match.object_like({"GenerateStringKey": "password"}),
+            },
+        )
         assert len(databases) == (2 if production else 1)  # production has a read replica
         # Only the app's instances reach the database port.
-        synth.template.has_resource_properties("AWS::EC2::SecurityGroupIngress", {
-            "FromPort": 5432, "ToPort": 5432,
-            "SourceSecurityGroupId": {"Fn::GetAtt": [Match.string_like_regexp("Instance"),
-                                                     "GroupId"]},
-        })  # fmt: skip
+        synth.template.has_resource_properties(
+            "AWS::EC2::SecurityGroupIngress",
+            {
+                "FromPort": 5432,
+                "ToPort": 5432,
+                "SourceSecurityGroupId": {
+                    "Fn::GetAtt": [Match.string_like_regexp("Instance"), "GroupId"]
+                },
+            },
+        )
 
 
 def test_instance_role_is_least_privilege(matrix: dict[Any, Synthesized]) -> None:
@@ -175,8 +184,15 @@ def test_instance_role_is_least_privilege(matrix: dict[Any, Synthesized]) -> Non
         expected = {"AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"}
         if xray:
             expected.add("AWSXrayWriteOnlyAccess")
-        assert {p for p in ("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy",
-                            "AWSXrayWriteOnlyAccess") if p in arns} == expected  # fmt: skip
+        assert {
+            p
+            for p in (
+                "AmazonSSMManagedInstanceCore",
+                "CloudWatchAgentServerPolicy",
+                "AWSXrayWriteOnlyAccess",
+            )
+            if p in arns
+        } == expected
         assert "Policies" not in role["Properties"]
         for policy in synth.resources("AWS::IAM::Policy").values():
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -197,8 +213,16 @@ def test_dashboard_has_its_eight_sections_and_the_alarms(matrix: dict[Any, Synth
         (dashboard,) = synth.resources("AWS::CloudWatch::Dashboard").values()
         assert dashboard["Properties"]["DashboardName"] == f"HiveMind-{DEPLOYMENT_ID}"
         body = json.dumps(dashboard["Properties"]["DashboardBody"])
-        for section in ("Application overview", "Infrastructure", "Load balancer", "Database",
-                        "Application logs", "X-Ray", "Costs", "Alarms"):  # fmt: skip
+        for section in (
+            "Application overview",
+            "Infrastructure",
+            "Load balancer",
+            "Database",
+            "Application logs",
+            "X-Ray",
+            "Costs",
+            "Alarms",
+        ):
             assert f"## {section}" in body, section
         assert "Estimated monthly cost: $" in body and "HIVEMIND_COST_ESTIMATE" not in body
         assert ("No managed database" in body) is (engine == "none")
@@ -231,8 +255,15 @@ def test_every_resource_is_tagged_and_outputs_are_there(matrix: dict[Any, Synthe
                 assert tags["hivemind:app"] == "shop" and tags["hivemind:profile"] == profile
                 assert tags["team"] == "shop"
         outputs = set(synth.json["Outputs"])
-        assert {"LoadBalancerDns", "BlueTargetGroupArn", "GreenTargetGroupArn", "BlueInstanceIds",
-                "DashboardName", "AppLogGroup", "ActiveColor"} <= outputs  # fmt: skip
+        assert {
+            "LoadBalancerDns",
+            "BlueTargetGroupArn",
+            "GreenTargetGroupArn",
+            "BlueInstanceIds",
+            "DashboardName",
+            "AppLogGroup",
+            "ActiveColor",
+        } <= outputs
         assert ({"DatabaseEndpoint", "DatabaseSecretArn"} <= outputs) is (engine != "none")
 
 
@@ -245,14 +276,24 @@ def test_https_with_a_certificate_redirects_http(tmp_path: Path) -> None:
         "AWS::ElasticLoadBalancingV2::Listener",
         {"Port": 443, "Protocol": "HTTPS", "Certificates": [{"CertificateArn": arn}]},
     )
-    synth.template.has_resource_properties("AWS::ElasticLoadBalancingV2::Listener", {
-        "Port": 80, "DefaultActions": [Match.object_like({"Type": "redirect"})]})  # fmt: skip
+    synth.template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::Listener",
+        {"Port": 80, "DefaultActions": [Match.object_like({"Type": "redirect"})]},
+    )
 
 
 def test_blue_green_is_a_spec_change(tmp_path: Path) -> None:
-    spec = make_spec("production", "none", False,
-                     compute={"instance_type": "t3.small", "count": 2, "active_color": "green",
-                              "standby_count": 1})  # fmt: skip
+    spec = make_spec(
+        "production",
+        "none",
+        False,
+        compute={
+            "instance_type": "t3.small",
+            "count": 2,
+            "active_color": "green",
+            "standby_count": 1,
+        },
+    )
     synth = Synthesized(synthesize(spec, DEPLOYMENT_ID, tmp_path, use_cache=False), tmp_path, spec)
     instances = synth.resources("AWS::EC2::Instance")
     assert sorted(instances) == sorted(
@@ -273,8 +314,10 @@ def test_each_example_synthesizes_clean(example: str, tmp_path: Path) -> None:
     result = synthesize(spec, f"{spec.app.name}-abcdefghij", tmp_path, use_cache=False)
     assert result.findings == []
     synth = Synthesized(result, tmp_path, spec)
-    synth.template.has_resource_properties("AWS::ElasticLoadBalancingV2::TargetGroup", {
-        "Port": spec.app.port, "HealthCheckPath": spec.app.health_path})  # fmt: skip
+    synth.template.has_resource_properties(
+        "AWS::ElasticLoadBalancingV2::TargetGroup",
+        {"Port": spec.app.port, "HealthCheckPath": spec.app.health_path},
+    )
     user_data = json.dumps(synth.resources("AWS::EC2::LaunchTemplate"))
     runtime = {"python": "python3", "node": "nodejs"}[spec.app.language]
     assert runtime in user_data
