@@ -132,6 +132,7 @@ class Database(Construct):
                 "ReadReplica",
                 source_database_instance=self.instance,
                 instance_type=instance_type,
+                storage_type=rds.StorageType.GP3,
                 vpc=vpc,
                 vpc_subnets=subnets,
                 security_groups=[self.security_group],

@@ -70,7 +70,7 @@ def render_user_data(spec: DeploymentSpec, deployment_id: str) -> str:
         packages=runtime.packages,
         xray=spec.xray,
         region=spec.region,
-        cloudwatch_agent_config=json.dumps(agent, indent=2, sort_keys=True),
+        cloudwatch_agent_config=json.dumps(agent, sort_keys=True, separators=(",", ":")),
     )
 
 
