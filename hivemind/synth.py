@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from hivemind import __version__
 from hivemind.cost import DEFAULT_PRICES, CostEstimate, PriceTable, estimate
 from hivemind.paths import cache_dir
+from hivemind.runtimes import packages_for
 from hivemind.spec import DeploymentSpec
 from hivemind.timing import PathStep, ProvisioningEstimate, estimate_provisioning
 
@@ -56,6 +57,7 @@ class SynthResult(BaseModel):
     provisioning_seconds: int
     critical_path: list[dict[str, Any]]
     findings: list[dict[str, str]]
+    notes: list[str] = []  # what the operator should know about what was built
     cached: bool = False
 
     @property
@@ -157,7 +159,22 @@ def _synthesize_fresh(
         provisioning_seconds=provisioning.total_seconds,
         critical_path=[asdict(step) for step in provisioning.path],
         findings=[asdict(f) for f in findings],
+        notes=_build_notes(spec, needs_bootstrap, len(compact.encode())),
     )
+
+
+def _build_notes(spec: DeploymentSpec, needs_bootstrap: bool, size: int) -> list[str]:
+    notes = []
+    runtime = packages_for(spec.app.language, spec.app.runtime_version)
+    if runtime.note:
+        notes.append(runtime.note)
+    if needs_bootstrap:
+        notes.append(
+            f"The template is {size:,} bytes, over CloudFormation's {TEMPLATE_BODY_LIMIT:,}-byte "
+            "inline limit: deploying it uploads it through the CDK bootstrap bucket "
+            "(`cdk bootstrap` once per account and region)."
+        )
+    return notes
 
 
 def _finish_template(

@@ -89,8 +89,9 @@ class SynthReport:
         lines += ["", self._gates()]
         if self.comparison is not None:
             lines += ["", self._changes()]
-        if self.spec.notes:
-            lines += ["", "Notes:"] + [f"  ! {note}" for note in self.spec.notes]
+        notes = [*self.spec.notes, *self.result.notes]
+        if notes:
+            lines += ["", "Notes:"] + [f"  ! {note}" for note in notes]
         return "\n".join(lines)
 
     def _gates(self) -> str:
