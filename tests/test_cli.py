@@ -179,6 +179,7 @@ def test_unknown_command_is_a_usage_error() -> None:
     "args",
     [
         ["--help"],
+        ["synth", "--help"],
         ["analyze", "--help"],
         ["spec", "show", "--help"],
         ["analyze", str(EXAMPLES / "express-hello")],

@@ -358,3 +358,26 @@ def test_provisioning_time_follows_the_database(matrix: dict[Any, Synthesized]) 
     without = matrix[("production", "none", False)].result
     assert with_db.provisioning_seconds > without.provisioning_seconds
     assert any(step["resource_type"] == "AWS::RDS::DBInstance" for step in with_db.critical_path)
+
+
+def test_an_app_without_a_port_gets_no_load_balancer(tmp_path: Path) -> None:
+    spec = make_spec(
+        "stage-1",
+        "postgres",
+        False,
+        app={
+            "name": "worker",
+            "language": "python",
+            "runtime_version": "3.12",
+            "start_command": "python worker.py",
+            "port": None,
+        },
+    )
+    result = synthesize(spec, "worker-abcdefghij", tmp_path, use_cache=False)
+    assert result.findings == []
+    synth = Synthesized(result, tmp_path, spec)
+    assert synth.resources("AWS::ElasticLoadBalancingV2::LoadBalancer") == {}
+    assert synth.resources("AWS::ElasticLoadBalancingV2::TargetGroup") == {}
+    assert len(synth.resources("AWS::EC2::Instance")) == 1
+    body = json.dumps(synth.resources("AWS::CloudWatch::Dashboard"))
+    assert "No load balancer: the app serves no port." in body
