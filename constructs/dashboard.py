@@ -10,8 +10,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_rds as rds
-
 from constructs import Construct
+
 from hivemind.spec import DeploymentSpec
 
 # The compiler replaces this with the cost estimate of the synthesized template.

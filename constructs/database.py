@@ -5,10 +5,10 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_rds as rds
-from hivemind_constructs.acknowledge import acknowledge
-
 from constructs import Construct
+
 from hivemind.spec import DeploymentSpec
+from hivemind_constructs.acknowledge import acknowledge
 
 DATABASE_NAME = "app"
 MASTER_USERNAME = "hivemind"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, IStackSynthesizer, Stack, Tags
+from constructs import Construct
+
+from hivemind.spec import COLORS, DeploymentSpec
 from hivemind_constructs.dashboard import MonitoredResources, Monitoring
 from hivemind_constructs.database import Database
 from hivemind_constructs.network import Network
 from hivemind_constructs.tracing import Tracing
 from hivemind_constructs.web_tier import WebTier
-
-from constructs import Construct
-from hivemind.spec import COLORS, DeploymentSpec
 
 # Tag names are defined once; every resource in the stack carries them.
 TAG_DEPLOYMENT_ID = "hivemind:deployment-id"

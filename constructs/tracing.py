@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aws_cdk import aws_xray as xray
-
 from constructs import Construct
 
 # X-Ray names allow 32 characters; sampling rule names are unique per account.

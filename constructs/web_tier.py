@@ -7,10 +7,10 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_elasticloadbalancingv2_targets as targets
 from aws_cdk import aws_iam as iam
-from hivemind_constructs.acknowledge import acknowledge
-
 from constructs import Construct
+
 from hivemind.spec import COLORS, Color, DeploymentSpec
+from hivemind_constructs.acknowledge import acknowledge
 
 ROOT_VOLUME_GIB = 16
 # The instance role's only permissions: Session Manager, the CloudWatch agent, X-Ray writes.
@@ -73,7 +73,7 @@ class WebTier(Construct):
                 else ec2.Peer.ipv4(spec.access.ssh_cidr)
             )
             self.instance_security_group.add_ingress_rule(
-                peer, ec2.Port.tcp(22), "SSH from the operator's address only"
+                peer, ec2.Port.tcp(22), "SSH from the operator address only"
             )
 
         family = spec.compute.instance_type.split(".")[0]
@@ -162,7 +162,7 @@ class WebTier(Construct):
             alb_security_group, ec2.Port.tcp(port), "the app port, from the load balancer"
         )
         alb_security_group.add_egress_rule(
-            self.instance_security_group, ec2.Port.tcp(port), "to the instances' app port"
+            self.instance_security_group, ec2.Port.tcp(port), "to the app port of the instances"
         )
 
         self.load_balancer = elbv2.ApplicationLoadBalancer(

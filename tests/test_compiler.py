@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -381,3 +382,32 @@ def test_an_app_without_a_port_gets_no_load_balancer(tmp_path: Path) -> None:
     assert len(synth.resources("AWS::EC2::Instance")) == 1
     body = json.dumps(synth.resources("AWS::CloudWatch::Dashboard"))
     assert "No load balancer: the app serves no port." in body
+
+
+# EC2 accepts only these characters in security group and rule descriptions.
+_EC2_DESCRIPTION = re.compile(r"^[a-zA-Z0-9. _\-:/()#,@\[\]+=&;{}!$*]*$")
+
+
+def test_security_group_descriptions_are_ones_ec2_accepts(tmp_path: Path) -> None:
+    spec = make_spec(
+        "production",
+        "postgres",
+        True,
+        access={
+            "ssh_cidr": "203.0.113.7/32",
+            "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/abcd-1234",
+        },
+    )
+    synth = Synthesized(synthesize(spec, DEPLOYMENT_ID, tmp_path, use_cache=False), tmp_path, spec)
+    assert synth.result.findings == []
+    seen = 0
+    for resource in synth.json["Resources"].values():
+        props = resource.get("Properties", {})
+        rules = [*props.get("SecurityGroupIngress", []), *props.get("SecurityGroupEgress", [])]
+        if resource["Type"] in ("AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress"):
+            rules.append(props)
+        texts = [props.get("GroupDescription"), *(rule.get("Description") for rule in rules)]
+        for text in filter(None, texts):
+            seen += 1
+            assert isinstance(text, str) and _EC2_DESCRIPTION.match(text), text
+    assert seen > 5

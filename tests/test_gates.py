@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from hivemind_constructs.acknowledge import MIN_REASON_LENGTH, acknowledge
 
 from hivemind.gates import (
     VALIDATION_REPORT_FILE,
@@ -19,6 +18,7 @@ from hivemind.gates import (
     lint_templates,
     synth_with_checks,
 )
+from hivemind_constructs.acknowledge import MIN_REASON_LENGTH, acknowledge
 
 if TYPE_CHECKING:
     import aws_cdk as cdk
