@@ -21,6 +21,7 @@ from hivemind.toolchain import prepare_jsii
 
 prepare_jsii()
 from aws_cdk.assertions import Match, Template  # noqa: E402
+from hivemind_constructs.database import PORTS  # noqa: E402
 
 DEPLOYMENT_ID = "shop-abcdefghij"
 
@@ -128,8 +129,8 @@ def test_only_the_load_balancer_faces_the_internet(matrix: dict[Any, Synthesized
         synth.template.has_resource_properties(
             "AWS::EC2::SecurityGroupIngress",
             {
-                "FromPort": 8000,
-                "ToPort": 8000,
+                "FromPort": synth.spec.app.port,
+                "ToPort": synth.spec.app.port,
                 "SourceSecurityGroupId": {
                     "Fn::GetAtt": [Match.string_like_regexp("LoadBalancer"), "GroupId"]
                 },
@@ -169,8 +170,8 @@ def test_database_is_private_encrypted_and_secret_managed(matrix: dict[Any, Synt
         synth.template.has_resource_properties(
             "AWS::EC2::SecurityGroupIngress",
             {
-                "FromPort": 5432,
-                "ToPort": 5432,
+                "FromPort": PORTS[engine],
+                "ToPort": PORTS[engine],
                 "SourceSecurityGroupId": {
                     "Fn::GetAtt": [Match.string_like_regexp("Instance"), "GroupId"]
                 },
@@ -322,6 +323,12 @@ def test_each_example_synthesizes_clean(example: str, tmp_path: Path) -> None:
     user_data = json.dumps(synth.resources("AWS::EC2::LaunchTemplate"))
     runtime = {"python": "python3", "node": "nodejs"}[spec.app.language]
     assert runtime in user_data
+    # The same security properties as the matrix, on each example's own stack.
+    as_matrix = {(spec.profile, spec.database.engine, spec.xray): synth}
+    test_instances_require_imdsv2_and_encrypted_gp3(as_matrix)
+    test_only_the_load_balancer_faces_the_internet(as_matrix)
+    test_database_is_private_encrypted_and_secret_managed(as_matrix)
+    test_instance_role_is_least_privilege(as_matrix)
 
 
 def test_synthesis_is_deterministic(tmp_path: Path) -> None:
