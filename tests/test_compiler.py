@@ -21,6 +21,7 @@ from hivemind.toolchain import prepare_jsii
 
 prepare_jsii()
 from aws_cdk.assertions import Match, Template  # noqa: E402
+
 from hivemind_constructs.database import PORTS  # noqa: E402
 
 DEPLOYMENT_ID = "shop-abcdefghij"
