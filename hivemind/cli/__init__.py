@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "analyze": ("analyze", "analyze", "Read a repository and show what was found, with evidence."),
     "spec": ("spec", "spec", "Resolve the deployment spec, or print its JSON Schema."),
     "synth": ("synth", "synth", "Compile the spec into CloudFormation: cost, time, gates."),
+    "list": ("deployments", "list_deployments", "List the deployments on this machine."),
+    "status": ("deployments", "status", "Show a deployment's status, checked against AWS."),
     "doctor": ("doctor", "doctor", "Check Python, Node, the CDK CLI and AWS access."),
     "setup": ("doctor", "setup", "Install the pinned AWS CDK CLI into the per-user cache."),
 }

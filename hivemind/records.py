@@ -1,0 +1,259 @@
+"""The local deployment record: `$HIVEMIND_HOME/deployments/<id>/`.
+
+`state.json` (schema-versioned, written atomically: temp file, fsync, rename),
+`spec.json`, `cdk.out/`, `events.log`, `report.md`. One lock per deployment: a
+second mutating command on the same id is refused (exit 3) and told who holds it.
+The record never holds a secret value: the database password stays in Secrets
+Manager and the record keeps its ARN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hivemind.deployment_ids import check_deployment_id
+from hivemind.errors import BadInputError, RefusedError
+from hivemind.paths import home
+from hivemind.spec import DeploymentSpec
+
+STATE_SCHEMA_VERSION: Final = 1
+STATE_FILE = "state.json"
+SPEC_FILE = "spec.json"
+LOCK_FILE = "lock"
+EVENTS_FILE = "events.log"
+
+
+class Status(StrEnum):
+    """Where a deployment is in its life; one set of values for the whole tool."""
+
+    PENDING = "pending"
+    PROVISIONING = "provisioning"
+    DEPLOYING = "deploying"
+    VERIFYING = "verifying"
+    DEPLOYED = "deployed"
+    FAILED = "failed"
+    UPDATING = "updating"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    ROLLBACK_FAILED = "rollback_failed"
+    DESTROYING = "destroying"
+    DESTROYED = "destroyed"
+
+
+# Statuses in which a HiveMind process is (or was, if it died) changing things.
+IN_PROGRESS = frozenset(
+    {Status.PROVISIONING, Status.DEPLOYING, Status.VERIFYING, Status.UPDATING,
+     Status.ROLLING_BACK, Status.DESTROYING}
+)  # fmt: skip
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class StageResult(BaseModel):
+    """One stage's outcome: what ran, how long, and what went wrong."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    status: Literal["running", "ok", "failed", "skipped"]
+    started_at: str
+    finished_at: str | None = None
+    seconds: float | None = None
+    detail: str = ""
+    error: str | None = None
+
+
+class ResourceRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    logical_id: str
+    resource_type: str
+    physical_id: str | None = None
+    monthly_usd: float = 0.0
+
+
+class DeploymentState(BaseModel):
+    """state.json: everything known about one deployment, except secrets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: Literal[1] = STATE_SCHEMA_VERSION
+    deployment_id: str
+    app: str
+    region: str
+    profile: str
+    stack_name: str
+    status: Status = Status.PENDING
+    created_at: str = Field(default_factory=now)
+    updated_at: str = Field(default_factory=now)
+    stages: list[StageResult] = Field(default_factory=list)
+    failed_stage: str | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+    resources: list[ResourceRecord] = Field(default_factory=list)
+    monthly_usd: float = 0.0
+    note: str = ""
+
+    def stage(self, name: str) -> StageResult | None:
+        return next((s for s in reversed(self.stages) if s.name == name), None)
+
+
+class DeploymentRecord:
+    """One deployment's folder: its state, spec, lock and event log."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.deployment_id = folder.name
+
+    @property
+    def state_file(self) -> Path:
+        return self.folder / STATE_FILE
+
+    @property
+    def cdk_out(self) -> Path:
+        return self.folder / "cdk.out"
+
+    def exists(self) -> bool:
+        return self.state_file.is_file()
+
+    def load(self) -> DeploymentState:
+        try:
+            return DeploymentState.model_validate_json(self.state_file.read_text("utf-8"))
+        except FileNotFoundError:
+            raise BadInputError(f"no deployment {self.deployment_id}") from None
+        except ValueError as exc:
+            raise BadInputError(
+                f"the record of {self.deployment_id} cannot be read",
+                where=str(self.state_file),
+                cause=str(exc).splitlines()[0],
+                next_step="restore the file from a backup, or move the folder away",
+            ) from None
+
+    def save(self, state: DeploymentState) -> DeploymentState:
+        """Write state.json atomically; returns the state with its new `updated_at`."""
+        state = state.model_copy(update={"updated_at": now()})
+        write_atomically(self.state_file, state.model_dump_json(indent=2) + "\n")
+        return state
+
+    def spec(self) -> DeploymentSpec:
+        return DeploymentSpec.from_json((self.folder / SPEC_FILE).read_text("utf-8"))
+
+    def log(self, line: str) -> None:
+        with (self.folder / EVENTS_FILE).open("a", encoding="utf-8") as events:
+            events.write(f"{now()} {line}\n")
+
+    @contextlib.contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """Hold this deployment's lock for a mutating command, or refuse (exit 3)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle: IO[str] = (self.folder / LOCK_FILE).open("a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another hivemind process"
+                raise RefusedError(
+                    f"deployment {self.deployment_id} is busy",
+                    cause=f"locked by {holder}",
+                    next_step=f"wait for it to finish, then run `hivemind status "
+                    f"{self.deployment_id}`",
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} running `hivemind {command}` since {now()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()  # closing releases the lock, also when the process dies
+
+    def is_locked(self) -> bool:
+        """True while some process holds the lock (a dead process holds none)."""
+        path = self.folder / LOCK_FILE
+        if not path.exists():
+            return False
+        with path.open("a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return False
+
+
+class RecordStore:
+    """All deployment records under `$HIVEMIND_HOME/deployments/`."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or home() / "deployments"
+
+    def record(self, deployment_id: str) -> DeploymentRecord:
+        return DeploymentRecord(self.root / check_deployment_id(deployment_id))
+
+    def create(self, spec: DeploymentSpec, deployment_id: str, stack_name: str) -> DeploymentRecord:
+        record = self.record(deployment_id)
+        if record.exists():
+            raise BadInputError(f"deployment {deployment_id} already exists")
+        record.folder.mkdir(parents=True, exist_ok=True)
+        write_atomically(record.folder / SPEC_FILE, spec.to_json())
+        record.save(
+            DeploymentState(
+                deployment_id=deployment_id,
+                app=spec.app.name,
+                region=spec.region,
+                profile=spec.profile,
+                stack_name=stack_name,
+            )
+        )
+        return record
+
+    def get(self, deployment_id: str) -> DeploymentRecord:
+        record = self.record(deployment_id)
+        if not record.exists():
+            known = ", ".join(self.ids()[:10]) or "none yet"
+            raise BadInputError(
+                f"no deployment {deployment_id}",
+                cause=f"known deployments: {known}",
+                next_step="`hivemind list` shows every deployment on this machine",
+            )
+        return record
+
+    def ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / STATE_FILE).is_file())
+
+    def states(self) -> list[DeploymentState]:
+        return [self.record(i).load() for i in self.ids()]
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` so a reader sees the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -1,0 +1,161 @@
+"""Deployment records: atomic state, one lock per deployment, and status that
+reconciles the record with CloudFormation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from harness import make_spec
+from moto import mock_aws
+
+from hivemind.errors import BadInputError, RefusedError
+from hivemind.reconcile import reconcile
+from hivemind.records import DeploymentState, RecordStore, Status
+from hivemind.status_command import show_status
+
+DEPLOYMENT_ID = "shop-abcdefghij"
+STACK = "hivemind-shop-abcdefghij"
+TINY_TEMPLATE = json.dumps({"Resources": {"Queue": {"Type": "AWS::SQS::Queue"}}})
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> RecordStore:
+    return RecordStore(tmp_path / "deployments")
+
+
+def test_a_new_record_holds_state_and_spec(store: RecordStore) -> None:
+    spec = make_spec("stage-1", "postgres", False)
+    record = store.create(spec, DEPLOYMENT_ID, STACK)
+    state = record.load()
+    assert (state.status, state.app, state.stack_name) == (Status.PENDING, "shop", STACK)
+    assert state.schema_version == 1
+    assert record.spec() == spec
+    assert store.ids() == [DEPLOYMENT_ID]
+    with pytest.raises(BadInputError, match="already exists"):
+        store.create(spec, DEPLOYMENT_ID, STACK)
+
+
+def test_state_is_written_atomically(store: RecordStore) -> None:
+    record = store.create(make_spec("stage-1", "none", False), DEPLOYMENT_ID, STACK)
+    saved = record.save(record.load().model_copy(update={"status": Status.DEPLOYED}))
+    assert record.load().status == Status.DEPLOYED == saved.status
+    leftovers = [p.name for p in record.folder.iterdir() if p.name.startswith(".")]
+    assert leftovers == []  # no temp files left behind
+
+
+def test_unknown_and_malformed_ids_are_bad_input(store: RecordStore) -> None:
+    with pytest.raises(BadInputError) as unknown:
+        store.get("shop-zzzzzzzzzz")
+    assert unknown.value.exit_code == 2 and "hivemind list" in (unknown.value.next_step or "")
+    with pytest.raises(BadInputError, match="is not a deployment id"):
+        store.get("../../etc")
+
+
+def test_a_second_command_on_a_busy_deployment_is_refused(store: RecordStore) -> None:
+    record = store.create(make_spec("stage-1", "none", False), DEPLOYMENT_ID, STACK)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import sys, time
+            from pathlib import Path
+            from hivemind.records import DeploymentRecord
+            with DeploymentRecord(Path({str(record.folder)!r})).lock("deploy"):
+                print("locked", flush=True)
+                time.sleep(30)
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert record.is_locked()
+        with pytest.raises(RefusedError) as refused, record.lock("destroy"):
+            pass
+        assert refused.value.exit_code == 3
+        assert f"pid {holder.pid}" in (refused.value.cause or "")
+        assert "hivemind deploy" in (refused.value.cause or "")
+    finally:
+        holder.kill()
+        holder.wait()
+    # A killed process holds no lock: the next command proceeds.
+    deadline = time.monotonic() + 5
+    while record.is_locked() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not record.is_locked()
+    with record.lock("destroy"):
+        holder_line = (record.folder / "lock").read_text()
+    assert f"pid {os.getpid()} running `hivemind destroy`" in holder_line
+
+
+def state(status: Status) -> DeploymentState:
+    return DeploymentState(
+        deployment_id=DEPLOYMENT_ID,
+        app="shop",
+        region="us-east-1",
+        profile="stage-1",
+        stack_name=STACK,
+        status=status,
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "stack", "expected", "stage"),
+    [
+        (Status.PROVISIONING, "CREATE_COMPLETE", Status.FAILED, "deploy"),
+        (Status.PROVISIONING, "ROLLBACK_COMPLETE", Status.FAILED, "provision"),
+        (Status.PROVISIONING, None, Status.FAILED, "provision"),
+        (Status.DEPLOYING, "CREATE_COMPLETE", Status.FAILED, "deploy"),
+        (Status.DESTROYING, None, Status.DESTROYED, None),
+        (Status.DESTROYING, "DELETE_FAILED", Status.FAILED, "destroy"),
+        (Status.ROLLING_BACK, "DELETE_FAILED", Status.FAILED, "rollback"),
+        (Status.ROLLING_BACK, "DELETE_COMPLETE", Status.ROLLED_BACK, None),
+        (Status.DEPLOYED, None, Status.DESTROYED, None),
+    ],
+)
+def test_an_interrupted_command_is_reconciled(
+    status: Status, stack: str | None, expected: Status, stage: str | None
+) -> None:
+    result = reconcile(state(status), stack, locked=False)
+    assert result.changed and result.note
+    assert (result.state.status, result.state.failed_stage) == (expected, stage)
+
+
+def test_nothing_changes_while_a_command_holds_the_lock_or_cloudformation_works() -> None:
+    assert not reconcile(state(Status.PROVISIONING), "CREATE_COMPLETE", locked=True).changed
+    busy = reconcile(state(Status.PROVISIONING), "CREATE_IN_PROGRESS", locked=False)
+    assert not busy.changed and "still at work" in busy.note
+    assert not reconcile(state(Status.DEPLOYED), "CREATE_COMPLETE", locked=False).changed
+
+
+@mock_aws
+def test_status_corrects_a_killed_deploy_from_the_stack(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HIVEMIND_HOME", str(tmp_path))
+    store = RecordStore()
+    record = store.create(make_spec("stage-1", "none", False), DEPLOYMENT_ID, STACK)
+    (record.cdk_out).mkdir()
+    record.save(record.load().model_copy(update={"status": Status.PROVISIONING}))
+    cloudformation = boto3.client("cloudformation", region_name="eu-west-1")
+    cloudformation.create_stack(StackName=STACK, TemplateBody=TINY_TEMPLATE)
+
+    report = show_status(DEPLOYMENT_ID)
+    assert report.result.changed
+    assert report.result.stack_status == "CREATE_COMPLETE"
+    assert record.load().status == Status.FAILED
+    assert record.load().failed_stage == "deploy"
+    assert "record corrected: HiveMind stopped during deploy" in report.render()
+    assert "status reconciled: provisioning -> failed" in (record.folder / "events.log").read_text()
+    again = show_status(DEPLOYMENT_ID)
+    assert not again.result.changed
