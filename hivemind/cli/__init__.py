@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "list": ("deployments", "list_deployments", "List the deployments on this machine."),
     "status": ("deployments", "status", "Show a deployment's status, checked against AWS."),
     "doctor": ("doctor", "doctor", "Check Python, Node, the CDK CLI and AWS access."),
+    "iam-policy": ("iam_policy", "iam_policy", "Print the least-privilege IAM policy to attach."),
     "setup": ("doctor", "setup", "Install the pinned AWS CDK CLI into the per-user cache."),
 }
 

@@ -1,0 +1,350 @@
+"""The least-privilege IAM policy an operator attaches to whoever runs HiveMind.
+
+CloudFormation creates a stack's resources with the caller's credentials, so the
+policy grants, per resource type HiveMind's stacks contain, the calls that create,
+update, describe and delete it; and the calls HiveMind itself makes. Where AWS
+supports it the grant is scoped to HiveMind's own names (`hivemind-*` stacks,
+roles, log groups, secrets); EC2, Elastic Load Balancing, RDS and CloudWatch
+creation calls cannot be scoped to a name before the resource exists and use "*".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# What creating, updating and deleting each resource type needs (one table).
+ACTIONS_BY_RESOURCE_TYPE: dict[str, tuple[str, ...]] = {
+    "AWS::EC2::VPC": (
+        "ec2:CreateVpc",
+        "ec2:DeleteVpc",
+        "ec2:ModifyVpcAttribute",
+        "ec2:DescribeVpcs",
+        "ec2:DescribeVpcAttribute",
+    ),
+    "AWS::EC2::Subnet": (
+        "ec2:CreateSubnet",
+        "ec2:DeleteSubnet",
+        "ec2:ModifySubnetAttribute",
+        "ec2:DescribeSubnets",
+    ),
+    "AWS::EC2::RouteTable": (
+        "ec2:CreateRouteTable",
+        "ec2:DeleteRouteTable",
+        "ec2:DescribeRouteTables",
+    ),
+    "AWS::EC2::SubnetRouteTableAssociation": (
+        "ec2:AssociateRouteTable",
+        "ec2:DisassociateRouteTable",
+    ),
+    "AWS::EC2::Route": ("ec2:CreateRoute", "ec2:DeleteRoute", "ec2:ReplaceRoute"),
+    "AWS::EC2::InternetGateway": (
+        "ec2:CreateInternetGateway",
+        "ec2:DeleteInternetGateway",
+        "ec2:DescribeInternetGateways",
+    ),
+    "AWS::EC2::VPCGatewayAttachment": ("ec2:AttachInternetGateway", "ec2:DetachInternetGateway"),
+    "AWS::EC2::EIP": (
+        "ec2:AllocateAddress",
+        "ec2:ReleaseAddress",
+        "ec2:DescribeAddresses",
+        "ec2:DisassociateAddress",
+    ),
+    "AWS::EC2::NatGateway": (
+        "ec2:CreateNatGateway",
+        "ec2:DeleteNatGateway",
+        "ec2:DescribeNatGateways",
+    ),
+    "AWS::EC2::SecurityGroup": (
+        "ec2:CreateSecurityGroup",
+        "ec2:DeleteSecurityGroup",
+        "ec2:DescribeSecurityGroups",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:AuthorizeSecurityGroupEgress",
+        "ec2:RevokeSecurityGroupIngress",
+        "ec2:RevokeSecurityGroupEgress",
+    ),
+    "AWS::EC2::SecurityGroupIngress": (
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:RevokeSecurityGroupIngress",
+    ),
+    "AWS::EC2::SecurityGroupEgress": (
+        "ec2:AuthorizeSecurityGroupEgress",
+        "ec2:RevokeSecurityGroupEgress",
+    ),
+    "AWS::EC2::FlowLog": (
+        "ec2:CreateFlowLogs",
+        "ec2:DeleteFlowLogs",
+        "ec2:DescribeFlowLogs",
+        "logs:CreateLogDelivery",
+        "logs:DeleteLogDelivery",
+    ),
+    "AWS::EC2::LaunchTemplate": (
+        "ec2:CreateLaunchTemplate",
+        "ec2:DeleteLaunchTemplate",
+        "ec2:CreateLaunchTemplateVersion",
+        "ec2:DescribeLaunchTemplates",
+        "ec2:DescribeLaunchTemplateVersions",
+    ),
+    "AWS::EC2::Instance": (
+        "ec2:RunInstances",
+        "ec2:TerminateInstances",
+        "ec2:DescribeInstances",
+        "ec2:DescribeInstanceStatus",
+        "ec2:StopInstances",
+        "ec2:StartInstances",
+        "ec2:ModifyInstanceAttribute",
+        "ec2:DescribeImages",
+    ),
+    "AWS::ElasticLoadBalancingV2::LoadBalancer": (
+        "elasticloadbalancing:CreateLoadBalancer",
+        "elasticloadbalancing:DeleteLoadBalancer",
+        "elasticloadbalancing:ModifyLoadBalancerAttributes",
+        "elasticloadbalancing:DescribeLoadBalancers",
+        "elasticloadbalancing:DescribeLoadBalancerAttributes",
+        "elasticloadbalancing:SetSecurityGroups",
+    ),
+    "AWS::ElasticLoadBalancingV2::TargetGroup": (
+        "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:DeleteTargetGroup",
+        "elasticloadbalancing:ModifyTargetGroup",
+        "elasticloadbalancing:ModifyTargetGroupAttributes",
+        "elasticloadbalancing:DescribeTargetGroups",
+        "elasticloadbalancing:DescribeTargetGroupAttributes",
+        "elasticloadbalancing:RegisterTargets",
+        "elasticloadbalancing:DeregisterTargets",
+        "elasticloadbalancing:DescribeTargetHealth",
+    ),
+    "AWS::ElasticLoadBalancingV2::Listener": (
+        "elasticloadbalancing:CreateListener",
+        "elasticloadbalancing:DeleteListener",
+        "elasticloadbalancing:ModifyListener",
+        "elasticloadbalancing:DescribeListeners",
+    ),
+    "AWS::RDS::DBInstance": (
+        "rds:CreateDBInstance",
+        "rds:CreateDBInstanceReadReplica",
+        "rds:DeleteDBInstance",
+        "rds:ModifyDBInstance",
+        "rds:DescribeDBInstances",
+        "rds:CreateDBSnapshot",
+        "rds:DescribeDBSnapshots",
+        "rds:DescribeDBEngineVersions",
+    ),
+    "AWS::RDS::DBSubnetGroup": (
+        "rds:CreateDBSubnetGroup",
+        "rds:DeleteDBSubnetGroup",
+        "rds:ModifyDBSubnetGroup",
+        "rds:DescribeDBSubnetGroups",
+    ),
+    "AWS::SecretsManager::Secret": (
+        "secretsmanager:CreateSecret",
+        "secretsmanager:DeleteSecret",
+        "secretsmanager:DescribeSecret",
+        "secretsmanager:GetRandomPassword",
+        "secretsmanager:UpdateSecret",
+    ),
+    "AWS::SecretsManager::SecretTargetAttachment": (
+        "secretsmanager:GetSecretValue",
+        "secretsmanager:PutSecretValue",
+    ),
+    "AWS::IAM::Role": (
+        "iam:CreateRole",
+        "iam:DeleteRole",
+        "iam:GetRole",
+        "iam:UpdateRole",
+        "iam:AttachRolePolicy",
+        "iam:DetachRolePolicy",
+        "iam:TagRole",
+        "iam:UntagRole",
+        "iam:ListAttachedRolePolicies",
+        "iam:ListRolePolicies",
+    ),
+    "AWS::IAM::Policy": ("iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy"),
+    "AWS::IAM::InstanceProfile": (
+        "iam:CreateInstanceProfile",
+        "iam:DeleteInstanceProfile",
+        "iam:GetInstanceProfile",
+        "iam:AddRoleToInstanceProfile",
+        "iam:RemoveRoleFromInstanceProfile",
+    ),
+    "AWS::Logs::LogGroup": (
+        "logs:CreateLogGroup",
+        "logs:DeleteLogGroup",
+        "logs:PutRetentionPolicy",
+        "logs:DeleteRetentionPolicy",
+        "logs:DescribeLogGroups",
+        "logs:TagResource",
+        "logs:ListTagsForResource",
+    ),
+    "AWS::CloudWatch::Alarm": (
+        "cloudwatch:PutMetricAlarm",
+        "cloudwatch:DeleteAlarms",
+        "cloudwatch:DescribeAlarms",
+    ),
+    "AWS::CloudWatch::Dashboard": (
+        "cloudwatch:PutDashboard",
+        "cloudwatch:DeleteDashboards",
+        "cloudwatch:GetDashboard",
+    ),
+    "AWS::XRay::Group": (
+        "xray:CreateGroup",
+        "xray:DeleteGroup",
+        "xray:UpdateGroup",
+        "xray:GetGroup",
+    ),
+    "AWS::XRay::SamplingRule": (
+        "xray:CreateSamplingRule",
+        "xray:DeleteSamplingRule",
+        "xray:UpdateSamplingRule",
+        "xray:GetSamplingRules",
+    ),
+}
+# Calls every deployment needs whatever its resources: tags, zones, the AMI parameter.
+_COMMON_EC2 = (
+    "ec2:CreateTags",
+    "ec2:DeleteTags",
+    "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeAccountAttributes",
+    "ec2:DescribeNetworkInterfaces",
+)
+_TAGGING = (
+    "elasticloadbalancing:AddTags",
+    "elasticloadbalancing:RemoveTags",
+    "rds:AddTagsToResource",
+    "rds:RemoveTagsFromResource",
+    "rds:ListTagsForResource",
+    "secretsmanager:TagResource",
+    "secretsmanager:UntagResource",
+    "cloudwatch:TagResource",
+    "cloudwatch:UntagResource",
+    "xray:TagResource",
+    "xray:UntagResource",
+)
+_CLOUDFORMATION = (
+    "cloudformation:CreateStack",
+    "cloudformation:UpdateStack",
+    "cloudformation:DeleteStack",
+    "cloudformation:DescribeStacks",
+    "cloudformation:DescribeStackEvents",
+    "cloudformation:DescribeStackResources",
+    "cloudformation:ListStackResources",
+    "cloudformation:GetTemplate",
+    "cloudformation:GetTemplateSummary",
+    "cloudformation:CreateChangeSet",
+    "cloudformation:DescribeChangeSet",
+    "cloudformation:ExecuteChangeSet",
+    "cloudformation:DeleteChangeSet",
+    "cloudformation:ContinueUpdateRollback",
+    "cloudformation:TagResource",
+)
+_SCOPED_PREFIXES = ("iam:", "logs:", "secretsmanager:")
+_STACKS = "arn:aws:cloudformation:*:*:stack/hivemind-*/*"
+_ROLES = ("arn:aws:iam::*:role/hivemind-*", "arn:aws:iam::*:instance-profile/hivemind-*")
+_LOG_GROUPS = ("arn:aws:logs:*:*:log-group:/hivemind/*", "arn:aws:logs:*:*:log-group:hivemind-*")
+_SECRETS = "arn:aws:secretsmanager:*:*:secret:hivemind*"
+
+
+def policy_document() -> dict[str, Any]:
+    """The policy, as a dict ready for `json.dumps`."""
+    actions = {a for group in ACTIONS_BY_RESOURCE_TYPE.values() for a in group}
+    unscoped = sorted(
+        a for a in actions | set(_COMMON_EC2) | set(_TAGGING) if not a.startswith(_SCOPED_PREFIXES)
+    )
+
+    def scoped(prefix: str) -> list[str]:
+        return sorted(a for a in actions if a.startswith(prefix))
+
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "HiveMindStacks",
+                "Effect": "Allow",
+                "Action": sorted(_CLOUDFORMATION),
+                "Resource": _STACKS,
+            },
+            {
+                "Sid": "ReadStacksAndTemplates",
+                "Effect": "Allow",
+                "Action": ["cloudformation:ListStacks", "cloudformation:ValidateTemplate"],
+                "Resource": "*",
+            },
+            {
+                "Sid": "StackResourcesCreatedThroughCloudFormation",
+                "Effect": "Allow",
+                "Action": unscoped,
+                "Resource": "*",
+            },
+            {
+                "Sid": "HiveMindRoles",
+                "Effect": "Allow",
+                "Action": [a for a in scoped("iam:") if a != "iam:PassRole"],
+                "Resource": list(_ROLES),
+            },
+            {
+                "Sid": "PassHiveMindRolesToEc2",
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": _ROLES[0],
+                "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}},
+            },
+            {
+                "Sid": "ServiceLinkedRolesOnFirstUse",
+                "Effect": "Allow",
+                "Action": "iam:CreateServiceLinkedRole",
+                "Resource": "*",
+                "Condition": {
+                    "StringLike": {
+                        "iam:AWSServiceName": [
+                            "elasticloadbalancing.amazonaws.com",
+                            "rds.amazonaws.com",
+                        ]
+                    }
+                },
+            },
+            {
+                "Sid": "HiveMindLogGroups",
+                "Effect": "Allow",
+                "Action": scoped("logs:"),
+                "Resource": [*_LOG_GROUPS, *(f"{g}:*" for g in _LOG_GROUPS)],
+            },
+            {
+                "Sid": "LogDeliveryForFlowLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogDelivery", "logs:DeleteLogDelivery"],
+                "Resource": "*",
+            },
+            {
+                "Sid": "HiveMindDatabaseSecrets",
+                "Effect": "Allow",
+                "Action": [
+                    *scoped("secretsmanager:"),
+                    "secretsmanager:TagResource",
+                    "secretsmanager:UntagResource",
+                ],
+                "Resource": _SECRETS,
+            },
+            {
+                "Sid": "RandomPasswords",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetRandomPassword",
+                "Resource": "*",
+            },
+            {
+                "Sid": "AmazonLinuxImage",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameters",
+                "Resource": "arn:aws:ssm:*::parameter/aws/service/ami-amazon-linux-latest/*",
+            },
+            {
+                "Sid": "HiveMindItself",
+                "Effect": "Allow",
+                "Action": [
+                    "sts:GetCallerIdentity",
+                    "pricing:GetProducts",
+                    "tag:GetResources",
+                ],
+                "Resource": "*",
+            },
+        ],
+    }

@@ -1,0 +1,61 @@
+"""The policy `hivemind iam-policy` prints covers what HiveMind's stacks need, no more."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness import make_spec, run_cli
+
+from hivemind.iam_policy import ACTIONS_BY_RESOURCE_TYPE, policy_document
+from hivemind.synth import synthesize
+
+
+def allowed_actions() -> set[str]:
+    actions: set[str] = set()
+    for statement in policy_document()["Statement"]:
+        action = statement["Action"]
+        actions.update([action] if isinstance(action, str) else action)
+    return actions
+
+
+def test_every_resource_type_hivemind_builds_is_covered(tmp_path: Path) -> None:
+    spec = make_spec(
+        "production",
+        "postgres",
+        True,
+        access={
+            "ssh_cidr": "203.0.113.7/32",
+            "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/abcd-1234",
+        },
+    )
+    result = synthesize(spec, "shop-abcdefghij", tmp_path, use_cache=False)
+    built = set(result.resources)
+    assert built <= set(ACTIONS_BY_RESOURCE_TYPE) | {"AWS::CDK::Metadata"}
+    actions = allowed_actions()
+    for resource_type in built - {"AWS::CDK::Metadata"}:
+        assert set(ACTIONS_BY_RESOURCE_TYPE[resource_type]) <= actions, resource_type
+
+
+def test_no_wildcard_actions_and_roles_are_scoped() -> None:
+    statements = policy_document()["Statement"]
+    for statement in statements:
+        actions = statement["Action"]
+        for action in [actions] if isinstance(actions, str) else actions:
+            assert "*" not in action, action
+    by_sid = {s["Sid"]: s for s in statements}
+    assert by_sid["PassHiveMindRolesToEc2"]["Resource"] == "arn:aws:iam::*:role/hivemind-*"
+    assert by_sid["HiveMindStacks"]["Resource"] == "arn:aws:cloudformation:*:*:stack/hivemind-*/*"
+    for statement in statements:
+        actions = statement["Action"]
+        iam_actions = [
+            a for a in ([actions] if isinstance(actions, str) else actions) if a.startswith("iam:")
+        ]
+        if iam_actions and statement["Resource"] == "*":
+            assert "Condition" in statement, statement["Sid"]
+
+
+def test_the_command_prints_the_document() -> None:
+    result = run_cli("iam-policy")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == policy_document()
