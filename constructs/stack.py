@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, IStackSynthesizer, Stack, Tags
 from constructs import Construct
 
+from hivemind.deployment_ids import stack_name
 from hivemind.spec import COLORS, DeploymentSpec
 from hivemind_constructs.dashboard import MonitoredResources, Monitoring
 from hivemind_constructs.database import Database
@@ -17,10 +18,6 @@ TAG_DEPLOYMENT_ID = "hivemind:deployment-id"
 TAG_APP = "hivemind:app"
 TAG_PROFILE = "hivemind:profile"
 NAT_GATEWAYS = {"stage-1": 0, "production": 2}
-
-
-def stack_name(deployment_id: str) -> str:
-    return f"hivemind-{deployment_id}"
 
 
 class DeploymentStack(Stack):

@@ -24,10 +24,11 @@ prepare_jsii()
 
 import aws_cdk as cdk  # noqa: E402  (jsii must be quiet before it starts)
 
+from hivemind.deployment_ids import stack_name  # noqa: E402
 from hivemind.gates import attach_security_checks, security_findings  # noqa: E402
 from hivemind.runtimes import packages_for  # noqa: E402
 from hivemind_constructs.dashboard import app_log_group_name  # noqa: E402
-from hivemind_constructs.stack import DeploymentStack, stack_name  # noqa: E402
+from hivemind_constructs.stack import DeploymentStack  # noqa: E402
 
 APP_LOG_DIR = "/var/log/{app}"
 

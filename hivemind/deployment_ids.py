@@ -24,6 +24,11 @@ def preview_id(app_slug: str) -> str:
     return f"{app_slug}-{PREVIEW_SUFFIX}"
 
 
+def stack_name(deployment_id: str) -> str:
+    """The CloudFormation stack of a deployment (also the prefix of its IAM names)."""
+    return f"hivemind-{deployment_id}"
+
+
 def check_deployment_id(value: str) -> str:
     if not DEPLOYMENT_ID_PATTERN.match(value):
         raise BadInputError(
