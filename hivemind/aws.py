@@ -12,9 +12,13 @@ from hivemind.errors import BadInputError
 
 
 def client(service: str, region: str) -> Any:
+    """A boto3 client for the command's target (AWS, or the sandbox when asked for)."""
     import boto3  # lazy: boto3 costs ~0.2 s to import
     import botocore.exceptions
 
+    from hivemind.targets import prepare
+
+    prepare(region)
     try:
         return boto3.client(service, region_name=region)
     except botocore.exceptions.BotoCoreError as exc:

@@ -32,15 +32,15 @@ class StackProgress:
     total: int
     started: float = field(default_factory=time.monotonic)
     resources: dict[str, ResourceState] = field(default_factory=dict)
-    _seen: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)  # event ids already taken
 
     def feed(self, events: Iterable[Mapping[str, Any]]) -> list[ResourceState]:
         """Take events (any order, repeats allowed); returns resources that changed."""
         changed: list[ResourceState] = []
-        fresh = [e for e in events if str(e.get("EventId")) not in self._seen]
+        fresh = [e for e in events if str(e.get("EventId")) not in self.seen]
         fresh.sort(key=lambda e: str(e.get("Timestamp", "")))
         for event in fresh:
-            self._seen.add(str(event.get("EventId")))
+            self.seen.add(str(event.get("EventId")))
             logical_id = str(event.get("LogicalResourceId", ""))
             if logical_id == self.stack_name:
                 continue  # the stack's own events: the operation's start and end
@@ -102,11 +102,15 @@ class ProgressDisplay:
                     self.write(f"\r\033[K  failed: {state.logical_id}: {state.reason}\n")
             self.write("\r\033[K" + progress.summary_line()[: self.width])
             return
+        # Count up line by line, as the resources finished, not all at the batch's total.
+        done = progress.done - sum(1 for s in changed if s.status.endswith("_COMPLETE"))
         for state in changed:
+            if state.status.endswith("_COMPLETE"):
+                done += 1
             if state.status.endswith(("_COMPLETE", "_FAILED")):
                 reason = f": {state.reason}" if state.status.endswith("_FAILED") else ""
                 self.write(
-                    f"{progress.done}/{progress.total} {progress.elapsed()} {state.status} "
+                    f"{done}/{progress.total} {progress.elapsed()} {state.status} "
                     f"{state.logical_id} ({state.resource_type}){reason}\n"
                 )
 

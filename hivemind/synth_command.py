@@ -136,7 +136,7 @@ def run_synth(
     use_cache: bool,
     progress: Callable[[str], None],
 ) -> SynthReport:
-    spec = _load_spec(repo, spec_file, overrides, progress)
+    spec = load_spec(repo, spec_file, overrides, progress)
     target = check_deployment_id(deployment_id) if deployment_id else preview_id(spec.app.name)
     out = out_dir or home() / "previews" / target
     prices = _live_price_table(spec.region, progress) if live_prices else DEFAULT_PRICES
@@ -152,7 +152,7 @@ def run_synth(
     return SynthReport(spec, out, result, comparison)
 
 
-def _load_spec(
+def load_spec(
     repo: str | None,
     spec_file: Path | None,
     overrides: Overrides,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 
 import click
@@ -20,10 +21,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "analyze": ("analyze", "analyze", "Read a repository and show what was found, with evidence."),
     "spec": ("spec", "spec", "Resolve the deployment spec, or print its JSON Schema."),
     "synth": ("synth", "synth", "Compile the spec into CloudFormation: cost, time, gates."),
+    "deploy": ("deploy", "deploy", "Provision a deployment on AWS (or the sandbox)."),
+    "retry": ("deploy", "retry", "Resume a failed deployment where it failed."),
+    "destroy": ("destroy", "destroy", "Delete a deployment and check nothing is left."),
     "list": ("deployments", "list_deployments", "List the deployments on this machine."),
     "status": ("deployments", "status", "Show a deployment's status, checked against AWS."),
     "doctor": ("doctor", "doctor", "Check Python, Node, the CDK CLI and AWS access."),
     "iam-policy": ("iam_policy", "iam_policy", "Print the least-privilege IAM policy to attach."),
+    "sandbox": ("sandbox", "sandbox", "Run AWS's APIs locally, offline: up, down, status, fault."),
     "setup": ("doctor", "setup", "Install the pinned AWS CDK CLI into the per-user cache."),
 }
 
@@ -57,11 +62,18 @@ def cli() -> None:
       hivemind analyze PATH-OR-GIT-URL     what the app is, with evidence
       hivemind spec show PATH-OR-GIT-URL   what HiveMind would build, and why
       hivemind doctor                      is this machine ready
+
+    Add --sandbox (or set HIVEMIND_SANDBOX=1) to any command to run it against the
+    local sandbox instead of AWS.
     """
 
 
 def main() -> None:
     wants_json = "--json" in sys.argv[1:]
+    # `--sandbox` works on any command: it selects the target for the whole process.
+    if "--sandbox" in sys.argv[1:]:
+        sys.argv.remove("--sandbox")
+        os.environ["HIVEMIND_SANDBOX"] = "1"
     try:
         code = cli.main(prog_name="hivemind", standalone_mode=False)
     except HiveMindError as error:
@@ -78,4 +90,16 @@ def main() -> None:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+    except Exception as error:
+        # botocore's, imported lazily: no credentials is bad input, not a crash.
+        if type(error).__name__ not in ("NoCredentialsError", "PartialCredentialsError"):
+            raise
+        problem = HiveMindError(
+            "no AWS credentials found",
+            cause=str(error),
+            next_step="run `aws configure` (or set AWS_PROFILE), or add --sandbox to try "
+            "HiveMind offline",
+        )
+        click.echo(problem.render(), err=True)
+        sys.exit(EXIT_BAD_INPUT)
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,102 @@
+"""`hivemind deploy REPO` and `hivemind retry ID`"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hivemind.cli.options import overrides_from, spec_options
+
+
+def _write_err(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
+def _conductor(region: str, yes: bool) -> Any:
+    from hivemind.conductor import create_conductor
+
+    terminal = sys.stderr.isatty()
+    return create_conductor(
+        region,
+        yes=yes,
+        terminal=terminal,
+        say=click.echo,
+        write=_write_err,
+        ask=lambda question: click.confirm(question, default=False, err=True),
+    )
+
+
+@click.command()
+@click.argument("repo", required=False)
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Deploy this spec.json instead of reading a repository.",
+)
+@spec_options
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    envvar="HIVEMIND_YES",
+    help="Do not ask for confirmation (for scripts).",
+)
+def deploy(repo: str | None, spec_file: Path | None, yes: bool, **params: Any) -> None:
+    """Provision REPO's deployment on AWS (or the sandbox with --sandbox).
+
+    Synthesizes the stack, shows the plan with its monthly cost and asks before
+    creating anything; then the pinned CDK CLI deploys it and CloudFormation creates
+    it, or rolls it back. Progress follows the stack's events.
+
+    \b
+    Examples:
+      hivemind deploy examples/express-hello --stage-1 --sandbox --yes
+      hivemind deploy . --region eu-west-1
+    """
+    from hivemind.deployment_ids import new_deployment_id
+    from hivemind.errors import BadInputError
+    from hivemind.synth_command import SynthReport, load_spec
+
+    if (repo is None) == (spec_file is None):
+        raise BadInputError("give a repository or --spec FILE (exactly one)")
+    spec = load_spec(
+        repo, spec_file, overrides_from(params), lambda line: click.echo(line, err=True)
+    )
+    deployment_id = new_deployment_id(spec.app.name)
+    click.echo(f"Deployment {deployment_id}", err=True)
+    conductor = _conductor(spec.region, yes)
+    state = conductor.deploy(
+        spec,
+        deployment_id,
+        plan=lambda result, folder: SynthReport(spec, folder, result, None).render(),
+    )
+    _done(state)
+
+
+@click.command()
+@click.argument("deployment_id")
+@click.option("--yes", "-y", is_flag=True, help="Accepted for symmetry; retry does not ask.")
+def retry(deployment_id: str, yes: bool) -> None:
+    """Resume a failed deployment at the stage that failed.
+
+    \b
+    Example:
+      hivemind retry shop-k2j4m6p8q1
+    """
+    from hivemind.records import RecordStore
+
+    region = RecordStore().get(deployment_id).load().region
+    _done(_conductor(region, True).retry(deployment_id))
+
+
+def _done(state: Any) -> None:
+    url = state.outputs.get("LoadBalancerDns")
+    click.echo(
+        f"\n{state.deployment_id} is {state.status.value}" + (f": http://{url}" if url else "")
+    )
+    click.echo(f"  next: hivemind status {state.deployment_id}")

@@ -1,0 +1,70 @@
+"""`hivemind destroy ID`"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command()
+@click.argument("deployment_id")
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    envvar="HIVEMIND_YES",
+    help="Do not ask for confirmation (for scripts).",
+)
+@click.option(
+    "--skip-snapshot",
+    is_flag=True,
+    help="Delete databases without the final snapshot production keeps.",
+)
+def destroy(deployment_id: str, yes: bool, skip_snapshot: bool) -> None:
+    """Delete a deployment: its stack and everything tagged with its id.
+
+    Shows what will go and the monthly savings, asks, turns off deletion
+    protection, keeps a final database snapshot unless --skip-snapshot, deletes the
+    stack with progress, then checks that nothing tagged with the id is left.
+
+    \b
+    Example:
+      hivemind destroy shop-k2j4m6p8q1 --yes
+    """
+    from hivemind.aws import client
+    from hivemind.cli.render import table
+    from hivemind.destroy import Destroyer
+    from hivemind.errors import BadInputError, RefusedError
+    from hivemind.progress import ProgressDisplay
+    from hivemind.records import RecordStore, Status
+
+    record = RecordStore().get(deployment_id)
+    state = record.load()
+    if state.status == Status.DESTROYED:
+        raise BadInputError(
+            f"{deployment_id} is already destroyed",
+            next_step="`hivemind list` shows the live deployments",
+        )
+    with record.lock("destroy"):
+        destroyer = Destroyer(
+            lambda service: client(service, state.region),
+            ProgressDisplay(_write_err, terminal=sys.stderr.isatty()),
+            say=click.echo,
+        )
+        planned = destroyer.plan(record)
+        savings = sum(cost for _r, _t, cost in planned)
+        click.echo(
+            table(["$/month", "type", "resource"], [[f"{c:,.2f}", t, r] for r, t, c in planned])
+        )
+        click.echo(f"\n{len(planned)} resources; destroying saves about ${savings:,.2f}/month")
+        if not yes and not click.confirm(f"Destroy {deployment_id}?", default=False, err=True):
+            raise RefusedError("nothing was deleted: destroy was declined")
+        result = destroyer.destroy(record, skip_snapshot=skip_snapshot)
+    click.echo(f"\n{deployment_id} is destroyed; saving ${result.savings:,.2f}/month.")
+    click.echo(f"  report: {record.folder / 'destroy-report.md'}")
+
+
+def _write_err(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()

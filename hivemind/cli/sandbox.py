@@ -1,0 +1,109 @@
+"""`hivemind sandbox up|down|status|fault`"""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.group()
+def sandbox() -> None:
+    """The local sandbox: AWS's APIs served offline on 127.0.0.1, for trying HiveMind
+    and for its tests. Any command runs against it with --sandbox or HIVEMIND_SANDBOX=1
+    (it starts on demand)."""
+
+
+@sandbox.command()
+def up() -> None:
+    """Start the sandbox daemon (no-op when it runs); print its endpoint."""
+    from hivemind.paths import home
+    from hivemind.sandbox import control
+
+    info = control.up(home())
+    click.echo(f"sandbox up: {info.url} (pid {info.pid}); log {control.log_file(home())}")
+
+
+@sandbox.command()
+def down() -> None:
+    """Stop the sandbox daemon. Everything created in it is gone with it."""
+    from hivemind.paths import home
+    from hivemind.sandbox import control
+
+    stopped = control.down(home())
+    click.echo("sandbox stopped" if stopped else "the sandbox was not running")
+
+
+@sandbox.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def sandbox_status(as_json: bool) -> None:
+    """Is the sandbox running, where, and which faults are armed."""
+    from hivemind.paths import home
+    from hivemind.sandbox import control
+
+    info = control.status(home())
+    armed = control.faults(info) if info else []
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "running": info is not None,
+                    "url": info.url if info else None,
+                    "pid": info.pid if info else None,
+                    "faults": armed,
+                },
+                indent=2,
+            )
+        )
+        return
+    if info is None:
+        click.echo("sandbox: not running (`hivemind sandbox up`, or any command with --sandbox)")
+        return
+    click.echo(f"sandbox: running at {info.url} (pid {info.pid})")
+    for fault in armed:
+        click.echo(f"  fault: {json.dumps(fault, sort_keys=True)}")
+
+
+@sandbox.command()
+@click.option("--resource-type", help="e.g. AWS::RDS::DBInstance (patterns like AWS::RDS::*).")
+@click.option(
+    "--on",
+    "on",
+    type=click.Choice(["create", "delete"]),
+    default="create",
+    show_default=True,
+    help="Fail its creation or its deletion.",
+)
+@click.option(
+    "--times",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many times the fault fires.",
+)
+@click.option("--clear", is_flag=True, help="Disarm every fault instead.")
+def fault(resource_type: str | None, on: str, times: int, clear: bool) -> None:
+    """Make the sandbox fail a resource's creation or deletion, to try rollback and
+    recovery.
+
+    \b
+    Example:
+      hivemind sandbox fault --resource-type AWS::RDS::DBInstance --on create
+      hivemind sandbox fault --clear
+    """
+    from hivemind.errors import BadInputError
+    from hivemind.paths import home
+    from hivemind.sandbox import control
+
+    info = control.up(home())
+    if clear:
+        control.clear_faults(info)
+        click.echo("all faults cleared")
+        return
+    if not resource_type:
+        raise BadInputError(
+            "give --resource-type TYPE (or --clear)",
+            next_step="hivemind sandbox fault --resource-type AWS::RDS::DBInstance",
+        )
+    control.add_fault(info, resource_type, on=on, times=times)
+    click.echo(f"armed: the next {times} {on}(s) of {resource_type} will fail")

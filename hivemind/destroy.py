@@ -1,0 +1,250 @@
+"""`hivemind destroy`: remove a deployment completely and prove nothing is left.
+
+1. Discover its resources: the stack's, plus anything else tagged with its id.
+2. Show them with their monthly cost and ask (unless --yes).
+3. Turn off RDS deletion protection; with --skip-snapshot delete the databases
+   without a final snapshot (replicas first), else CloudFormation keeps one.
+4. Delete the stack, following its events; on DELETE_FAILED, retry once, then list
+   each resource left with its id and the command that removes it.
+5. Check that nothing tagged with the id remains; mark the deployment destroyed and
+   write the savings report.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hivemind.errors import HiveMindError
+from hivemind.progress import ProgressDisplay, StackProgress
+from hivemind.reconcile import stack_status
+from hivemind.records import DeploymentRecord, DeploymentState, Status, write_atomically
+
+POLL_SECONDS = 2.0
+DELETE_LIMIT_SECONDS = 2 * 3600
+TAG_DEPLOYMENT_ID = "hivemind:deployment-id"
+
+
+@dataclass(frozen=True)
+class Leftover:
+    arn: str
+    remove_with: str
+
+
+@dataclass
+class DestroyResult:
+    state: DeploymentState
+    removed: list[tuple[str, str, float]] = field(default_factory=list)  # id, type, $/month
+    leftovers: list[Leftover] = field(default_factory=list)
+
+    @property
+    def savings(self) -> float:
+        return sum(cost for _i, _t, cost in self.removed)
+
+
+class Destroyer:
+    def __init__(
+        self, clients: Callable[[str], Any], display: ProgressDisplay, say: Callable[[str], None]
+    ) -> None:
+        self.client = clients
+        self.display = display
+        self.say = say
+
+    def plan(self, record: DeploymentRecord) -> list[tuple[str, str, float]]:
+        """(physical or logical id, type, monthly cost) of everything that will go."""
+        state = record.load()
+        costs = {r.logical_id: r.monthly_usd for r in state.resources}
+        rows = [
+            (
+                r["PhysicalResourceId"] or r["LogicalResourceId"],
+                r["ResourceType"],
+                costs.get(r["LogicalResourceId"], 0.0),
+            )
+            for r in self._stack_resources(state.stack_name)
+        ]
+        known = {physical for physical, _t, _c in rows}
+        for arn in self._tagged(record.deployment_id):
+            if f":stack/{state.stack_name}/" in arn:
+                continue  # the stack itself
+            if not any(physical in arn for physical in known):
+                rows.append((arn, "tagged outside the stack", 0.0))
+        return rows
+
+    def destroy(self, record: DeploymentRecord, *, skip_snapshot: bool) -> DestroyResult:
+        state = record.save(record.load().model_copy(update={"status": Status.DESTROYING}))
+        planned = self.plan(record)
+        record.log(f"destroy: {len(planned)} resources")
+        self._prepare_databases(state.stack_name, skip_snapshot)
+        exists = stack_status(self.client("cloudformation"), state.stack_name) is not None
+        if exists and not self._delete_stack(state.stack_name, len(planned)):
+            self.say("The stack could not be deleted; trying once more ...")
+            self._delete_stack(state.stack_name, len(planned))
+        leftovers = self._leftovers(state)
+        if leftovers:
+            failed = record.save(
+                record.load().model_copy(
+                    update={
+                        "status": Status.FAILED,
+                        "failed_stage": "destroy",
+                        "note": f"{len(leftovers)} resource(s) left",
+                    }
+                )
+            )
+            raise HiveMindError(
+                f"{failed.deployment_id} is not fully destroyed: {len(leftovers)} resource(s) left",
+                where="destroy",
+                details=[f"{x.arn}  (remove with: {x.remove_with})" for x in leftovers],
+                next_step=f"run `hivemind destroy {failed.deployment_id}` again, or remove them "
+                "with the commands shown",
+            )
+        done = record.save(
+            record.load().model_copy(
+                update={"status": Status.DESTROYED, "failed_stage": None, "note": "destroyed"}
+            )
+        )
+        result = DestroyResult(done, planned)
+        self._report(record, result)
+        record.log(f"destroyed: saving ${result.savings:,.2f}/month")
+        return result
+
+    # --- steps ----------------------------------------------------------------------
+
+    def _stack_resources(self, stack_name: str) -> list[dict[str, Any]]:
+        cloudformation = self.client("cloudformation")
+        if stack_status(cloudformation, stack_name) is None:
+            return []
+        out: list[dict[str, Any]] = []
+        for page in cloudformation.get_paginator("list_stack_resources").paginate(
+            StackName=stack_name
+        ):
+            out += [
+                r
+                for r in page["StackResourceSummaries"]
+                if r["ResourceStatus"] != "DELETE_COMPLETE"
+            ]
+        return out
+
+    def _tagged(self, deployment_id: str) -> list[str]:
+        tagging = self.client("resourcegroupstaggingapi")
+        arns: list[str] = []
+        for page in tagging.get_paginator("get_resources").paginate(
+            TagFilters=[{"Key": TAG_DEPLOYMENT_ID, "Values": [deployment_id]}]
+        ):
+            arns += [m["ResourceARN"] for m in page.get("ResourceTagMappingList", [])]
+        return arns
+
+    def _prepare_databases(self, stack_name: str, skip_snapshot: bool) -> None:
+        rds = self.client("rds")
+        databases = [
+            r
+            for r in self._stack_resources(stack_name)
+            if r["ResourceType"] == "AWS::RDS::DBInstance" and r.get("PhysicalResourceId")
+        ]
+        described = {}
+        for resource in databases:
+            identifier = resource["PhysicalResourceId"]
+            try:
+                described[identifier] = rds.describe_db_instances(DBInstanceIdentifier=identifier)[
+                    "DBInstances"
+                ][0]
+            except Exception:  # already gone: nothing to prepare
+                continue
+            if described[identifier].get("DeletionProtection"):
+                self.say(f"Turning off deletion protection on {identifier}")
+                rds.modify_db_instance(
+                    DBInstanceIdentifier=identifier, DeletionProtection=False, ApplyImmediately=True
+                )
+        if not skip_snapshot:
+            return
+        # Replicas first: a primary with replicas cannot be deleted.
+        order = sorted(
+            described, key=lambda i: not described[i].get("ReadReplicaSourceDBInstanceIdentifier")
+        )
+        for identifier in order:
+            self.say(f"Deleting {identifier} without a final snapshot (--skip-snapshot)")
+            rds.delete_db_instance(
+                DBInstanceIdentifier=identifier, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
+            )
+            rds.get_waiter("db_instance_deleted").wait(
+                DBInstanceIdentifier=identifier, WaiterConfig={"Delay": 5, "MaxAttempts": 720}
+            )
+
+    def _delete_stack(self, stack_name: str, total: int) -> bool:
+        cloudformation = self.client("cloudformation")
+        events = cloudformation.describe_stack_events(StackName=stack_name)["StackEvents"]
+        seen = {str(e["EventId"]) for e in events}
+        cloudformation.delete_stack(StackName=stack_name)
+        progress = StackProgress(stack_name, total, seen=seen)
+        deadline = time.monotonic() + DELETE_LIMIT_SECONDS
+        while time.monotonic() < deadline:
+            status = stack_status(cloudformation, stack_name)
+            try:
+                fresh = cloudformation.describe_stack_events(StackName=stack_name)["StackEvents"]
+            except Exception:  # the stack is gone, and its events with it
+                fresh = []
+            changed = progress.feed(fresh)
+            if changed:
+                self.display.update(progress, changed)
+            if status in (None, "DELETE_COMPLETE"):
+                self.display.finish()
+                return True
+            if status == "DELETE_FAILED":
+                self.display.finish()
+                for failure in progress.failed:
+                    self.say(f"  could not delete {failure.logical_id}: {failure.reason}")
+                return False
+            time.sleep(POLL_SECONDS)
+        raise HiveMindError(f"timed out deleting {stack_name}", where="destroy")
+
+    def _leftovers(self, state: DeploymentState) -> list[Leftover]:
+        left = [
+            Leftover(
+                f"stack {state.stack_name} ({status})",
+                f"aws cloudformation delete-stack --stack-name {state.stack_name}",
+            )
+            for status in [stack_status(self.client("cloudformation"), state.stack_name)]
+            if status not in (None, "DELETE_COMPLETE")
+        ]
+        for arn in self._tagged(state.deployment_id):
+            if self._kept_or_gone(arn):
+                continue
+            left.append(
+                Leftover(
+                    arn,
+                    f"aws resourcegroupstaggingapi get-resources "
+                    f"--resource-arn-list {arn}  (then that service's delete)",
+                )
+            )
+        return left
+
+    def _kept_or_gone(self, arn: str) -> bool:
+        """A final database snapshot is kept on purpose; a terminated instance stays
+        listed by EC2 for a while but costs nothing and is gone."""
+        if ":snapshot:" in arn:
+            return True
+        if ":instance/" in arn:
+            instance_id = arn.rsplit("/", 1)[-1]
+            try:
+                reservations = self.client("ec2").describe_instances(InstanceIds=[instance_id])[
+                    "Reservations"
+                ]
+            except Exception:  # unknown to EC2: gone
+                return True
+            states = [i["State"]["Name"] for r in reservations for i in r["Instances"]]
+            return all(s in ("terminated", "shutting-down") for s in states)
+        return False
+
+    def _report(self, record: DeploymentRecord, result: DestroyResult) -> None:
+        lines = [
+            f"# {record.deployment_id} destroyed",
+            "",
+            f"Monthly savings: ${result.savings:,.2f}",
+            "",
+            "| resource | type | $/month |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {rid} | {kind} | {cost:,.2f} |" for rid, kind, cost in result.removed]
+        lines += ["", "Nothing tagged with this deployment's id remains."]
+        write_atomically(record.folder / "destroy-report.md", "\n".join(lines) + "\n")

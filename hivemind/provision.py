@@ -1,0 +1,196 @@
+"""The Provisioner: the pinned CDK CLI deploys a synthesized assembly; CloudFormation
+creates (or rolls back) the stack; HiveMind follows the stack's events meanwhile.
+
+Before deploying it clears what would block CloudFormation: a stack left in
+ROLLBACK_COMPLETE is deleted (it can only be deleted), one in UPDATE_ROLLBACK_FAILED
+is continued. After, it reports the stack's status, its outputs, and, on failure,
+each resource that failed with CloudFormation's reason.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hivemind import toolchain
+from hivemind.errors import HiveMindError
+from hivemind.progress import ProgressDisplay, ResourceState, StackProgress
+from hivemind.reconcile import stack_status
+
+POLL_SECONDS = 2.0
+WAIT_LIMIT_SECONDS = 3 * 3600
+_TAIL_LINES = 15
+
+
+@dataclass(frozen=True)
+class ProvisionResult:
+    ok: bool
+    stack_status: str | None
+    outputs: dict[str, str]
+    failures: list[ResourceState] = field(default_factory=list)
+    seconds: float = 0.0
+    cli_tail: str = ""
+
+
+class Provisioner:
+    """Runs `cdk deploy` for one stack and follows it. The CloudFormation client and
+    the environment (real AWS, or the sandbox's endpoint) are given, not chosen here."""
+
+    def __init__(
+        self,
+        cloudformation: Any,
+        environment: dict[str, str],
+        display: ProgressDisplay,
+        log: Callable[[str], None],
+    ) -> None:
+        self.cloudformation = cloudformation
+        self.environment = environment
+        self.display = display
+        self.log = log
+
+    def provision(
+        self, cdk_out: Path, stack_name: str, total_resources: int, cli_log: Path
+    ) -> ProvisionResult:
+        node = toolchain.find_node()
+        if node is None or toolchain.cdk_installed_version(node) != toolchain.CDK_CLI_VERSION:
+            raise HiveMindError(
+                "the pinned AWS CDK CLI is not installed",
+                where="provision",
+                next_step="run `hivemind setup` (or `hivemind doctor` to see what is missing)",
+            )
+        self._clear_blockers(stack_name)
+        outputs_file = cdk_out.parent / "outputs.json"
+        command = toolchain.cdk_command(
+            node,
+            "deploy",
+            stack_name,
+            "--app",
+            str(cdk_out),
+            "--require-approval",
+            "never",
+            "--outputs-file",
+            str(outputs_file),
+            "--progress",
+            "events",
+        )
+        started = time.monotonic()
+        progress = StackProgress(stack_name, total_resources)
+        since = _latest_event_id(self.cloudformation, stack_name)
+        with cli_log.open("a", encoding="utf-8") as output:
+            process = subprocess.Popen(
+                command,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env={**toolchain.node_env(node), **self.environment},
+            )
+            try:
+                while process.poll() is None:
+                    self._follow(progress, stack_name, since)
+                    time.sleep(POLL_SECONDS)
+            except BaseException:
+                process.terminate()
+                process.wait(timeout=30)
+                raise
+        self._follow(progress, stack_name, since)
+        self.display.finish()
+        status = stack_status(self.cloudformation, stack_name)
+        ok = process.returncode == 0 and status in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
+        return ProvisionResult(
+            ok=ok,
+            stack_status=status,
+            outputs=_outputs(outputs_file, stack_name) or self._stack_outputs(stack_name),
+            failures=progress.failed,
+            seconds=time.monotonic() - started,
+            cli_tail="\n".join(cli_log.read_text("utf-8").splitlines()[-_TAIL_LINES:]),
+        )
+
+    def _follow(self, progress: StackProgress, stack_name: str, since: str | None) -> None:
+        events = _events_since(self.cloudformation, stack_name, since)
+        changed = progress.feed(events)
+        if changed:
+            self.display.update(progress, changed)
+
+    def _clear_blockers(self, stack_name: str) -> None:
+        status = stack_status(self.cloudformation, stack_name)
+        if status == "ROLLBACK_COMPLETE":
+            self.log(
+                f"{stack_name} is in ROLLBACK_COMPLETE from an earlier failed create: "
+                "deleting it before creating it again"
+            )
+            self.cloudformation.delete_stack(StackName=stack_name)
+            self._wait(stack_name, done=(None, "DELETE_COMPLETE"), failed=("DELETE_FAILED",))
+        elif status == "UPDATE_ROLLBACK_FAILED":
+            self.log(f"{stack_name} is in UPDATE_ROLLBACK_FAILED: continuing the rollback")
+            self.cloudformation.continue_update_rollback(StackName=stack_name)
+            self._wait(
+                stack_name, done=("UPDATE_ROLLBACK_COMPLETE",), failed=("UPDATE_ROLLBACK_FAILED",)
+            )
+
+    def _wait(
+        self, stack_name: str, *, done: tuple[str | None, ...], failed: tuple[str, ...]
+    ) -> None:
+        deadline = time.monotonic() + WAIT_LIMIT_SECONDS
+        while time.monotonic() < deadline:
+            status = stack_status(self.cloudformation, stack_name)
+            if status in done:
+                return
+            if status in failed:
+                raise HiveMindError(
+                    f"CloudFormation could not clear {stack_name} before deploying",
+                    where="provision",
+                    cause=f"the stack is {status}",
+                    next_step="look at the stack's events in the CloudFormation console, "
+                    "then `hivemind destroy` it",
+                )
+            time.sleep(POLL_SECONDS)
+        raise HiveMindError(f"timed out waiting for {stack_name}", where="provision")
+
+    def _stack_outputs(self, stack_name: str) -> dict[str, str]:
+        try:
+            stack = self.cloudformation.describe_stacks(StackName=stack_name)["Stacks"][0]
+        except Exception:  # no stack, no outputs: the failure itself says why
+            return {}
+        return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def _outputs(path: Path, stack_name: str) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8") or "{}")
+    return {str(k): str(v) for k, v in data.get(stack_name, {}).items()}
+
+
+def _latest_event_id(cloudformation: Any, stack_name: str) -> str | None:
+    """The newest event of the stack's past operations, so they are not shown again."""
+    events = _events_since(cloudformation, stack_name, None, pages=1)
+    return str(events[0]["EventId"]) if events else None
+
+
+def _events_since(
+    cloudformation: Any, stack_name: str, since: str | None, pages: int = 5
+) -> list[dict[str, Any]]:
+    """Events newer than `since` (newest first); empty when the stack does not exist."""
+    import botocore.exceptions  # lazy
+
+    events: list[dict[str, Any]] = []
+    token: str | None = None
+    for _ in range(pages):
+        try:
+            page = cloudformation.describe_stack_events(
+                StackName=stack_name, **({"NextToken": token} if token else {})
+            )
+        except botocore.exceptions.ClientError:
+            return events
+        for event in page.get("StackEvents", []):
+            if since is not None and event.get("EventId") == since:
+                return events
+            events.append(event)
+        token = page.get("NextToken")
+        if not token or pages == 1:
+            break
+    return events
