@@ -112,6 +112,8 @@ class Conductor:
             self.parts.cloudformation, self.parts.environment, self.parts.display, record.log
         )
         total = sum(n for t, n in synth.resources.items() if t != "AWS::CDK::Metadata")
+        if synth.needs_bootstrap and not provisioner.bootstrapped():
+            self._stage(record, "bootstrap", lambda: self._bootstrap(record, provisioner))
         outcome: ProvisionResult = self._stage(
             record,
             "provision",
@@ -134,6 +136,21 @@ class Conductor:
         )
         record.log(f"deployed: {synth.stack_name} is {outcome.stack_status}")
         return record.save(state)
+
+    def _bootstrap(self, record: DeploymentRecord, provisioner: Provisioner) -> None:
+        question = (
+            "The template is over CloudFormation's inline limit, so it is uploaded through "
+            "the CDK bootstrap bucket, which this account and region do not have yet. "
+            "Bootstrap them now (`cdk bootstrap`: an S3 bucket and the CDK's IAM roles)?"
+        )
+        if not self.parts.confirm(question):
+            raise StageFailed(
+                "the account and region are not bootstrapped",
+                where="bootstrap",
+                next_step=f"run `cdk bootstrap`, then `hivemind retry {record.deployment_id}`",
+            )
+        self.parts.say("Bootstrapping the account and region for the CDK ...")
+        provisioner.bootstrap(record.cdk_out, record.folder / "cdk-cli.log")
 
     def _provision_failure(self, record: DeploymentRecord, result: ProvisionResult) -> None:
         details = [f"{f.logical_id} ({f.resource_type}): {f.reason}" for f in result.failures]

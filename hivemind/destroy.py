@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hivemind.errors import HiveMindError
-from hivemind.progress import ProgressDisplay, StackProgress
+from hivemind.progress import ProgressDisplay, ResourceState, StackProgress
 from hivemind.reconcile import stack_status
 from hivemind.records import DeploymentRecord, DeploymentState, Status, write_atomically
 
@@ -77,10 +77,19 @@ class Destroyer:
         planned = self.plan(record)
         record.log(f"destroy: {len(planned)} resources")
         self._prepare_databases(state.stack_name, skip_snapshot)
-        exists = stack_status(self.client("cloudformation"), state.stack_name) is not None
-        if exists and not self._delete_stack(state.stack_name, len(planned)):
-            self.say("The stack could not be deleted; trying once more ...")
-            self._delete_stack(state.stack_name, len(planned))
+        if stack_status(self.client("cloudformation"), state.stack_name) is not None:
+            failures = self._delete_stack(state.stack_name, len(planned))
+            if failures:
+                # Resources already gone (a database deleted with --skip-snapshot, or by
+                # hand) block CloudFormation: keep them out of the retry; it has nothing
+                # left to delete there.
+                gone = [f.logical_id for f in failures if "not found" in f.reason.lower()]
+                self.say(
+                    "The stack could not be deleted; trying once more"
+                    + (f", skipping what is already gone ({', '.join(gone)})" if gone else "")
+                    + " ..."
+                )
+                self._delete_stack(state.stack_name, len(planned), retain=gone)
         leftovers = self._leftovers(state)
         if leftovers:
             failed = record.save(
@@ -171,11 +180,16 @@ class Destroyer:
                 DBInstanceIdentifier=identifier, WaiterConfig={"Delay": 5, "MaxAttempts": 720}
             )
 
-    def _delete_stack(self, stack_name: str, total: int) -> bool:
+    def _delete_stack(
+        self, stack_name: str, total: int, retain: list[str] | None = None
+    ) -> list[ResourceState]:
+        """Delete the stack and follow it; returns the resources that failed (none: done)."""
         cloudformation = self.client("cloudformation")
         events = cloudformation.describe_stack_events(StackName=stack_name)["StackEvents"]
         seen = {str(e["EventId"]) for e in events}
-        cloudformation.delete_stack(StackName=stack_name)
+        cloudformation.delete_stack(
+            StackName=stack_name, **({"RetainResources": retain} if retain else {})
+        )
         progress = StackProgress(stack_name, total, seen=seen)
         deadline = time.monotonic() + DELETE_LIMIT_SECONDS
         while time.monotonic() < deadline:
@@ -189,12 +203,12 @@ class Destroyer:
                 self.display.update(progress, changed)
             if status in (None, "DELETE_COMPLETE"):
                 self.display.finish()
-                return True
+                return []
             if status == "DELETE_FAILED":
                 self.display.finish()
                 for failure in progress.failed:
                     self.say(f"  could not delete {failure.logical_id}: {failure.reason}")
-                return False
+                return progress.failed or [ResourceState(stack_name, "stack", status, "")]
             time.sleep(POLL_SECONDS)
         raise HiveMindError(f"timed out deleting {stack_name}", where="destroy")
 
@@ -208,7 +222,7 @@ class Destroyer:
             if status not in (None, "DELETE_COMPLETE")
         ]
         for arn in self._tagged(state.deployment_id):
-            if self._kept_or_gone(arn):
+            if self._kept_or_gone(arn) or f":stack/{state.stack_name}/" in arn:
                 continue
             left.append(
                 Leftover(
@@ -220,8 +234,8 @@ class Destroyer:
         return left
 
     def _kept_or_gone(self, arn: str) -> bool:
-        """A final database snapshot is kept on purpose; a terminated instance stays
-        listed by EC2 for a while but costs nothing and is gone."""
+        """A final database snapshot is kept on purpose; terminated instances and deleted
+        NAT gateways stay listed by EC2 for a while but cost nothing and are gone."""
         if ":snapshot:" in arn:
             return True
         if ":instance/" in arn:
@@ -234,6 +248,15 @@ class Destroyer:
                 return True
             states = [i["State"]["Name"] for r in reservations for i in r["Instances"]]
             return all(s in ("terminated", "shutting-down") for s in states)
+        if ":natgateway/" in arn:  # EC2 lists deleted NAT gateways for about an hour
+            nat_id = arn.rsplit("/", 1)[-1]
+            try:
+                gateways = self.client("ec2").describe_nat_gateways(NatGatewayIds=[nat_id])[
+                    "NatGateways"
+                ]
+            except Exception:  # unknown to EC2: gone
+                return True
+            return all(g["State"] in ("deleted", "deleting") for g in gateways)
         return False
 
     def _report(self, record: DeploymentRecord, result: DestroyResult) -> None:

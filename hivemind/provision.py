@@ -23,6 +23,7 @@ from hivemind.progress import ProgressDisplay, ResourceState, StackProgress
 from hivemind.reconcile import stack_status
 
 POLL_SECONDS = 2.0
+BOOTSTRAP_STACK = "CDKToolkit"
 WAIT_LIMIT_SECONDS = 3 * 3600
 _TAIL_LINES = 15
 
@@ -108,6 +109,37 @@ class Provisioner:
             seconds=time.monotonic() - started,
             cli_tail="\n".join(cli_log.read_text("utf-8").splitlines()[-_TAIL_LINES:]),
         )
+
+    def bootstrapped(self) -> bool:
+        """Whether this account and region have the CDK bootstrap stack."""
+        return stack_status(self.cloudformation, BOOTSTRAP_STACK) in (
+            "CREATE_COMPLETE",
+            "UPDATE_COMPLETE",
+            "UPDATE_ROLLBACK_COMPLETE",
+        )
+
+    def bootstrap(self, cdk_out: Path, cli_log: Path) -> None:
+        """Run `cdk bootstrap` for the app's environment (its account and region)."""
+        node = toolchain.find_node()
+        assert node is not None
+        command = toolchain.cdk_command(node, "bootstrap", "--app", str(cdk_out))
+        with cli_log.open("a", encoding="utf-8") as output:
+            result = subprocess.run(
+                command,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                check=False,
+                env={**toolchain.node_env(node), **self.environment},
+            )
+        if result.returncode != 0:
+            tail = cli_log.read_text("utf-8").splitlines()[-_TAIL_LINES:]
+            raise HiveMindError(
+                "`cdk bootstrap` failed",
+                where="provision",
+                cause=(tail or ["?"])[-1],
+                details=tail[:-1],
+                next_step="check the credentials' permissions (`hivemind doctor`), then retry",
+            )
 
     def _follow(self, progress: StackProgress, stack_name: str, since: str | None) -> None:
         events = _events_since(self.cloudformation, stack_name, since)

@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict
 
 from hivemind import __version__
@@ -35,6 +36,8 @@ from hivemind.spec import DeploymentSpec
 from hivemind.timing import PathStep, ProvisioningEstimate, estimate_provisioning
 
 TEMPLATE_BODY_LIMIT = 51_200  # bytes CloudFormation accepts inline, without an S3 upload
+# The CDK CLI sends the template as YAML and applies the limit to that: measure it so.
+_SIZE_MARGIN = 0.98
 COST_ESTIMATE_MARKER = "HIVEMIND_COST_ESTIMATE"  # hivemind_constructs.dashboard's placeholder
 _CACHE_VERSION = "1"
 # Everything whose version can change the synthesized output.
@@ -130,16 +133,16 @@ def _synthesize_fresh(
     needs_bootstrap = False
     app = compiler.build_app(spec, deployment_id, cdk_out)
     _assembly, findings = gates.synth_with_checks(app)
-    template, compact = _finish_template(
+    template = _finish_template(
         compiler.template_path(cdk_out, deployment_id), spec, prices
     )
-    if len(compact.encode()) > TEMPLATE_BODY_LIMIT:
+    if deployed_size(template) > TEMPLATE_BODY_LIMIT * _SIZE_MARGIN:
         # Too big to send inline: synthesize for the CDK bootstrap bucket instead.
         needs_bootstrap = True
         shutil.rmtree(cdk_out)
         app = compiler.build_app(spec, deployment_id, cdk_out, bootstrapless=False)
         _assembly, findings = gates.synth_with_checks(app)
-        template, compact = _finish_template(
+        template = _finish_template(
             compiler.template_path(cdk_out, deployment_id), spec, prices
         )
     # cfn-lint's informational rules (style hints) are not gates.
@@ -152,15 +155,35 @@ def _synthesize_fresh(
         deployment_id=deployment_id,
         stack_name=template_file.name.removesuffix(".template.json"),
         template_file=f"cdk.out/{template_file.name}",
-        template_bytes=len(compact.encode()),
+        template_bytes=deployed_size(template),
         needs_bootstrap=needs_bootstrap,
         resources=dict(sorted(Counter(r["Type"] for r in template["Resources"].values()).items())),
         cost=estimate(template, spec.region, prices),
         provisioning_seconds=provisioning.total_seconds,
         critical_path=[asdict(step) for step in provisioning.path],
         findings=[asdict(f) for f in findings],
-        notes=_build_notes(spec, needs_bootstrap, len(compact.encode())),
+        notes=_build_notes(spec, needs_bootstrap, deployed_size(template)),
     )
+
+
+def deployed_size(template: dict[str, Any]) -> int:
+    """The template's size as the CDK CLI sends it to CloudFormation: YAML with indented
+    sequences (measured to within ~1% of the CLI's own serializer)."""
+    return len(
+        yaml.dump(
+            template,
+            Dumper=_IndentedDumper,
+            default_flow_style=False,
+            sort_keys=False,
+            width=10**9,
+            allow_unicode=True,
+        ).encode()
+    )
+
+
+class _IndentedDumper(yaml.SafeDumper):
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        super().increase_indent(flow, False)
 
 
 def _build_notes(spec: DeploymentSpec, needs_bootstrap: bool, size: int) -> list[str]:
@@ -170,22 +193,22 @@ def _build_notes(spec: DeploymentSpec, needs_bootstrap: bool, size: int) -> list
         notes.append(runtime.note)
     if needs_bootstrap:
         notes.append(
-            f"The template is {size:,} bytes, over CloudFormation's {TEMPLATE_BODY_LIMIT:,}-byte "
-            "inline limit: deploying it uploads it through the CDK bootstrap bucket "
-            "(`cdk bootstrap` once per account and region)."
+            f"The template is {size:,} bytes as sent, over CloudFormation's "
+            f"{TEMPLATE_BODY_LIMIT:,}-byte inline limit: deploy uploads it through the CDK "
+            "bootstrap bucket, and bootstraps the account and region first if needed."
         )
     return notes
 
 
 def _finish_template(
     path: Path, spec: DeploymentSpec, prices: PriceTable
-) -> tuple[dict[str, Any], str]:
+) -> dict[str, Any]:
     """Put the cost estimate into the dashboard and rewrite the template compact."""
     template: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     _fill_cost_section(template, estimate(template, spec.region, prices))
     compact = json.dumps(template, separators=(",", ":"), ensure_ascii=False)
     path.write_text(compact, encoding="utf-8")
-    return template, compact
+    return template
 
 
 def critical_path(result: SynthResult) -> ProvisioningEstimate:
