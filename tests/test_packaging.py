@@ -139,8 +139,8 @@ def test_the_cdk_cli_synthesizes_the_app_cdk_json_names(tmp_path: Path) -> None:
     )
     types = {r["Type"] for r in template["Resources"].values()}
     assert {"AWS::EC2::VPC", "AWS::EC2::NatGateway", "AWS::EC2::FlowLog"} <= types
-    vpc = next(r for r in template["Resources"].values() if r["Type"] == "AWS::EC2::VPC")
-    tags = {t["Key"]: t["Value"] for t in vpc["Properties"]["Tags"]}
+    manifest = json.loads((tmp_path / "cdk.out" / "manifest.json").read_text())
+    tags = manifest["artifacts"]["hivemind-flask-notes-test000000"]["properties"]["tags"]
     assert tags["hivemind:deployment-id"] == "flask-notes-test000000"
     assert tags["hivemind:app"] == "flask-notes"
     assert not (REPO_ROOT / "cdk.out").exists()
