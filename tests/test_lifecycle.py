@@ -1,0 +1,249 @@
+"""The whole cycle as a user runs it, against the sandbox daemon: deploy, status,
+destroy; a failed create rolled back and retried; a failed delete and a second
+destroy; a busy deployment refused; bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import EXAMPLES, run_cli
+from sandbox_harness import Clients, leftovers
+
+from hivemind.sandbox import control
+
+
+@pytest.fixture(scope="module")
+def sandbox_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("lifecycle-home")
+    yield home
+    control.down(home)
+
+
+@pytest.fixture
+def hivemind(sandbox_home: Path) -> Iterator[dict[str, str]]:
+    env = {"HIVEMIND_HOME": str(sandbox_home), "HIVEMIND_SANDBOX": "1"}
+    yield env
+    info = control.status(sandbox_home)
+    if info is not None:
+        control.clear_faults(info)
+
+
+def aws(home: Path) -> Clients:
+    info = control.status(home)
+    assert info is not None
+    return Clients(info.url, region="us-east-1")
+
+
+def deploy(env: dict[str, str], example: str = "express-hello") -> subprocess.CompletedProcess[str]:
+    return run_cli(
+        "deploy", str(EXAMPLES / example), "--stage-1", "--yes", "--region", "us-east-1", env=env
+    )
+
+
+def deployment_id(result: subprocess.CompletedProcess[str]) -> str:
+    line = next(x for x in result.stderr.splitlines() if x.startswith("Deployment "))
+    return line.split()[1]
+
+
+def test_deploy_status_destroy_leaves_nothing(hivemind: dict[str, str], sandbox_home: Path) -> None:
+    deployed = deploy(hivemind, "flask-notes")
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    ident = deployment_id(deployed)
+    assert f"{ident} is deployed: http://" in deployed.stdout
+    assert "Estimated monthly cost" in deployed.stdout  # the plan was shown first
+
+    status = run_cli("status", ident, "--json", env=hivemind)
+    assert status.returncode == 0, status.stderr
+    state = json.loads(status.stdout)
+    assert (state["status"], state["stack_status"]) == ("deployed", "CREATE_COMPLETE")
+    assert {"LoadBalancerDns", "DatabaseEndpoint", "DatabaseSecretArn"} <= set(state["outputs"])
+    assert [s["name"] for s in state["stages"]] == ["synth", "provision"]
+    assert all(s["status"] == "ok" for s in state["stages"])
+    # The database password lives in Secrets Manager only: no file of the record has it.
+    secret = aws(sandbox_home).secretsmanager.get_secret_value(
+        SecretId=state["outputs"]["DatabaseSecretArn"]
+    )["SecretString"]
+    password = json.loads(secret)["password"]
+    assert len(password) >= 16
+    for path in (sandbox_home / "deployments" / ident).rglob("*"):
+        if path.is_file():
+            assert password not in path.read_text(errors="replace"), path
+
+    destroyed = run_cli("destroy", ident, "--yes", "--skip-snapshot", env=hivemind)
+    assert destroyed.returncode == 0, destroyed.stderr[-3000:]
+    assert f"{ident} is destroyed; saving $" in destroyed.stdout
+    assert (sandbox_home / "deployments" / ident / "destroy-report.md").is_file()
+    assert {kind: ids for kind, ids in leftovers(aws(sandbox_home)).items() if ids} == {}
+    again = run_cli("destroy", ident, "--yes", env=hivemind)
+    assert again.returncode == 2 and "already destroyed" in again.stderr
+
+
+def test_a_failed_create_rolls_back_and_retry_succeeds(
+    hivemind: dict[str, str], sandbox_home: Path
+) -> None:
+    assert (
+        run_cli(
+            "sandbox",
+            "fault",
+            "--resource-type",
+            "AWS::EC2::Instance",
+            "--on",
+            "create",
+            env=hivemind,
+        ).returncode
+        == 0
+    )
+    failed = deploy(hivemind)
+    assert failed.returncode == 1
+    ident = deployment_id(failed)
+    assert "CloudFormation could not create the stack" in failed.stderr
+    assert "Fault injected by the HiveMind sandbox" in failed.stderr
+    assert f"hivemind retry {ident}" in failed.stderr
+    status = json.loads(run_cli("status", ident, "--json", env=hivemind).stdout)
+    assert (status["status"], status["failed_stage"]) == ("failed", "provision")
+    assert status["stack_status"] == "ROLLBACK_COMPLETE"
+
+    retried = run_cli("retry", ident, env=hivemind)  # deletes the rolled-back stack first
+    assert retried.returncode == 0, retried.stderr[-3000:]
+    assert f"{ident} is deployed" in retried.stdout
+    assert run_cli("destroy", ident, "--yes", env=hivemind).returncode == 0
+
+
+def test_a_failed_delete_is_reported_and_a_second_destroy_completes(
+    hivemind: dict[str, str], sandbox_home: Path
+) -> None:
+    deployed = deploy(hivemind)
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    ident = deployment_id(deployed)
+    run_cli(
+        "sandbox",
+        "fault",
+        "--resource-type",
+        "AWS::ElasticLoadBalancingV2::LoadBalancer",
+        "--on",
+        "delete",
+        "--times",
+        "2",
+        env=hivemind,
+    )
+    first = run_cli("destroy", ident, "--yes", env=hivemind)
+    assert first.returncode == 1
+    assert "is not fully destroyed" in first.stderr
+    assert "remove with:" in first.stderr
+    second = run_cli("destroy", ident, "--yes", env=hivemind)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert {kind: ids for kind, ids in leftovers(aws(sandbox_home)).items() if ids} == {}
+
+
+def test_a_busy_deployment_refuses_a_second_command(
+    hivemind: dict[str, str], sandbox_home: Path
+) -> None:
+    deployed = deploy(hivemind)
+    ident = deployment_id(deployed)
+    folder = sandbox_home / "deployments" / ident
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import time
+            from pathlib import Path
+            from hivemind.records import DeploymentRecord
+            with DeploymentRecord(Path({str(folder)!r})).lock("deploy"):
+                print("locked", flush=True)
+                time.sleep(60)
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **hivemind},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        refused = run_cli("destroy", ident, "--yes", env=hivemind)
+        assert refused.returncode == 3
+        assert f"deployment {ident} is busy" in refused.stderr
+        assert f"pid {holder.pid}" in refused.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_cli("destroy", ident, "--yes", env=hivemind).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["status", "shop-zzzzzzzzzz"], "no deployment shop-zzzzzzzzzz"),
+        (["destroy", "shop-zzzzzzzzzz", "--yes"], "no deployment shop-zzzzzzzzzz"),
+        (["retry", "not-an-id"], "is not a deployment id"),
+    ],
+)
+def test_unknown_deployments_are_bad_input(
+    args: list[str], message: str, hivemind: dict[str, str]
+) -> None:
+    result = run_cli(*args, env=hivemind)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_no_credentials_outside_the_sandbox_is_bad_input(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "HIVEMIND_"))}
+    env |= {
+        "HIVEMIND_HOME": str(tmp_path),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hivemind",
+            "deploy",
+            str(EXAMPLES / "express-hello"),
+            "--stage-1",
+            "--yes",
+            "--region",
+            "us-east-1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "no AWS credentials found" in result.stderr
+    assert "--sandbox" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_template_too_large_to_send_inline_goes_through_a_bootstrap(
+    hivemind: dict[str, str], sandbox_home: Path
+) -> None:
+    deployed = run_cli(
+        "deploy",
+        str(EXAMPLES / "flask-notes"),
+        "--count",
+        "12",
+        "--xray",
+        "--yes",
+        "--region",
+        "us-east-1",
+        env=hivemind,
+    )
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    assert "over CloudFormation's 51,200-byte inline limit" in deployed.stdout
+    assert "Bootstrapping the account and region for the CDK" in deployed.stdout
+    ident = deployment_id(deployed)
+    stages = json.loads(run_cli("status", ident, "--json", env=hivemind).stdout)["stages"]
+    assert [s["name"] for s in stages] == ["synth", "bootstrap", "provision"]
+    assert run_cli("destroy", ident, "--yes", env=hivemind).returncode == 0
