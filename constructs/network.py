@@ -22,20 +22,21 @@ class Network(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, nat_gateways: int) -> None:
         super().__init__(scope, construct_id)
+        # The private tier always holds its address space, reserved when there is no NAT,
+        # so stage-1 and production give every subnet the same CIDR and an upgrade
+        # adds the private subnets without colliding with the isolated ones.
         tiers = [
             ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
-        ]
-        if nat_gateways > 0:
-            tiers.append(
-                ec2.SubnetConfiguration(
-                    name="private", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=24
-                )
-            )
-        tiers.append(
+            ec2.SubnetConfiguration(
+                name="private",
+                subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS,
+                cidr_mask=24,
+                reserved=nat_gateways == 0,
+            ),
             ec2.SubnetConfiguration(
                 name="isolated", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24
-            )
-        )
+            ),
+        ]
         self.vpc = ec2.Vpc(
             self,
             "Vpc",

@@ -72,8 +72,17 @@ class Destroyer:
                 rows.append((arn, "tagged outside the stack", 0.0))
         return rows
 
-    def destroy(self, record: DeploymentRecord, *, skip_snapshot: bool) -> DestroyResult:
-        state = record.save(record.load().model_copy(update={"status": Status.DESTROYING}))
+    def destroy(
+        self, record: DeploymentRecord, *, skip_snapshot: bool, rollback: bool = False
+    ) -> DestroyResult:
+        """Remove everything; a `rollback` ends rolled_back / rollback_failed instead of
+        destroyed / failed (same teardown: CloudFormation's dependency order)."""
+        working, done_status, failed_status = (
+            (Status.ROLLING_BACK, Status.ROLLED_BACK, Status.ROLLBACK_FAILED)
+            if rollback
+            else (Status.DESTROYING, Status.DESTROYED, Status.FAILED)
+        )
+        state = record.save(record.load().model_copy(update={"status": working}))
         planned = self.plan(record)
         record.log(f"destroy: {len(planned)} resources")
         self._prepare_databases(state.stack_name, skip_snapshot)
@@ -95,22 +104,23 @@ class Destroyer:
             failed = record.save(
                 record.load().model_copy(
                     update={
-                        "status": Status.FAILED,
-                        "failed_stage": "destroy",
+                        "status": failed_status,
+                        "failed_stage": "rollback" if rollback else "destroy",
                         "note": f"{len(leftovers)} resource(s) left",
                     }
                 )
             )
             raise HiveMindError(
-                f"{failed.deployment_id} is not fully destroyed: {len(leftovers)} resource(s) left",
-                where="destroy",
+                f"{failed.deployment_id} is not fully "
+                f"{'rolled back' if rollback else 'destroyed'}: {len(leftovers)} resource(s) left",
+                where="rollback" if rollback else "destroy",
                 details=[f"{x.arn}  (remove with: {x.remove_with})" for x in leftovers],
                 next_step=f"run `hivemind destroy {failed.deployment_id}` again, or remove them "
                 "with the commands shown",
             )
         done = record.save(
             record.load().model_copy(
-                update={"status": Status.DESTROYED, "failed_stage": None, "note": "destroyed"}
+                update={"status": done_status, "failed_stage": None, "note": done_status.value}
             )
         )
         result = DestroyResult(done, planned)
@@ -222,7 +232,7 @@ class Destroyer:
             if status not in (None, "DELETE_COMPLETE")
         ]
         for arn in self._tagged(state.deployment_id):
-            if self._kept_or_gone(arn) or f":stack/{state.stack_name}/" in arn:
+            if ended(arn, self.client("ec2")) or f":stack/{state.stack_name}/" in arn:
                 continue
             left.append(
                 Leftover(
@@ -232,32 +242,6 @@ class Destroyer:
                 )
             )
         return left
-
-    def _kept_or_gone(self, arn: str) -> bool:
-        """A final database snapshot is kept on purpose; terminated instances and deleted
-        NAT gateways stay listed by EC2 for a while but cost nothing and are gone."""
-        if ":snapshot:" in arn:
-            return True
-        if ":instance/" in arn:
-            instance_id = arn.rsplit("/", 1)[-1]
-            try:
-                reservations = self.client("ec2").describe_instances(InstanceIds=[instance_id])[
-                    "Reservations"
-                ]
-            except Exception:  # unknown to EC2: gone
-                return True
-            states = [i["State"]["Name"] for r in reservations for i in r["Instances"]]
-            return all(s in ("terminated", "shutting-down") for s in states)
-        if ":natgateway/" in arn:  # EC2 lists deleted NAT gateways for about an hour
-            nat_id = arn.rsplit("/", 1)[-1]
-            try:
-                gateways = self.client("ec2").describe_nat_gateways(NatGatewayIds=[nat_id])[
-                    "NatGateways"
-                ]
-            except Exception:  # unknown to EC2: gone
-                return True
-            return all(g["State"] in ("deleted", "deleting") for g in gateways)
-        return False
 
     def _report(self, record: DeploymentRecord, result: DestroyResult) -> None:
         lines = [
@@ -271,3 +255,27 @@ class Destroyer:
         lines += [f"| {rid} | {kind} | {cost:,.2f} |" for rid, kind, cost in result.removed]
         lines += ["", "Nothing tagged with this deployment's id remains."]
         write_atomically(record.folder / "destroy-report.md", "\n".join(lines) + "\n")
+
+
+def ended(arn: str, ec2: Any) -> bool:
+    """Whether a tagged resource needs no removal: a final database snapshot is kept on
+    purpose; terminated instances and deleted NAT gateways stay listed by EC2 for a
+    while but cost nothing and are gone."""
+    if ":snapshot:" in arn:
+        return True
+    if ":instance/" in arn:
+        instance_id = arn.rsplit("/", 1)[-1]
+        try:
+            reservations = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        except Exception:  # unknown to EC2: gone
+            return True
+        states = [i["State"]["Name"] for r in reservations for i in r["Instances"]]
+        return all(s in ("terminated", "shutting-down") for s in states)
+    if ":natgateway/" in arn:  # EC2 lists deleted NAT gateways for about an hour
+        nat_id = arn.rsplit("/", 1)[-1]
+        try:
+            gateways = ec2.describe_nat_gateways(NatGatewayIds=[nat_id])["NatGateways"]
+        except Exception:  # unknown to EC2: gone
+            return True
+        return all(g["State"] in ("deleted", "deleting") for g in gateways)
+    return False

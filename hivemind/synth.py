@@ -133,18 +133,14 @@ def _synthesize_fresh(
     needs_bootstrap = False
     app = compiler.build_app(spec, deployment_id, cdk_out)
     _assembly, findings = gates.synth_with_checks(app)
-    template = _finish_template(
-        compiler.template_path(cdk_out, deployment_id), spec, prices
-    )
+    template = _finish_template(compiler.template_path(cdk_out, deployment_id), spec, prices)
     if deployed_size(template) > TEMPLATE_BODY_LIMIT * _SIZE_MARGIN:
         # Too big to send inline: synthesize for the CDK bootstrap bucket instead.
         needs_bootstrap = True
         shutil.rmtree(cdk_out)
         app = compiler.build_app(spec, deployment_id, cdk_out, bootstrapless=False)
         _assembly, findings = gates.synth_with_checks(app)
-        template = _finish_template(
-            compiler.template_path(cdk_out, deployment_id), spec, prices
-        )
+        template = _finish_template(compiler.template_path(cdk_out, deployment_id), spec, prices)
     # cfn-lint's informational rules (style hints) are not gates.
     findings += [
         f for f in gates.lint_templates(cdk_out, regions=(spec.region,)) if f.level != "info"
@@ -200,9 +196,7 @@ def _build_notes(spec: DeploymentSpec, needs_bootstrap: bool, size: int) -> list
     return notes
 
 
-def _finish_template(
-    path: Path, spec: DeploymentSpec, prices: PriceTable
-) -> dict[str, Any]:
+def _finish_template(path: Path, spec: DeploymentSpec, prices: PriceTable) -> dict[str, Any]:
     """Put the cost estimate into the dashboard and rewrite the template compact."""
     template: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     _fill_cost_section(template, estimate(template, spec.region, prices))

@@ -41,6 +41,16 @@ def aws(home: Path) -> Clients:
     return Clients(info.url, region="us-east-1")
 
 
+def left_behind(home: Path) -> dict[str, list[str]]:
+    """What deployments left in the sandbox. The CDK bootstrap (CDKToolkit and its roles)
+    belongs to the account and region, not to a deployment, and stays."""
+    found = {
+        kind: [i for i in ids if not i.startswith(("CDKToolkit", "cdk-hnb659fds-"))]
+        for kind, ids in leftovers(aws(home)).items()
+    }
+    return {kind: ids for kind, ids in found.items() if ids}
+
+
 def deploy(env: dict[str, str], example: str = "express-hello") -> subprocess.CompletedProcess[str]:
     return run_cli(
         "deploy", str(EXAMPLES / example), "--stage-1", "--yes", "--region", "us-east-1", env=env
@@ -80,7 +90,7 @@ def test_deploy_status_destroy_leaves_nothing(hivemind: dict[str, str], sandbox_
     assert destroyed.returncode == 0, destroyed.stderr[-3000:]
     assert f"{ident} is destroyed; saving $" in destroyed.stdout
     assert (sandbox_home / "deployments" / ident / "destroy-report.md").is_file()
-    assert {kind: ids for kind, ids in leftovers(aws(sandbox_home)).items() if ids} == {}
+    assert left_behind(sandbox_home) == {}
     again = run_cli("destroy", ident, "--yes", env=hivemind)
     assert again.returncode == 2 and "already destroyed" in again.stderr
 
@@ -139,7 +149,7 @@ def test_a_failed_delete_is_reported_and_a_second_destroy_completes(
     assert "remove with:" in first.stderr
     second = run_cli("destroy", ident, "--yes", env=hivemind)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert {kind: ids for kind, ids in leftovers(aws(sandbox_home)).items() if ids} == {}
+    assert left_behind(sandbox_home) == {}
 
 
 def test_a_busy_deployment_refuses_a_second_command(
@@ -247,3 +257,42 @@ def test_a_template_too_large_to_send_inline_goes_through_a_bootstrap(
     stages = json.loads(run_cli("status", ident, "--json", env=hivemind).stdout)["stages"]
     assert [s["name"] for s in stages] == ["synth", "bootstrap", "provision"]
     assert run_cli("destroy", ident, "--yes", env=hivemind).returncode == 0
+
+
+def test_rollback_of_a_failed_deployment_leaves_nothing(
+    hivemind: dict[str, str], sandbox_home: Path
+) -> None:
+    run_cli(
+        "sandbox", "fault", "--resource-type", "AWS::ElasticLoadBalancingV2::Listener", env=hivemind
+    )
+    failed = deploy(hivemind)
+    assert failed.returncode == 1
+    ident = deployment_id(failed)
+    rolled = run_cli("rollback", ident, "--yes", env=hivemind)
+    assert rolled.returncode == 0, rolled.stderr[-3000:]
+    assert f"{ident} is rolled back" in rolled.stdout
+    status = json.loads(run_cli("status", ident, "--json", env=hivemind).stdout)
+    assert status["status"] == "rolled_back"
+    assert left_behind(sandbox_home) == {}
+
+
+def test_find_orphans_lists_and_removes_what_no_deployment_owns(
+    hivemind: dict[str, str], sandbox_home: Path
+) -> None:
+    deployed = deploy(hivemind)
+    ident = deployment_id(deployed)
+    # Forget the deployment on this machine, as if its record were lost.
+    folder = sandbox_home / "deployments" / ident
+    (folder / "state.json").rename(folder / "state.json.lost")
+    found = run_cli("find-orphans", "--region", "us-east-1", "--json", env=hivemind)
+    assert found.returncode == 0, found.stderr
+    orphans = json.loads(found.stdout)
+    assert orphans and {o["deployment_id"] for o in orphans} == {ident}
+    assert {o["why"] for o in orphans} == {"unknown"}
+    removed = run_cli("find-orphans", "--region", "us-east-1", "--delete", "--yes", env=hivemind)
+    assert removed.returncode == 0, removed.stderr[-3000:]
+    again = json.loads(
+        run_cli("find-orphans", "--region", "us-east-1", "--json", env=hivemind).stdout
+    )
+    assert [o for o in again if o["deployment_id"] == ident] == []
+    assert left_behind(sandbox_home) == {}

@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "deploy": ("deploy", "deploy", "Provision a deployment on AWS (or the sandbox)."),
     "retry": ("deploy", "retry", "Resume a failed deployment where it failed."),
     "destroy": ("destroy", "destroy", "Delete a deployment and check nothing is left."),
+    "rollback": ("destroy", "rollback", "Undo a failed deployment, in dependency order."),
+    "find-orphans": ("orphans", "find_orphans", "Find (and remove) resources no deployment owns."),
     "list": ("deployments", "list_deployments", "List the deployments on this machine."),
     "status": ("deployments", "status", "Show a deployment's status, checked against AWS."),
     "doctor": ("doctor", "doctor", "Check Python, Node, the CDK CLI and AWS access."),

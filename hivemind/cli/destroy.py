@@ -32,6 +32,30 @@ def destroy(deployment_id: str, yes: bool, skip_snapshot: bool) -> None:
     Example:
       hivemind destroy shop-k2j4m6p8q1 --yes
     """
+    _tear_down(deployment_id, yes=yes, skip_snapshot=skip_snapshot, rollback=False)
+
+
+@click.command()
+@click.argument("deployment_id")
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    envvar="HIVEMIND_YES",
+    help="Do not ask for confirmation (for scripts).",
+)
+def rollback(deployment_id: str, yes: bool) -> None:
+    """Undo a deployment that failed: tear everything down in dependency order,
+    past what is already gone, and say precisely what, if anything, is left.
+
+    \b
+    Example:
+      hivemind rollback shop-k2j4m6p8q1 --yes
+    """
+    _tear_down(deployment_id, yes=yes, skip_snapshot=True, rollback=True)
+
+
+def _tear_down(deployment_id: str, *, yes: bool, skip_snapshot: bool, rollback: bool) -> None:
     from hivemind.aws import client
     from hivemind.cli.render import table
     from hivemind.destroy import Destroyer
@@ -39,14 +63,15 @@ def destroy(deployment_id: str, yes: bool, skip_snapshot: bool) -> None:
     from hivemind.progress import ProgressDisplay
     from hivemind.records import RecordStore, Status
 
+    verb = "roll back" if rollback else "destroy"
     record = RecordStore().get(deployment_id)
     state = record.load()
-    if state.status == Status.DESTROYED:
+    if state.status in (Status.DESTROYED, Status.ROLLED_BACK):
         raise BadInputError(
-            f"{deployment_id} is already destroyed",
+            f"{deployment_id} is already {state.status.value.replace('_', ' ')}",
             next_step="`hivemind list` shows the live deployments",
         )
-    with record.lock("destroy"):
+    with record.lock(verb.replace(" ", "")):
         destroyer = Destroyer(
             lambda service: client(service, state.region),
             ProgressDisplay(_write_err, terminal=sys.stderr.isatty()),
@@ -57,11 +82,14 @@ def destroy(deployment_id: str, yes: bool, skip_snapshot: bool) -> None:
         click.echo(
             table(["$/month", "type", "resource"], [[f"{c:,.2f}", t, r] for r, t, c in planned])
         )
-        click.echo(f"\n{len(planned)} resources; destroying saves about ${savings:,.2f}/month")
-        if not yes and not click.confirm(f"Destroy {deployment_id}?", default=False, err=True):
-            raise RefusedError("nothing was deleted: destroy was declined")
-        result = destroyer.destroy(record, skip_snapshot=skip_snapshot)
-    click.echo(f"\n{deployment_id} is destroyed; saving ${result.savings:,.2f}/month.")
+        click.echo(f"\n{len(planned)} resources; removing them saves about ${savings:,.2f}/month")
+        if not yes and not click.confirm(
+            f"{verb.capitalize()} {deployment_id}?", default=False, err=True
+        ):
+            raise RefusedError(f"nothing was deleted: {verb} was declined")
+        result = destroyer.destroy(record, skip_snapshot=skip_snapshot, rollback=rollback)
+    done = "rolled back" if rollback else "destroyed"
+    click.echo(f"\n{deployment_id} is {done}; saving ${result.savings:,.2f}/month.")
     click.echo(f"  report: {record.folder / 'destroy-report.md'}")
 
 

@@ -1,0 +1,17 @@
+"""The sandbox: AWS on a loopback port, for trying HiveMind offline and for its tests.
+
+* `control`: start, stop and find the daemon of a HiveMind home, the environment
+  that points boto3 and the CDK CLI at it, and fault injection. Imports no moto.
+* `server` / `daemon`: moto's server in this process, with everything below
+  installed, plus a control endpoint (`/moto-api/hivemind/...`).
+* `cloudformation`: moto's CloudFormation engine made to behave like AWS's
+  (events, rollback, ordered deletion, updates, change sets).
+* `provisioning` and the service modules (`ec2`, `elbv2`, `iam`, `rds`,
+  `secretsmanager`, `monitoring`, `xray`, `s3`; listed in `resources`): every
+  resource type HiveMind's stacks use, created and deleted through moto's backends.
+* `faults`: creations, updates and deletions that fail on purpose.
+* `xray`, `cloudtrail`: APIs moto lacks that HiveMind or the CDK CLI call.
+
+Everything sandbox-specific lives in this package; product code only selects
+the endpoint and credentials (`control.environment`).
+"""

@@ -1,0 +1,222 @@
+"""The sandbox's RDS resource types: DB subnet groups and DB instances, including read
+replicas (`SourceDBInstanceIdentifier`).
+
+RDS rules CloudFormation runs into hold here too: a DB instance with deletion
+protection refuses to be deleted (the stack ends DELETE_FAILED until it is turned
+off), and `DeletionPolicy: Snapshot` keeps a final snapshot, as on AWS.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from moto.ec2.models import ec2_backends
+from moto.rds.models import rds_backends
+
+from hivemind.sandbox.provisioning import (
+    Context,
+    MotoBackend,
+    Provisioned,
+    ResourceType,
+    as_bool,
+    implements,
+    random_suffix,
+    tag_list,
+)
+
+
+def _rds(ctx: Context) -> MotoBackend:
+    return rds_backends[ctx.account_id][ctx.region]
+
+
+def rds_name(ctx: Context, max_length: int = 63) -> str:
+    """A generated RDS identifier: lower case letters, digits and single hyphens, starting
+    with a letter (CloudFormation's `<stack>-<logical id>-<random>`, cut to fit)."""
+    base = re.sub(r"[^a-z0-9]+", "-", f"{ctx.stack_name}-{ctx.logical_id}".lower()).strip("-")
+    if not base[:1].isalpha():
+        base = f"db-{base}"
+    suffix = random_suffix(8, lower=True)
+    return f"{base[: max_length - len(suffix) - 1].rstrip('-')}-{suffix}"
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+@implements
+class DbSubnetGroup(ResourceType):
+    type_name = "AWS::RDS::DBSubnetGroup"
+    attributes = frozenset()
+
+    def create(self, properties: dict[str, Any], ctx: Context) -> Provisioned:
+        rds = _rds(ctx)
+        ec2 = ec2_backends[ctx.account_id][ctx.region]
+        name = properties.get("DBSubnetGroupName") or rds_name(ctx, 255)
+        group = rds.create_subnet_group(
+            name,
+            properties["DBSubnetGroupDescription"],
+            [ec2.get_subnet(subnet_id) for subnet_id in properties["SubnetIds"]],
+            tag_list(ctx.tags(properties)),
+        )
+        return Provisioned(group.name, delete=lambda: rds.delete_subnet_group(group.name))
+
+    def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
+        if old.properties.get("DBSubnetGroupName") != properties.get("DBSubnetGroupName"):
+            return self.create(properties, ctx)
+        ec2 = ec2_backends[ctx.account_id][ctx.region]
+        rds = _rds(ctx)
+        group = rds.modify_db_subnet_group(
+            old.physical_resource_id,
+            properties["DBSubnetGroupDescription"],
+            [ec2.get_subnet(subnet_id) for subnet_id in properties["SubnetIds"]],
+        )
+        # moto's ModifyDBSubnetGroup takes the group out of its registry and never puts
+        # it back.
+        rds.subnet_groups[group.name] = group
+        return old
+
+
+@implements
+class DbInstance(ResourceType):
+    type_name = "AWS::RDS::DBInstance"
+    attributes = frozenset(
+        {"DBInstanceArn", "DbiResourceId", "Endpoint.Address", "Endpoint.HostedZoneId"}
+        | {"Endpoint.Port"}
+    )
+    # Changing any of these makes CloudFormation create a new DB instance.
+    _REPLACED_BY = (
+        "DBInstanceIdentifier",
+        "Engine",
+        "DBName",
+        "MasterUsername",
+        "SourceDBInstanceIdentifier",
+        "StorageEncrypted",
+        "KmsKeyId",
+        "AvailabilityZone",
+    )
+
+    def create(self, properties: dict[str, Any], ctx: Context) -> Provisioned:
+        rds = _rds(ctx)
+        identifier = properties.get("DBInstanceIdentifier") or rds_name(ctx)
+        source = properties.get("SourceDBInstanceIdentifier")
+        if source:
+            database = rds.create_db_instance_read_replica(
+                self._replica_arguments(identifier, source, properties, ctx)
+            )
+        else:
+            database = rds.create_db_instance(self._arguments(identifier, properties, ctx))
+
+        def delete(final_snapshot: str | None = None) -> None:
+            rds.delete_db_instance(
+                identifier,
+                final_db_snapshot_identifier=final_snapshot,
+                skip_final_snapshot=final_snapshot is None,
+                delete_automated_backups=as_bool(
+                    properties.get("DeleteAutomatedBackups"), default=True
+                ),
+            )
+
+        def delete_with_snapshot() -> None:
+            if database.is_replica:
+                delete()  # a read replica has no snapshot of its own
+            else:
+                delete(f"{identifier}-snapshot-{random_suffix(8, lower=True)}")
+
+        return Provisioned(
+            identifier,
+            delete=delete,
+            delete_with_snapshot=delete_with_snapshot,
+            native=database,
+            attributes={
+                "Endpoint.Address": database.address,
+                "Endpoint.Port": str(database.port),
+                "Endpoint.HostedZoneId": "Z2R2ITUGPM61AM",
+                "DBInstanceArn": database.db_instance_arn,
+                "DbiResourceId": database.dbi_resource_id,
+            },
+        )
+
+    @staticmethod
+    def _arguments(identifier: str, properties: dict[str, Any], ctx: Context) -> dict[str, Any]:
+        arguments = {
+            "db_instance_identifier": identifier,
+            "db_instance_class": properties["DBInstanceClass"],
+            "engine": properties["Engine"],
+            "engine_version": properties.get("EngineVersion"),
+            "allocated_storage": _optional_int(properties.get("AllocatedStorage")),
+            "max_allocated_storage": _optional_int(properties.get("MaxAllocatedStorage")),
+            "backup_retention_period": int(properties.get("BackupRetentionPeriod", 1)),
+            "auto_minor_version_upgrade": as_bool(
+                properties.get("AutoMinorVersionUpgrade"), default=True
+            ),
+            "db_name": properties.get("DBName"),
+            "db_subnet_group_name": properties.get("DBSubnetGroupName"),
+            "db_parameter_group_name": properties.get("DBParameterGroupName"),
+            "port": _optional_int(properties.get("Port")),
+            "master_username": properties.get("MasterUsername"),
+            "master_user_password": properties.get("MasterUserPassword"),
+            "multi_az": as_bool(properties.get("MultiAZ")),
+            "publicly_accessible": as_bool(properties.get("PubliclyAccessible")),
+            "copy_tags_to_snapshot": as_bool(properties.get("CopyTagsToSnapshot")),
+            "storage_type": properties.get("StorageType"),
+            "storage_encrypted": as_bool(properties.get("StorageEncrypted")),
+            "kms_key_id": properties.get("KmsKeyId"),
+            "iops": properties.get("Iops"),
+            "vpc_security_group_ids": list(properties.get("VPCSecurityGroups") or []),
+            "deletion_protection": as_bool(properties.get("DeletionProtection")),
+            "enable_cloudwatch_logs_exports": properties.get("EnableCloudwatchLogsExports"),
+            "enable_iam_database_authentication": as_bool(
+                properties.get("EnableIAMDatabaseAuthentication")
+            ),
+            "availability_zone": properties.get("AvailabilityZone"),
+            "tags": tag_list(ctx.tags(properties)),
+        }
+        if properties.get("PreferredBackupWindow"):
+            arguments["preferred_backup_window"] = properties["PreferredBackupWindow"]
+        if properties.get("PreferredMaintenanceWindow"):
+            arguments["preferred_maintenance_window"] = properties[
+                "PreferredMaintenanceWindow"
+            ].lower()
+        return {key: value for key, value in arguments.items() if value is not None}
+
+    @staticmethod
+    def _replica_arguments(
+        identifier: str, source: str, properties: dict[str, Any], ctx: Context
+    ) -> dict[str, Any]:
+        # moto copies the source instance and overwrites what is given: everything a
+        # replica does not inherit on AWS is given explicitly.
+        arguments = {
+            "db_instance_identifier": identifier,
+            "source_db_instance_identifier": source,
+            "db_instance_class": properties.get("DBInstanceClass"),
+            "db_subnet_group_name": properties.get("DBSubnetGroupName"),
+            "vpc_security_group_ids": list(properties.get("VPCSecurityGroups") or []),
+            "publicly_accessible": as_bool(properties.get("PubliclyAccessible")),
+            "multi_az": as_bool(properties.get("MultiAZ")),
+            "deletion_protection": as_bool(properties.get("DeletionProtection")),
+            "backup_retention_period": int(properties.get("BackupRetentionPeriod", 0)),
+            "storage_type": properties.get("StorageType"),
+            "port": _optional_int(properties.get("Port")),
+            "availability_zone": properties.get("AvailabilityZone"),
+            "enabled_cloudwatch_logs_exports": list(
+                properties.get("EnableCloudwatchLogsExports") or []
+            ),
+            "tags": tag_list(ctx.tags(properties)),
+        }
+        return {key: value for key, value in arguments.items() if value is not None}
+
+    def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
+        if not all(old.properties.get(k) == properties.get(k) for k in self._REPLACED_BY):
+            return self.create(properties, ctx)
+        identifier = old.physical_resource_id
+        if properties.get("SourceDBInstanceIdentifier"):
+            arguments = self._replica_arguments(
+                identifier, properties["SourceDBInstanceIdentifier"], properties, ctx
+            )
+        else:
+            arguments = self._arguments(identifier, properties, ctx)
+        for fixed in ("db_instance_identifier", "source_db_instance_identifier", "engine"):
+            arguments.pop(fixed, None)
+        _rds(ctx).modify_db_instance(identifier, arguments)
+        return old

@@ -1,0 +1,182 @@
+"""The sandbox server: moto's AWS APIs on a loopback port, in this process, with the
+sandbox's CloudFormation engine and X-Ray API installed and a small control endpoint.
+
+`start_server()` serves from a background thread (what tests use); `main()` is the
+daemon `hivemind sandbox up` starts (`python -m hivemind.sandbox.daemon --home DIR`),
+which records its pid and port under `DIR/sandbox/`, logs to `DIR/sandbox/sandbox.log`
+and serves until SIGTERM.
+
+Control endpoint (JSON, same port):
+  GET    /moto-api/hivemind/ping    -> {"service": "hivemind-sandbox", "pid": ..., "version": ...}
+  GET    /moto-api/hivemind/faults  -> {"faults": [...]}
+  POST   /moto-api/hivemind/faults  {"resource_type", "on", "times", "message"?} -> the fault
+  DELETE /moto-api/hivemind/faults  -> {"faults": []}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hivemind import __version__
+from hivemind.sandbox.faults import FAULTS, parse_fault
+
+LOOPBACK = "127.0.0.1"
+SERVICE_NAME = "hivemind-sandbox"
+CONTROL_PATH = "/moto-api/hivemind"
+log = logging.getLogger("hivemind.sandbox")
+
+Response = tuple[int, dict[str, str], str]
+
+
+def _json(status: int, body: Any) -> Response:
+    return status, {"Content-Type": "application/json"}, json.dumps(body)
+
+
+def ping_endpoint(request: Any, full_url: str, headers: Any) -> Response:
+    """Who is serving: lets a client tell the sandbox from anything else on the port."""
+    return _json(200, {"service": SERVICE_NAME, "pid": os.getpid(), "version": __version__})
+
+
+def faults_endpoint(request: Any, full_url: str, headers: Any) -> Response:
+    """List (GET), arm (POST) or clear (DELETE) injected faults."""
+    if request.method == "POST":
+        try:
+            body = json.loads(request.get_data(as_text=True) or "{}")
+            fault = FAULTS.add(parse_fault(body if isinstance(body, dict) else {}))
+        except (ValueError, TypeError) as error:
+            return _json(400, {"error": str(error)})
+        log.info("fault armed: %s", fault)
+        return _json(200, fault.to_json())
+    if request.method == "DELETE":
+        FAULTS.clear()
+        log.info("faults cleared")
+    return _json(200, {"faults": [f.to_json() for f in FAULTS.armed()]})
+
+
+_prepared = False
+
+
+def prepare() -> None:
+    """Install the sandbox into moto (idempotent): the CloudFormation engine, the X-Ray
+    group and sampling-rule API, and the control endpoint."""
+    global _prepared
+    if _prepared:
+        return
+    from moto.moto_api._internal import urls as moto_api_urls
+
+    from hivemind.sandbox import cloudformation, cloudtrail, s3, xray
+
+    cloudformation.install()
+    cloudtrail.install()
+    s3.install()
+    s3.install_template_urls()
+    xray.install_api()
+    moto_api_urls.url_paths[f"{{0}}{CONTROL_PATH}/ping$"] = ping_endpoint
+    moto_api_urls.url_paths[f"{{0}}{CONTROL_PATH}/faults$"] = faults_endpoint
+    _prepared = True
+
+
+@dataclass
+class SandboxServer:
+    """A running sandbox server; `url` is its endpoint (http://127.0.0.1:PORT)."""
+
+    host: str
+    port: int
+    _server: Any
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def start_server(port: int | None = None, host: str = LOOPBACK) -> SandboxServer:
+    """Serve the sandbox on `host:port` (port 0 or None: any free port) from a background
+    thread of this process; returns once it accepts connections."""
+    prepare()
+    from moto.server import ThreadedMotoServer
+
+    requests_log = logging.getLogger("werkzeug")
+    if requests_log.level == logging.NOTSET:
+        requests_log.setLevel(logging.WARNING)  # else a line per request (unless configured)
+
+    server = ThreadedMotoServer(ip_address=host, port=port or 0, verbose=False)
+    server.start()
+    bound_host, bound_port = server.get_host_and_port()
+    return SandboxServer(bound_host, bound_port, server)
+
+
+# ---------------------------------------------------------------------------
+# the daemon
+
+
+def state_dir(home: Path) -> Path:
+    """Where the daemon of a HiveMind home keeps its pid, port and log."""
+    return home / "sandbox"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _remove_if_ours(path: Path, value: str) -> None:
+    try:
+        if path.read_text(encoding="utf-8").strip() == value:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _configure_logging(log_file: Path) -> None:
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("hivemind.sandbox").setLevel(logging.INFO)
+    # One line per request would drown the log; errors still show.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sandbox daemon until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hivemind.sandbox.daemon",
+        description="Serve HiveMind's AWS sandbox on a loopback port.",
+    )
+    parser.add_argument("--home", type=Path, required=True, help="the HiveMind home")
+    parser.add_argument("--port", type=int, default=0, help="port to bind (default: any free)")
+    args = parser.parse_args(argv)
+
+    directory = state_dir(args.home)
+    directory.mkdir(parents=True, exist_ok=True)
+    _configure_logging(directory / "sandbox.log")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    server = start_server(args.port)
+    pid, port = str(os.getpid()), str(server.port)
+    _write_atomic(directory / "port", port)
+    _write_atomic(directory / "pid", pid)  # last: a pid file means the port file is there
+    log.info("sandbox serving at %s (pid %s)", server.url, pid)
+    try:
+        stop.wait()
+    finally:
+        log.info("sandbox stopping (pid %s)", pid)
+        server.stop()
+        _remove_if_ours(directory / "pid", pid)
+        _remove_if_ours(directory / "port", port)
+    return 0
