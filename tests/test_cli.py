@@ -202,12 +202,26 @@ def test_the_hot_path_imports_no_aws_or_llm_library(args: list[str]) -> None:
     assert not imported.intersection(HEAVY_MODULES)
 
 
-def test_doctor_reports_each_piece_as_json() -> None:
-    result = run_cli("doctor", "--json", env={"HIVEMIND_SANDBOX": "1"})
+def test_doctor_reports_each_piece_as_json(tmp_path: Path) -> None:
+    home = {"HIVEMIND_HOME": str(tmp_path), "HIVEMIND_SANDBOX": "1"}
+    try:
+        result = run_cli("doctor", "--json", env=home)
+    finally:
+        run_cli("sandbox", "down", env=home)
     checks = {c["name"]: c for c in json.loads(result.stdout)}
-    assert set(checks) == {"python", "node", "cdk-cli", "aws"}
+    assert set(checks) == {
+        "python",
+        "node",
+        "cdk-cli",
+        "aws",
+        "account",
+        "cdk-bootstrap",
+        "permissions",
+    }
     assert checks["python"]["ok"] is True
     assert checks["aws"]["ok"] is True and "sandbox" in checks["aws"]["detail"]
+    assert checks["account"]["detail"].startswith("account 123456789012")
+    assert "not bootstrapped" in checks["cdk-bootstrap"]["detail"]
     assert result.returncode == (0 if all(c["ok"] for c in checks.values()) else 1)
 
 

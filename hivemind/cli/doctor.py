@@ -24,9 +24,9 @@ def doctor(as_json: bool) -> None:
     else:
         for check in checks:
             mark = "ok " if check.ok else "FIX"
-            click.echo(f"[{mark}] {check.name:8} {check.detail}")
+            click.echo(f"[{mark}] {check.name:13} {check.detail}")
             if not check.ok:
-                click.echo(f"      {'':8} -> {check.fix}")
+                click.echo(f"      {'':13} -> {check.fix}")
     if not all(c.ok for c in checks):
         sys.exit(1)
 
