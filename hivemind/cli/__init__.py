@@ -66,7 +66,7 @@ def cli() -> None:
       hivemind doctor                      is this machine ready
 
     Add --sandbox (or set HIVEMIND_SANDBOX=1) to any command to run it against the
-    local sandbox instead of AWS.
+    local sandbox instead of AWS, or --aws-profile NAME to pick AWS credentials.
     """
 
 
@@ -76,6 +76,12 @@ def main() -> None:
     if "--sandbox" in sys.argv[1:]:
         sys.argv.remove("--sandbox")
         os.environ["HIVEMIND_SANDBOX"] = "1"
+    # `--aws-profile NAME` likewise picks the AWS credentials profile (AWS_PROFILE);
+    # `--profile` is the deployment profile (stage-1 / production).
+    if "--aws-profile" in sys.argv[1:-1]:
+        at = sys.argv.index("--aws-profile")
+        os.environ["AWS_PROFILE"] = sys.argv[at + 1]
+        del sys.argv[at : at + 2]
     try:
         code = cli.main(prog_name="hivemind", standalone_mode=False)
     except HiveMindError as error:

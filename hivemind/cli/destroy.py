@@ -17,11 +17,17 @@ import click
     help="Do not ask for confirmation (for scripts).",
 )
 @click.option(
+    "--force",
+    is_flag=True,
+    help="Do not ask, and tear down again a deployment already marked destroyed "
+    "(to remove stragglers).",
+)
+@click.option(
     "--skip-snapshot",
     is_flag=True,
     help="Delete databases without the final snapshot production keeps.",
 )
-def destroy(deployment_id: str, yes: bool, skip_snapshot: bool) -> None:
+def destroy(deployment_id: str, yes: bool, force: bool, skip_snapshot: bool) -> None:
     """Delete a deployment: its stack and everything tagged with its id.
 
     Shows what will go and the monthly savings, asks, turns off deletion
@@ -32,7 +38,9 @@ def destroy(deployment_id: str, yes: bool, skip_snapshot: bool) -> None:
     Example:
       hivemind destroy shop-k2j4m6p8q1 --yes
     """
-    _tear_down(deployment_id, yes=yes, skip_snapshot=skip_snapshot, rollback=False)
+    _tear_down(
+        deployment_id, yes=yes or force, skip_snapshot=skip_snapshot, rollback=False, force=force
+    )
 
 
 @click.command()
@@ -52,10 +60,12 @@ def rollback(deployment_id: str, yes: bool) -> None:
     Example:
       hivemind rollback shop-k2j4m6p8q1 --yes
     """
-    _tear_down(deployment_id, yes=yes, skip_snapshot=True, rollback=True)
+    _tear_down(deployment_id, yes=yes, skip_snapshot=True, rollback=True, force=False)
 
 
-def _tear_down(deployment_id: str, *, yes: bool, skip_snapshot: bool, rollback: bool) -> None:
+def _tear_down(
+    deployment_id: str, *, yes: bool, skip_snapshot: bool, rollback: bool, force: bool
+) -> None:
     from hivemind.aws import client
     from hivemind.cli.render import table
     from hivemind.destroy import Destroyer
@@ -66,7 +76,7 @@ def _tear_down(deployment_id: str, *, yes: bool, skip_snapshot: bool, rollback: 
     verb = "roll back" if rollback else "destroy"
     record = RecordStore().get(deployment_id)
     state = record.load()
-    if state.status in (Status.DESTROYED, Status.ROLLED_BACK):
+    if state.status in (Status.DESTROYED, Status.ROLLED_BACK) and not force:
         raise BadInputError(
             f"{deployment_id} is already {state.status.value.replace('_', ' ')}",
             next_step="`hivemind list` shows the live deployments",
