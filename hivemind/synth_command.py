@@ -158,6 +158,11 @@ def load_spec(
     overrides: Overrides,
     progress: Callable[[str], None],
 ) -> DeploymentSpec:
+    if (repo is None) == (spec_file is None):
+        raise BadInputError(
+            "give a repository or --spec FILE (exactly one)",
+            next_step="pass the repository (a path or git URL), or --spec spec.json",
+        )
     if spec_file is None:
         assert repo is not None
         return spec_for_repo(repo, overrides, progress)[1]

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from hivemind.cli.options import overrides_from, spec_options
+from hivemind.cli.options import overrides_from, spec_options, yes_option
 
 
 def _write_err(text: str) -> None:
@@ -39,13 +39,7 @@ def _conductor(region: str, yes: bool) -> Any:
     help="Deploy this spec.json instead of reading a repository.",
 )
 @spec_options
-@click.option(
-    "--yes",
-    "-y",
-    is_flag=True,
-    envvar="HIVEMIND_YES",
-    help="Do not ask for confirmation (for scripts).",
-)
+@yes_option
 def deploy(repo: str | None, spec_file: Path | None, yes: bool, **params: Any) -> None:
     """Provision REPO's deployment on AWS (or the sandbox with --sandbox).
 
@@ -59,11 +53,8 @@ def deploy(repo: str | None, spec_file: Path | None, yes: bool, **params: Any) -
       hivemind deploy . --region eu-west-1
     """
     from hivemind.deployment_ids import new_deployment_id
-    from hivemind.errors import BadInputError
     from hivemind.synth_command import SynthReport, load_spec
 
-    if (repo is None) == (spec_file is None):
-        raise BadInputError("give a repository or --spec FILE (exactly one)")
     spec = load_spec(
         repo, spec_file, overrides_from(params), lambda line: click.echo(line, err=True)
     )

@@ -6,16 +6,12 @@ import sys
 
 import click
 
+from hivemind.cli.options import yes_option
+
 
 @click.command()
 @click.argument("deployment_id")
-@click.option(
-    "--yes",
-    "-y",
-    is_flag=True,
-    envvar="HIVEMIND_YES",
-    help="Do not ask for confirmation (for scripts).",
-)
+@yes_option
 @click.option(
     "--force",
     is_flag=True,
@@ -45,13 +41,7 @@ def destroy(deployment_id: str, yes: bool, force: bool, skip_snapshot: bool) -> 
 
 @click.command()
 @click.argument("deployment_id")
-@click.option(
-    "--yes",
-    "-y",
-    is_flag=True,
-    envvar="HIVEMIND_YES",
-    help="Do not ask for confirmation (for scripts).",
-)
+@yes_option
 def rollback(deployment_id: str, yes: bool) -> None:
     """Undo a deployment that failed: tear everything down in dependency order,
     past what is already gone, and say precisely what, if anything, is left.

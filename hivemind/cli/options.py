@@ -57,6 +57,18 @@ _SPEC_OPTIONS: list[tuple[str, str, Any, str]] = [
 ]
 
 
+def yes_option(function: F) -> F:
+    """`--yes`/`-y`: answer the confirmation before anything destructive, for scripts."""
+    return click.option(
+        "--yes",
+        "-y",
+        is_flag=True,
+        envvar="HIVEMIND_YES",
+        show_envvar=True,
+        help="Do not ask for confirmation (for scripts).",
+    )(function)
+
+
 def _envvar(declaration: str) -> str:
     return "HIVEMIND_" + declaration.lstrip("-").replace("-", "_").upper()
 

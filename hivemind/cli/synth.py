@@ -71,14 +71,8 @@ def synth(
       hivemind synth --spec spec.json --json
       hivemind synth . --deployment-id shop-k2j4m6p8q1   # what would change
     """
-    from hivemind.errors import BadInputError
     from hivemind.synth_command import run_synth
 
-    if (repo is None) == (spec_file is None):
-        raise BadInputError(
-            "give a repository or --spec FILE (exactly one)",
-            next_step="hivemind synth PATH-OR-GIT-URL   or   hivemind synth --spec spec.json",
-        )
     report = run_synth(
         repo=repo,
         spec_file=spec_file,
