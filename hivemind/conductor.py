@@ -10,6 +10,7 @@ confirmation) are given in the constructor; `create_conductor` wires the real on
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from hivemind.deployment_ids import stack_name
 from hivemind.errors import HiveMindError, RefusedError
 from hivemind.progress import ProgressDisplay
 from hivemind.provision import Provisioner, ProvisionResult
+from hivemind.reconcile import stack_status
 from hivemind.records import (
     DeploymentRecord,
     DeploymentState,
@@ -33,7 +35,9 @@ from hivemind.records import (
 from hivemind.spec import DeploymentSpec
 from hivemind.synth import SynthResult, synthesize
 
-_STAGE_STATUS = {"synth": Status.PENDING, "provision": Status.PROVISIONING}
+# Shows the plan: the synth result, its folder, and the template deployed now (if any).
+Plan = Callable[[SynthResult, Path, "dict[str, Any] | None"], str]
+_STAGE_STATUS = {"provision": Status.PROVISIONING}  # other stages keep the status as is
 
 
 class StageFailed(HiveMindError):
@@ -56,14 +60,12 @@ class Conductor:
 
     # --- commands -------------------------------------------------------------------
 
-    def deploy(
-        self, spec: DeploymentSpec, deployment_id: str, *, plan: Callable[[SynthResult, Path], str]
-    ) -> DeploymentState:
+    def deploy(self, spec: DeploymentSpec, deployment_id: str, *, plan: Plan) -> DeploymentState:
         """Create a deployment: synthesize, show the plan and cost, confirm, provision."""
         record = self.parts.store.create(spec, deployment_id, stack_name(deployment_id))
         with record.lock("deploy"):
             result = self._stage(record, "synth", lambda: self._synth(record, spec))
-            self.parts.say(plan(result, record.folder))
+            self.parts.say(plan(result, record.folder, None))
             if not self.parts.confirm(
                 f"Create {result.stack_name} for about ${result.cost.total_usd:,.2f}/month?"
             ):
@@ -78,8 +80,9 @@ class Conductor:
                 raise RefusedError("nothing was created: the plan was declined")
             return self._provision(record, result)
 
-    def retry(self, deployment_id: str) -> DeploymentState:
-        """Resume a failed deployment at the stage that failed."""
+    def retry(self, deployment_id: str, *, plan: Plan) -> DeploymentState:
+        """Resume a failed deployment: synthesize again, show the plan and what would
+        change against the stack as it stands, confirm, provision."""
         record = self.parts.store.get(deployment_id)
         with record.lock("retry"):
             state = record.load()
@@ -89,7 +92,18 @@ class Conductor:
                 )
             spec = record.spec()
             result = self._stage(record, "synth", lambda: self._synth(record, spec))
+            self.parts.say(plan(result, record.folder, self._deployed_template(state.stack_name)))
+            if not self.parts.confirm(f"Retry {deployment_id}?"):
+                raise RefusedError("nothing was changed: the retry was declined")
             return self._provision(record, result)
+
+    def _deployed_template(self, stack: str) -> dict[str, Any] | None:
+        """The template the stack runs now; None when there is none worth comparing
+        (no stack, or one CloudFormation rolled back to nothing)."""
+        if stack_status(self.parts.cloudformation, stack) in (None, "ROLLBACK_COMPLETE"):
+            return None
+        body = self.parts.cloudformation.get_template(StackName=stack)["TemplateBody"]
+        return body if isinstance(body, dict) else dict(json.loads(body))
 
     # --- stages ---------------------------------------------------------------------
 

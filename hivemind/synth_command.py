@@ -125,6 +125,19 @@ class SynthReport:
         return "\n".join(lines)
 
 
+def plan_with_changes(
+    spec: DeploymentSpec, folder: Path, result: SynthResult, deployed: dict[str, Any] | None
+) -> str:
+    """The synth report, with what would change against `deployed` when there is one."""
+    comparison = None
+    if deployed is not None:
+        proposed = json.loads((folder / result.template_file).read_text(encoding="utf-8"))
+        comparison = DeployedComparison(
+            diff_templates(deployed, proposed), estimate(deployed, spec.region)
+        )
+    return SynthReport(spec, folder, result, comparison).render()
+
+
 def run_synth(
     *,
     repo: str | None,

@@ -123,8 +123,11 @@ def test_a_failed_create_rolls_back_and_retry_succeeds(
     assert (status["status"], status["failed_stage"]) == ("failed", "provision")
     assert status["stack_status"] == "ROLLBACK_COMPLETE"
 
-    retried = run_cli("retry", ident, env=hivemind)  # deletes the rolled-back stack first
+    declined = run_cli("retry", ident, env=hivemind)  # no terminal to answer: nothing done
+    assert declined.returncode == 3
+    retried = run_cli("retry", ident, "--yes", env=hivemind)  # deletes the rolled-back stack
     assert retried.returncode == 0, retried.stderr[-3000:]
+    assert "Estimated monthly cost" in retried.stdout  # the plan, shown again
     assert f"{ident} is deployed" in retried.stdout
     assert run_cli("destroy", ident, "--yes", env=hivemind).returncode == 0
 

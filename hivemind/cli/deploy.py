@@ -64,14 +64,14 @@ def deploy(repo: str | None, spec_file: Path | None, yes: bool, **params: Any) -
     state = conductor.deploy(
         spec,
         deployment_id,
-        plan=lambda result, folder: SynthReport(spec, folder, result, None).render(),
+        plan=lambda result, folder, _deployed: SynthReport(spec, folder, result, None).render(),
     )
     _done(state)
 
 
 @click.command()
 @click.argument("deployment_id")
-@click.option("--yes", "-y", is_flag=True, help="Accepted for symmetry; retry does not ask.")
+@yes_option
 def retry(deployment_id: str, yes: bool) -> None:
     """Resume a failed deployment at the stage that failed.
 
@@ -80,9 +80,16 @@ def retry(deployment_id: str, yes: bool) -> None:
       hivemind retry shop-k2j4m6p8q1
     """
     from hivemind.records import RecordStore
+    from hivemind.synth_command import plan_with_changes
 
-    region = RecordStore().get(deployment_id).load().region
-    _done(_conductor(region, True).retry(deployment_id))
+    record = RecordStore().get(deployment_id)
+    spec = record.spec()
+    _done(
+        _conductor(spec.region, yes).retry(
+            deployment_id,
+            plan=lambda result, folder, deployed: plan_with_changes(spec, folder, result, deployed),
+        )
+    )
 
 
 def _done(state: Any) -> None:
