@@ -471,8 +471,10 @@ def test_the_cdk_cli_deploys_into_the_sandbox(
     tmp_path: Path,
 ) -> None:
     node = toolchain.find_node()
-    if node is None or toolchain.cdk_installed_version(node) != toolchain.CDK_CLI_VERSION:
-        pytest.skip("the pinned CDK CLI is not installed (hivemind setup)")
+    assert node is not None, "no Node 20+: run ./scripts/bootstrap"
+    assert toolchain.cdk_installed_version(node) == toolchain.CDK_CLI_VERSION, (
+        "the pinned CDK CLI is missing: run ./scripts/bootstrap"
+    )
     env = control.child_environment(info_of(sandbox), aws.region, base=toolchain.node_env(node))
 
     def cdk(*args: str) -> subprocess.CompletedProcess[str]:
