@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from hivemind.cli.options import overrides_from, spec_options, yes_option
+from hivemind.cli.options import overrides_from, repo_or_spec, spec_options, yes_option
 
 
 def _write_err(text: str) -> None:
@@ -31,13 +31,7 @@ def _conductor(region: str, yes: bool) -> Any:
 
 
 @click.command()
-@click.argument("repo", required=False)
-@click.option(
-    "--spec",
-    "spec_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Deploy this spec.json instead of reading a repository.",
-)
+@repo_or_spec("Deploy")
 @spec_options
 @yes_option
 def deploy(repo: str | None, spec_file: Path | None, yes: bool, **params: Any) -> None:

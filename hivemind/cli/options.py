@@ -7,6 +7,7 @@ defaults) and has an environment-variable twin.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -55,6 +56,21 @@ _SPEC_OPTIONS: list[tuple[str, str, Any, str]] = [
         "Your address range allowed to SSH, e.g. 203.0.113.7/32.",
     ),
 ]
+
+
+def repo_or_spec(verb: str) -> Callable[[F], F]:
+    """REPO (a path or git URL) or `--spec FILE`: where a command's spec comes from."""
+
+    def decorate(function: F) -> F:
+        function = click.option(
+            "--spec",
+            "spec_file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help=f"{verb} this spec.json instead of reading a repository.",
+        )(function)
+        return click.argument("repo", required=False)(function)
+
+    return decorate
 
 
 def yes_option(function: F) -> F:

@@ -9,17 +9,11 @@ from typing import Any
 
 import click
 
-from hivemind.cli.options import overrides_from, spec_options
+from hivemind.cli.options import overrides_from, repo_or_spec, spec_options
 
 
 @click.command()
-@click.argument("repo", required=False)
-@click.option(
-    "--spec",
-    "spec_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Synthesize this spec.json instead of reading a repository.",
-)
+@repo_or_spec("Synthesize")
 @spec_options
 @click.option(
     "--deployment-id",
