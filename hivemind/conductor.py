@@ -215,15 +215,13 @@ class Conductor:
         record.log(f"stage {name}: started")
         try:
             yield
-        except HiveMindError as error:
-            self._finish(record, stage, started, "failed", error.cause or error.what)
-            failed = record.load().model_copy(
-                update={"status": Status.FAILED, "failed_stage": name}
-            )
-            record.save(failed)
-            raise
         except BaseException as error:
-            self._finish(record, stage, started, "failed", f"interrupted: {error!r}")
+            why = (
+                (error.cause or error.what)
+                if isinstance(error, HiveMindError)
+                else (f"interrupted: {error!r}")
+            )
+            self._finish(record, stage, started, "failed", why)
             record.save(
                 record.load().model_copy(update={"status": Status.FAILED, "failed_stage": name})
             )

@@ -73,17 +73,22 @@ class Destroyer:
         return rows
 
     def destroy(
-        self, record: DeploymentRecord, *, skip_snapshot: bool, rollback: bool = False
+        self,
+        record: DeploymentRecord,
+        planned: list[tuple[str, str, float]],
+        *,
+        skip_snapshot: bool,
+        rollback: bool = False,
     ) -> DestroyResult:
         """Remove everything; a `rollback` ends rolled_back / rollback_failed instead of
-        destroyed / failed (same teardown: CloudFormation's dependency order)."""
+        destroyed / failed (same teardown: CloudFormation's dependency order).
+        `planned` is what `plan` found and the operator agreed to."""
         working, done_status, failed_status = (
             (Status.ROLLING_BACK, Status.ROLLED_BACK, Status.ROLLBACK_FAILED)
             if rollback
             else (Status.DESTROYING, Status.DESTROYED, Status.FAILED)
         )
         state = record.save(record.load().model_copy(update={"status": working}))
-        planned = self.plan(record)
         record.log(f"destroy: {len(planned)} resources")
         self._prepare_databases(state.stack_name, skip_snapshot)
         if stack_status(self.client("cloudformation"), state.stack_name) is not None:

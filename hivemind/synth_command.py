@@ -129,13 +129,21 @@ def plan_with_changes(
     spec: DeploymentSpec, folder: Path, result: SynthResult, deployed: dict[str, Any] | None
 ) -> str:
     """The synth report, with what would change against `deployed` when there is one."""
-    comparison = None
-    if deployed is not None:
-        proposed = json.loads((folder / result.template_file).read_text(encoding="utf-8"))
-        comparison = DeployedComparison(
-            diff_templates(deployed, proposed), estimate(deployed, spec.region)
-        )
+    comparison = _compare(spec, folder, result, deployed) if deployed is not None else None
     return SynthReport(spec, folder, result, comparison).render()
+
+
+def _compare(
+    spec: DeploymentSpec,
+    folder: Path,
+    result: SynthResult,
+    deployed: dict[str, Any],
+    prices: PriceTable = DEFAULT_PRICES,
+) -> DeployedComparison:
+    proposed = json.loads((folder / result.template_file).read_text(encoding="utf-8"))
+    return DeployedComparison(
+        diff_templates(deployed, proposed), estimate(deployed, spec.region, prices)
+    )
 
 
 def run_synth(
@@ -158,10 +166,7 @@ def run_synth(
     comparison = None
     if deployment_id:
         deployed = _deployed_template(result.stack_name, spec.region)
-        proposed = json.loads((out / result.template_file).read_text(encoding="utf-8"))
-        comparison = DeployedComparison(
-            diff_templates(deployed, proposed), estimate(deployed, spec.region, prices)
-        )
+        comparison = _compare(spec, out, result, deployed, prices)
     return SynthReport(spec, out, result, comparison)
 
 

@@ -9,11 +9,7 @@ from typing import Any
 import click
 
 from hivemind.cli.options import overrides_from, repo_or_spec, spec_options, yes_option
-
-
-def _write_err(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()
+from hivemind.cli.render import write_stderr
 
 
 def _conductor(region: str, yes: bool) -> Any:
@@ -25,7 +21,7 @@ def _conductor(region: str, yes: bool) -> Any:
         yes=yes,
         terminal=terminal,
         say=click.echo,
-        write=_write_err,
+        write=write_stderr,
         ask=lambda question: click.confirm(question, default=False, err=True),
     )
 

@@ -7,6 +7,7 @@ import sys
 import click
 
 from hivemind.cli.options import yes_option
+from hivemind.cli.render import write_stderr
 
 
 @click.command()
@@ -74,7 +75,7 @@ def _tear_down(
     with record.lock(verb.replace(" ", "")):
         destroyer = Destroyer(
             lambda service: client(service, state.region),
-            ProgressDisplay(_write_err, terminal=sys.stderr.isatty()),
+            ProgressDisplay(write_stderr, terminal=sys.stderr.isatty()),
             say=click.echo,
         )
         planned = destroyer.plan(record)
@@ -87,12 +88,7 @@ def _tear_down(
             f"{verb.capitalize()} {deployment_id}?", default=False, err=True
         ):
             raise RefusedError(f"nothing was deleted: {verb} was declined")
-        result = destroyer.destroy(record, skip_snapshot=skip_snapshot, rollback=rollback)
+        result = destroyer.destroy(record, planned, skip_snapshot=skip_snapshot, rollback=rollback)
     done = "rolled back" if rollback else "destroyed"
     click.echo(f"\n{deployment_id} is {done}; saving ${result.savings:,.2f}/month.")
     click.echo(f"  report: {record.folder / 'destroy-report.md'}")
-
-
-def _write_err(text: str) -> None:
-    sys.stderr.write(text)
-    sys.stderr.flush()

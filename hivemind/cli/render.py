@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 
 
 def table(headers: list[str], rows: list[list[str]], *, max_width: int | None = None) -> str:
@@ -22,3 +23,9 @@ def table(headers: list[str], rows: list[list[str]], *, max_width: int | None = 
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def write_stderr(text: str) -> None:
+    """Progress output: to stderr (stdout stays for results and --json), unbuffered."""
+    sys.stderr.write(text)
+    sys.stderr.flush()
