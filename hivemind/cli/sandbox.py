@@ -65,15 +65,22 @@ def sandbox_status(as_json: bool) -> None:
 
 
 @sandbox.command()
-@click.option("--resource-type", help="e.g. AWS::RDS::DBInstance (patterns like AWS::RDS::*).")
+@click.option(
+    "--resource-type",
+    help="e.g. AWS::RDS::DBInstance (patterns like AWS::RDS::*); not needed for "
+    "--on connect|command|health.",
+)
 @click.option(
     "--on",
     "on",
-    type=click.Choice(["create", "delete"]),
+    type=click.Choice(["create", "update", "delete", "connect", "command", "health"]),
     default="create",
     show_default=True,
-    help="Fail its creation or its deletion.",
+    help="Fail a resource's creation, update or deletion; or make a sandbox host refuse "
+    "SSH (connect), fail a command containing --match (command), or fail its load "
+    "balancer health checks (health).",
 )
+@click.option("--match", default="", help="With --on command: text the failing command contains.")
 @click.option(
     "--times",
     type=click.IntRange(min=1),
@@ -82,19 +89,23 @@ def sandbox_status(as_json: bool) -> None:
     help="How many times the fault fires.",
 )
 @click.option("--clear", is_flag=True, help="Disarm every fault instead.")
-def fault(resource_type: str | None, on: str, times: int, clear: bool) -> None:
+def fault(resource_type: str | None, on: str, match: str, times: int, clear: bool) -> None:
     """Make the sandbox fail a resource's creation or deletion, to try rollback and
     recovery.
 
     \b
     Example:
       hivemind sandbox fault --resource-type AWS::RDS::DBInstance --on create
+      hivemind sandbox fault --on command --match "pip install"
+      hivemind sandbox fault --on health --times 100
       hivemind sandbox fault --clear
     """
     from hivemind.errors import BadInputError
     from hivemind.paths import home
     from hivemind.sandbox import control
+    from hivemind.sandbox.faults import HOST_FAULT_TYPES
 
+    resource_type = resource_type or HOST_FAULT_TYPES.get(on)
     info = control.up(home())
     if clear:
         control.clear_faults(info)
@@ -105,5 +116,11 @@ def fault(resource_type: str | None, on: str, times: int, clear: bool) -> None:
             "give --resource-type TYPE (or --clear)",
             next_step="hivemind sandbox fault --resource-type AWS::RDS::DBInstance",
         )
-    control.add_fault(info, resource_type, on=on, times=times)
-    click.echo(f"armed: the next {times} {on}(s) of {resource_type} will fail")
+    if on == "command" and not match:
+        raise BadInputError(
+            "give --match TEXT with --on command (the failing command contains it)",
+            next_step='hivemind sandbox fault --on command --match "pip install"',
+        )
+    control.add_fault(info, resource_type, on=on, times=times, match=match)
+    what = f" matching {match!r}" if match else ""
+    click.echo(f"armed: the next {times} {on}(s) of {resource_type}{what} will fail")

@@ -156,13 +156,18 @@ def add_fault(
     on: str = "create",
     times: int = 1,
     message: str | None = None,
+    match: str = "",
 ) -> dict[str, Any]:
     """Make the next `times` creations (on="create"), updates (on="update") or deletions
     (on="delete") of `resource_type` (e.g. AWS::RDS::DBInstance, or a pattern like
-    AWS::RDS::*) fail, each with a status reason saying the sandbox did it."""
+    AWS::RDS::*) fail, each with a status reason saying the sandbox did it; or the
+    host-level operations `connect`, `command` (those containing `match`) and `health`
+    (see `hivemind.sandbox.faults`)."""
     body: dict[str, Any] = {"resource_type": resource_type, "on": on, "times": times}
     if message:
         body["message"] = message
+    if match:
+        body["match"] = match
     return _control(info, "POST", "faults", body)
 
 

@@ -1,9 +1,17 @@
 """Faults the sandbox injects on purpose, so rollback and recovery paths can be tested.
 
-A fault makes the next `times` creations (updates, deletions) of a resource
-type fail with a status reason that says the sandbox caused it. Faults live in the
-sandbox server's memory; `hivemind.sandbox.control` adds, lists and clears
-them over the server's control endpoint.
+A fault makes the next `times` operations of one kind fail with a message that says
+the sandbox caused it:
+
+* `create`, `update`, `delete` of a CloudFormation resource type (`AWS::RDS::*`);
+* `connect` to a sandbox host's SSH server (`resource_type` `Sandbox::SSH`): refused;
+* `command` run on a sandbox host (`Sandbox::Command`) whose text contains `match`:
+  exits 1 with the fault's message on stderr (a build that fails);
+* `health` check of a load balancer target (`Sandbox::HealthCheck`): the target
+  reports unhealthy (an app that never becomes healthy).
+
+Faults live in the sandbox server's memory; `hivemind.sandbox.control` adds, lists
+and clears them over the server's control endpoint.
 """
 
 from __future__ import annotations
@@ -13,8 +21,14 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
 
-Operation = Literal["create", "update", "delete"]
-OPERATIONS: tuple[Operation, ...] = ("create", "update", "delete")
+Operation = Literal["create", "update", "delete", "connect", "command", "health"]
+OPERATIONS: tuple[Operation, ...] = ("create", "update", "delete", "connect", "command", "health")
+# The resource type each host-level operation is armed under.
+HOST_FAULT_TYPES: dict[str, str] = {
+    "connect": "Sandbox::SSH",
+    "command": "Sandbox::Command",
+    "health": "Sandbox::HealthCheck",
+}
 
 
 class InjectedFault(Exception):
@@ -36,6 +50,7 @@ class Fault:
     on: Operation
     remaining: int
     message: str
+    match: str = ""  # only operations whose subject contains this (e.g. a command's text)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,10 +67,15 @@ def parse_fault(data: dict[str, Any]) -> Fault:
     times = data.get("times", 1)
     if not isinstance(times, int) or isinstance(times, bool) or times < 1:
         raise ValueError(f"times must be a positive whole number, not {times!r}")
+    match = data.get("match") or ""
+    if not isinstance(match, str):
+        raise ValueError(f"match must be text, not {match!r}")
     message = data.get("message") or (
-        f"Fault injected by the HiveMind sandbox: {on} of {resource_type} fails"
+        f"Fault injected by the HiveMind sandbox: {on} of {resource_type}"
+        + (f" matching {match!r}" if match else "")
+        + " fails"
     )
-    return Fault(resource_type.strip(), cast(Operation, on), times, str(message))
+    return Fault(resource_type.strip(), cast(Operation, on), times, str(message), match)
 
 
 class FaultBook:
@@ -78,11 +98,16 @@ class FaultBook:
         with self._lock:
             return [Fault(**asdict(f)) for f in self._faults]
 
-    def trip(self, resource_type: str, on: Operation) -> None:
-        """Raise InjectedFault if a fault is armed for this operation, using it up."""
+    def trip(self, resource_type: str, on: Operation, subject: str = "") -> None:
+        """Raise InjectedFault if a fault is armed for this operation (and, for a fault
+        with `match`, this subject), using it up."""
         with self._lock:
             for fault in self._faults:
-                if fault.on == on and fnmatch.fnmatchcase(resource_type, fault.resource_type):
+                if (
+                    fault.on == on
+                    and fnmatch.fnmatchcase(resource_type, fault.resource_type)
+                    and fault.match in subject
+                ):
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)

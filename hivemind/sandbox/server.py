@@ -97,7 +97,10 @@ class SandboxServer:
         return f"http://{self.host}:{self.port}"
 
     def stop(self) -> None:
+        from hivemind.sandbox import runtime
+
         self._server.stop()
+        runtime.shutdown()  # the hosts, databases and forwarders of its stacks
 
 
 def start_server(port: int | None = None, host: str = LOOPBACK) -> SandboxServer:
@@ -167,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
+    from hivemind.sandbox import runtime
+
+    runtime.set_state_dir(directory / "run")
     server = start_server(args.port)
     pid, port = str(os.getpid()), str(server.port)
     _write_atomic(directory / "port", port)

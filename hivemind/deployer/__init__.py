@@ -1,0 +1,1 @@
+"""The on-box deploy: reach the instances over SSH, release the app on each, wait for the load balancer."""
