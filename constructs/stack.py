@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, IStackSynthesizer, Stack
+from aws_cdk import CfnOutput, CfnParameter, IStackSynthesizer, Stack
 from constructs import Construct
 
-from hivemind.deployment_ids import stack_name
+from hivemind.deployment_ids import SSH_PUBLIC_KEY_PARAMETER, stack_name
 from hivemind.spec import COLORS, DeploymentSpec
 from hivemind_constructs.dashboard import MonitoredResources, Monitoring
 from hivemind_constructs.database import Database
@@ -51,6 +51,12 @@ class DeploymentStack(Stack):
         )
         self.network = Network(self, "Network", nat_gateways=NAT_GATEWAYS[spec.profile])
         vpc = self.network.vpc
+        ssh_public_key = CfnParameter(
+            self,
+            SSH_PUBLIC_KEY_PARAMETER,
+            type="String",
+            description="The deployment's SSH public key (OpenSSH ed25519), set by hivemind deploy",
+        )
         self.web = WebTier(
             self,
             "Web",
@@ -58,6 +64,8 @@ class DeploymentStack(Stack):
             vpc=vpc,
             app_subnets=self.network.app_subnets,
             user_data=user_data,
+            ssh_public_key=ssh_public_key.value_as_string,
+            key_pair_name=stack_name(deployment_id),
         )
         self.database: Database | None = None
         if spec.database.engine != "none":

@@ -37,9 +37,19 @@ class WebTier(Construct):
         vpc: ec2.IVpc,
         app_subnets: ec2.SubnetSelection,
         user_data: str,
+        ssh_public_key: str,
+        key_pair_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
         app = spec.app
+        # The deploy's SSH key: CloudFormation imports the public half; the private half
+        # never leaves the operator's deployment record.
+        self.key_pair = ec2.KeyPair(
+            self,
+            "KeyPair",
+            key_pair_name=key_pair_name,
+            public_key_material=ssh_public_key,
+        )
 
         self.role = iam.Role(
             self,
@@ -90,6 +100,7 @@ class WebTier(Construct):
             require_imdsv2=True,
             http_put_response_hop_limit=1,
             role=self.role,
+            key_pair=self.key_pair,
             security_group=self.instance_security_group,
             user_data=ec2.UserData.custom(user_data),
             block_devices=[

@@ -1,6 +1,6 @@
 """The Conductor runs a deployment's stages and records each one.
 
-    synth ──► provision ──► (deploy the app, verify: later stages)
+    synth ──► provision ──► deploy (the app, on every instance) ──► verify (QA)
 
 Each stage's result (status, timings, error) goes into the deployment record; a
 failure records the failed stage so `hivemind retry ID` resumes there. The
@@ -18,16 +18,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hivemind.deployment_ids import stack_name
-from hivemind.errors import HiveMindError, RefusedError
+from hivemind.deployer.access import (
+    Instance,
+    connect,
+    describe_instances,
+    ensure_key_pair,
+    pin_host_keys,
+)
+from hivemind.deployer.health import TargetsUnhealthy, wait_until_healthy
+from hivemind.deployer.release import Deployer, Release
+from hivemind.deployer.source import SourcePackage, package_source
+from hivemind.deployment_ids import SSH_PUBLIC_KEY_PARAMETER, stack_name
+from hivemind.errors import BadInputError, HiveMindError, RefusedError
 from hivemind.progress import ProgressDisplay
 from hivemind.provision import Provisioner, ProvisionResult
 from hivemind.reconcile import stack_status
 from hivemind.records import (
+    CheckResult,
     DeploymentRecord,
     DeploymentState,
+    InstanceRelease,
     RecordStore,
     ResourceRecord,
+    SourceRecord,
     StageResult,
     Status,
     now,
@@ -37,7 +50,13 @@ from hivemind.synth import SynthResult, synthesize
 
 # Shows the plan: the synth result, its folder, and the template deployed now (if any).
 Plan = Callable[[SynthResult, Path, "dict[str, Any] | None"], str]
-_STAGE_STATUS = {"provision": Status.PROVISIONING}  # other stages keep the status as is
+_STAGE_STATUS = {
+    "provision": Status.PROVISIONING,
+    "deploy": Status.DEPLOYING,
+    "verify": Status.VERIFYING,
+}  # other stages keep the status as is
+# Stages after the stack exists: a retry of one of these does not touch the stack.
+_ON_BOX_STAGES = ("deploy", "verify")
 
 
 class StageFailed(HiveMindError):
@@ -45,9 +64,20 @@ class StageFailed(HiveMindError):
 
 
 @dataclass(frozen=True)
+class Source:
+    """The app's repository as the operator gave it, and where it is on this machine."""
+
+    ref: str
+    path: Path
+    subdir: str
+
+
+@dataclass(frozen=True)
 class Collaborators:
     store: RecordStore
     cloudformation: Any
+    client: Callable[[str], Any]  # boto3 clients of the target (ec2, elbv2)
+    open_source: Callable[[str], Path]  # a recorded repository ref → a readable folder
     environment: dict[str, str]  # what points the CDK CLI at AWS or at the sandbox
     display: ProgressDisplay
     say: Callable[[str], None]
@@ -60,10 +90,23 @@ class Conductor:
 
     # --- commands -------------------------------------------------------------------
 
-    def deploy(self, spec: DeploymentSpec, deployment_id: str, *, plan: Plan) -> DeploymentState:
-        """Create a deployment: synthesize, show the plan and cost, confirm, provision."""
+    def deploy(
+        self, spec: DeploymentSpec, deployment_id: str, source: Source, *, plan: Plan
+    ) -> DeploymentState:
+        """Create a deployment: pack the release, synthesize, show the plan and cost,
+        confirm, provision, deploy the app on the instances, verify it."""
+        if spec.profile != "stage-1":
+            raise BadInputError(
+                f"the {spec.profile} profile puts the instances in private subnets, and "
+                "HiveMind cannot reach them for the on-box deploy yet",
+                cause="the path to private instances (an EC2 Instance Connect Endpoint "
+                "tunnel) is not built yet; nothing was created",
+                next_step="deploy with --stage-1 (instances in public subnets, SSH from "
+                "your address only)",
+            )
         record = self.parts.store.create(spec, deployment_id, stack_name(deployment_id))
         with record.lock("deploy"):
+            self._pack(record, source)
             result = self._stage(record, "synth", lambda: self._synth(record, spec))
             self.parts.say(plan(result, record.folder, None))
             if not self.parts.confirm(
@@ -78,7 +121,8 @@ class Conductor:
                     )
                 )
                 raise RefusedError("nothing was created: the plan was declined")
-            return self._provision(record, result)
+            self._provision(record, result)
+            return self._release(record, spec)
 
     def retry(self, deployment_id: str, *, plan: Plan) -> DeploymentState:
         """Resume a failed deployment: synthesize again, show the plan and what would
@@ -91,11 +135,27 @@ class Conductor:
                     f"{deployment_id} is {state.status.value}, not failed: nothing to retry"
                 )
             spec = record.spec()
+            if state.source is None:
+                raise BadInputError(f"{deployment_id} has no recorded source to deploy")
+            if state.failed_stage in _ON_BOX_STAGES:
+                self.parts.say(
+                    f"{deployment_id} failed at the {state.failed_stage} stage; its stack is "
+                    f"in place. The retry packs {state.source.ref} again and resumes there."
+                )
+                if not self.parts.confirm(f"Retry {deployment_id}?"):
+                    raise RefusedError("nothing was changed: the retry was declined")
+                self._pack(record, self._recorded_source(state.source))
+                return self._release(record, spec)
             result = self._stage(record, "synth", lambda: self._synth(record, spec))
             self.parts.say(plan(result, record.folder, self._deployed_template(state.stack_name)))
             if not self.parts.confirm(f"Retry {deployment_id}?"):
                 raise RefusedError("nothing was changed: the retry was declined")
-            return self._provision(record, result)
+            self._pack(record, self._recorded_source(state.source))
+            self._provision(record, result)
+            return self._release(record, spec)
+
+    def _recorded_source(self, source: SourceRecord) -> Source:
+        return Source(source.ref, self.parts.open_source(source.ref), source.subdir)
 
     def _deployed_template(self, stack: str) -> dict[str, Any] | None:
         """The template the stack runs now; None when there is none worth comparing
@@ -132,7 +192,11 @@ class Conductor:
             record,
             "provision",
             lambda: provisioner.provision(
-                record.cdk_out, synth.stack_name, total, record.folder / "cdk-cli.log"
+                record.cdk_out,
+                synth.stack_name,
+                total,
+                record.folder / "cdk-cli.log",
+                {SSH_PUBLIC_KEY_PARAMETER: ensure_key_pair(record.folder)},
             ),
             check=lambda r: None if r.ok else self._provision_failure(record, r),
         )
@@ -140,16 +204,170 @@ class Conductor:
         resources = self._resources(synth.stack_name, costs)
         state = record.load().model_copy(
             update={
-                "status": Status.DEPLOYED,
-                "failed_stage": None,
                 "outputs": outcome.outputs,
                 "resources": resources,
                 "monthly_usd": synth.cost.total_usd,
-                "note": "",
+                "url": _url(record.spec(), outcome.outputs),
             }
         )
-        record.log(f"deployed: {synth.stack_name} is {outcome.stack_status}")
+        record.log(f"provisioned: {synth.stack_name} is {outcome.stack_status}")
         return record.save(state)
+
+    # --- the app on the instances -----------------------------------------------------
+
+    def _pack(self, record: DeploymentRecord, source: Source) -> SourcePackage:
+        """Pack the release into the record (before anything is created, so a bad
+        source fails early); the record remembers where it came from."""
+        package = package_source(source.path, source.subdir, record.folder)
+        record.save(
+            record.load().model_copy(
+                update={
+                    "source": SourceRecord(
+                        ref=source.ref,
+                        subdir=source.subdir,
+                        commit=package.commit,
+                        release_id=package.release_id,
+                        files=package.files,
+                        note=package.note,
+                    )
+                }
+            )
+        )
+        record.log(
+            f"packed release {package.release_id}: {package.files} files, {package.bytes} bytes"
+            + (f" ({package.note})" if package.note else "")
+        )
+        if package.note:
+            self.parts.say(f"note: {package.note}")
+        return package
+
+    def _release(self, record: DeploymentRecord, spec: DeploymentSpec) -> DeploymentState:
+        """The deploy and verify stages, then the deployment is `deployed`."""
+        instances = self._stage(record, "deploy", lambda: self._deploy_app(record, spec))
+        checks: list[CheckResult] = self._stage(
+            record,
+            "verify",
+            lambda: self._verify(record, spec, instances),
+            check=lambda results: self._verify_failure(record, results),
+        )
+        state = record.load().model_copy(
+            update={"status": Status.DEPLOYED, "failed_stage": None, "note": "", "checks": checks}
+        )
+        record.log(f"deployed: {state.url or 'no URL (the app serves no port)'}")
+        return record.save(state)
+
+    def _deploy_app(self, record: DeploymentRecord, spec: DeploymentSpec) -> list[Instance]:
+        state = record.load()
+        assert state.source is not None
+        outputs = state.outputs
+        color = outputs.get("ActiveColor", spec.compute.active_color)
+        ids = [i for i in outputs.get(f"{color.capitalize()}InstanceIds", "").split(",") if i]
+        ids = [i for i in ids if i != "-"]
+        if not ids:
+            raise StageFailed("the stack has no instances to deploy to", where="deploy")
+        ec2 = self.parts.client("ec2")
+        instances = describe_instances(ec2, ids)
+        private = [i.instance_id for i in instances if i.address == i.private_ip]
+        if private:
+            raise StageFailed(
+                "the instances are in private subnets, and HiveMind cannot reach them yet",
+                where="deploy",
+                cause=f"{', '.join(private)} have no public address; reaching private "
+                "instances through an EC2 Instance Connect Endpoint is not built yet",
+                next_step=f"`hivemind destroy {record.deployment_id}`, then deploy with "
+                "--stage-1 (instances in public subnets, SSH from your address only)",
+            )
+        self.parts.say(f"Pinning the host keys of {len(instances)} instance(s) ...")
+        pin_host_keys(ec2, instances, record.folder)
+        release = Release(
+            archive=record.folder / "release.tar.gz",
+            release_id=state.source.release_id,
+            commit=state.source.commit,
+            outputs=outputs,
+        )
+        self.parts.say(
+            f"Deploying release {release.release_id} to {len(instances)} instance(s) ..."
+        )
+        deployer = Deployer(spec, record.deployment_id, record.folder, log=record.log)
+        results = deployer.deploy(release, instances)
+        record.save(
+            record.load().model_copy(
+                update={
+                    "releases": [
+                        InstanceRelease(
+                            instance_id=r.instance_id,
+                            address=r.address,
+                            release_id=r.release_id,
+                            commit=r.commit,
+                            seconds=r.seconds,
+                            kept_releases=r.kept_releases,
+                        )
+                        for r in results
+                    ]
+                }
+            )
+        )
+        group = outputs.get(f"{color.capitalize()}TargetGroupArn")
+        if group:
+            self.parts.say("Waiting for the load balancer to report every instance healthy ...")
+            try:
+                waited = wait_until_healthy(
+                    self.parts.client("elbv2"), group, ids, progress=record.log
+                )
+            except TargetsUnhealthy as unhealthy:
+                by_id = {i.instance_id: i for i in instances}
+                details = []
+                for target in unhealthy.unhealthy:
+                    instance = by_id.get(target.instance_id)
+                    if instance is not None:
+                        details.append(f"app log of {target.instance_id}:")
+                        details += [
+                            f"  {line}" for line in deployer.log_tail(instance).splitlines()
+                        ]
+                unhealthy.details = details
+                unhealthy.next_step = (
+                    f"fix the app (its health path is {spec.app.health_path}), then "
+                    f"`hivemind retry {record.deployment_id}` (it resumes at the deploy stage)"
+                )
+                raise
+            record.log(f"deploy: every target healthy after {waited:.1f}s")
+        return instances
+
+    def _verify(
+        self, record: DeploymentRecord, spec: DeploymentSpec, instances: list[Instance]
+    ) -> list[CheckResult]:
+        from hivemind import qa
+
+        def run_on(instance_id: str, command: str) -> tuple[int, str]:
+            instance = next(i for i in instances if i.instance_id == instance_id)
+            connection = connect(instance, record.folder)
+            try:
+                done = connection.run(command, hide=True, warn=True, in_stream=False)
+                return int(done.exited), f"{done.stdout}{done.stderr}"
+            finally:
+                connection.close()
+
+        state = record.load()
+        target = qa.target_of(
+            spec, state.outputs, [(i.instance_id, i.private_ip) for i in instances]
+        )
+        results = qa.verify(spec, target, run_on)
+        record.save(record.load().model_copy(update={"checks": results}))
+        for result in results:
+            record.log(f"verify: {result.name}: {result.status} ({result.detail})")
+        return results
+
+    def _verify_failure(self, record: DeploymentRecord, results: list[CheckResult]) -> None:
+        failed = [r for r in results if r.status == "failed"]
+        if failed:
+            raise StageFailed(
+                f"{len(failed)} of {len(results)} checks failed",
+                where="verify",
+                cause=f"{failed[0].name}: {failed[0].detail}",
+                details=[f"{r.name}: {r.detail}" for r in failed[1:]],
+                next_step=f"`hivemind status {record.deployment_id}` shows every check; fix "
+                f"the cause, then `hivemind retry {record.deployment_id}`",
+            )
 
     def _bootstrap(self, record: DeploymentRecord, provisioner: Provisioner) -> None:
         question = (
@@ -245,6 +463,13 @@ class Conductor:
         record.log(f"stage {stage.name}: {outcome}" + (f" ({error})" if error else ""))
 
 
+def _url(spec: DeploymentSpec, outputs: dict[str, str]) -> str | None:
+    host = outputs.get("LoadBalancerDns")
+    if not host:
+        return None
+    return f"{'https' if spec.access.certificate_arn else 'http'}://{host}"
+
+
 def create_conductor(
     region: str,
     *,
@@ -257,6 +482,7 @@ def create_conductor(
     """Wire the real collaborators: records under $HIVEMIND_HOME, the target's
     CloudFormation (AWS, or the sandbox when asked for), the progress display."""
     from hivemind.aws import client
+    from hivemind.recon.source import open_repo
     from hivemind.targets import prepare
 
     environment = prepare(region)
@@ -264,6 +490,8 @@ def create_conductor(
         Collaborators(
             store=RecordStore(),
             cloudformation=client("cloudformation", region),
+            client=lambda service: client(service, region),
+            open_source=lambda ref: open_repo(ref).path,
             environment=environment,
             display=ProgressDisplay(write, terminal=terminal),
             say=say,

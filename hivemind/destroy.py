@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hivemind.deployer.access import remove_keys
+from hivemind.deployer.source import ARCHIVE_NAME
 from hivemind.errors import HiveMindError
 from hivemind.progress import ProgressDisplay, ResourceState, StackProgress
 from hivemind.reconcile import stack_status
@@ -128,6 +130,9 @@ class Destroyer:
                 update={"status": done_status, "failed_stage": None, "note": done_status.value}
             )
         )
+        # The key pair is gone with the stack: its private half has nothing left to open.
+        remove_keys(record.folder)
+        (record.folder / ARCHIVE_NAME).unlink(missing_ok=True)
         result = DestroyResult(done, planned)
         self._report(record, result)
         record.log(f"destroyed: saving ${result.savings:,.2f}/month")

@@ -55,7 +55,12 @@ class Provisioner:
         self.log = log
 
     def provision(
-        self, cdk_out: Path, stack_name: str, total_resources: int, cli_log: Path
+        self,
+        cdk_out: Path,
+        stack_name: str,
+        total_resources: int,
+        cli_log: Path,
+        parameters: dict[str, str] | None = None,
     ) -> ProvisionResult:
         node = toolchain.find_node()
         if node is None or toolchain.cdk_installed_version(node) != toolchain.CDK_CLI_VERSION:
@@ -78,6 +83,7 @@ class Provisioner:
             str(outputs_file),
             "--progress",
             "events",
+            *[f"--parameters={name}={value}" for name, value in (parameters or {}).items()],
         )
         started = time.monotonic()
         progress = StackProgress(stack_name, total_resources)

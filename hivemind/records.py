@@ -84,6 +84,43 @@ class ResourceRecord(BaseModel):
     monthly_usd: float = 0.0
 
 
+class SourceRecord(BaseModel):
+    """Where the deployed release came from, so `retry` can pack it again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ref: str  # the repository as given: a path or a git URL
+    subdir: str = "."
+    commit: str | None = None
+    release_id: str
+    files: int = 0
+    note: str = ""
+
+
+class InstanceRelease(BaseModel):
+    """One instance's release: what runs there, and how long each deploy step took."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instance_id: str
+    address: str
+    release_id: str
+    commit: str | None = None
+    seconds: dict[str, float] = Field(default_factory=dict)
+    kept_releases: list[str] = Field(default_factory=list)
+
+
+class CheckResult(BaseModel):
+    """One QA check: passed, failed with the reason, or not applicable with why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    status: Literal["passed", "failed", "not_applicable"]
+    detail: str
+    seconds: float | None = None
+
+
 class DeploymentState(BaseModel):
     """state.json: everything known about one deployment, except secrets."""
 
@@ -104,6 +141,10 @@ class DeploymentState(BaseModel):
     resources: list[ResourceRecord] = Field(default_factory=list)
     monthly_usd: float = 0.0
     note: str = ""
+    url: str | None = None
+    source: SourceRecord | None = None
+    releases: list[InstanceRelease] = Field(default_factory=list)
+    checks: list[CheckResult] = Field(default_factory=list)
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in reversed(self.stages) if s.name == name), None)

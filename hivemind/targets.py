@@ -32,3 +32,29 @@ def prepare(region: str) -> dict[str, str]:
     environment = control.environment(info, region)
     os.environ.update(environment)
     return environment
+
+
+CHECKIP_URL = "https://checkip.amazonaws.com"
+
+
+def operator_cidr(timeout: float = 5.0) -> str:
+    """The operator's address as AWS sees it (/32), for the SSH rule of instances in
+    public subnets. In the sandbox the operator and the hosts share the loopback."""
+    if sandbox_requested():
+        return "127.0.0.1/32"
+    import ipaddress
+    import urllib.request
+
+    from hivemind.errors import BadInputError
+
+    try:
+        with urllib.request.urlopen(CHECKIP_URL, timeout=timeout) as answer:
+            text = answer.read(64).decode().strip()
+        address = ipaddress.ip_address(text)
+    except (OSError, ValueError) as exc:
+        raise BadInputError(
+            "could not detect your public address for the SSH rule",
+            cause=f"{CHECKIP_URL}: {exc}",
+            next_step="pass it yourself: --ssh-cidr 203.0.113.7/32",
+        ) from None
+    return f"{address}/{32 if address.version == 4 else 128}"

@@ -28,35 +28,80 @@ def _conductor(region: str, yes: bool) -> Any:
 
 @click.command()
 @repo_or_spec("Deploy")
+@click.option(
+    "--source",
+    "source_ref",
+    help="With --spec: the app's repository (path or git URL) to deploy.",
+)
 @spec_options
 @yes_option
-def deploy(repo: str | None, spec_file: Path | None, yes: bool, **params: Any) -> None:
-    """Provision REPO's deployment on AWS (or the sandbox with --sandbox).
+def deploy(
+    repo: str | None, spec_file: Path | None, source_ref: str | None, yes: bool, **params: Any
+) -> None:
+    """Deploy REPO on AWS (or the sandbox with --sandbox), and verify it answers.
 
-    Synthesizes the stack, shows the plan with its monthly cost and asks before
-    creating anything; then the pinned CDK CLI deploys it and CloudFormation creates
-    it, or rolls it back. Progress follows the stack's events.
+    Packs the app (git archive of HEAD, or the folder minus what .gitignore
+    excludes), synthesizes the stack, shows the plan with its monthly cost and asks
+    before creating anything. The pinned CDK CLI deploys the stack and
+    CloudFormation creates it, or rolls it back. Then each instance gets the release
+    over SSH (a key made for this deployment, host keys pinned from the instances'
+    console output): build, service, health check; the load balancer must report
+    every instance healthy, and QA checks the URL, the ports and the database.
 
     \b
     Examples:
-      hivemind deploy examples/express-hello --stage-1 --sandbox --yes
-      hivemind deploy . --region eu-west-1
+      hivemind deploy examples/flask-notes --stage-1 --sandbox --yes
+      hivemind deploy . --stage-1 --region eu-west-1
     """
+    from hivemind.conductor import Source
     from hivemind.deployment_ids import new_deployment_id
+    from hivemind.errors import BadInputError
+    from hivemind.recon.source import open_repo
     from hivemind.synth_command import SynthReport, load_spec
 
-    spec = load_spec(
-        repo, spec_file, overrides_from(params), lambda line: click.echo(line, err=True)
-    )
+    progress = lambda line: click.echo(line, err=True)  # noqa: E731
+    spec = load_spec(repo, spec_file, overrides_from(params), progress)
+    ref = repo or source_ref
+    if ref is None:
+        raise BadInputError(
+            "deploying --spec needs the app's source too",
+            next_step="add --source REPO (the repository the spec was made from)",
+        )
+    source = Source(ref, open_repo(ref, progress).path, spec.app.subdir)
+    spec = _with_operator_ssh(spec)
     deployment_id = new_deployment_id(spec.app.name)
     click.echo(f"Deployment {deployment_id}", err=True)
     conductor = _conductor(spec.region, yes)
     state = conductor.deploy(
         spec,
         deployment_id,
+        source,
         plan=lambda result, folder, _deployed: SynthReport(spec, folder, result, None).render(),
     )
     _done(state)
+
+
+def _with_operator_ssh(spec: Any) -> Any:
+    """Instances in public subnets (stage-1) are reached over SSH from the operator's
+    address only: detect it when the spec names none."""
+    from hivemind.spec import Provenance, Source
+    from hivemind.targets import operator_cidr
+
+    if spec.profile != "stage-1" or spec.access.ssh_cidr is not None:
+        return spec
+    cidr = operator_cidr()
+    click.echo(f"SSH to the instances: from {cidr} only (your address)", err=True)
+    return spec.model_copy(
+        update={
+            "access": spec.access.model_copy(update={"ssh_cidr": cidr}),
+            "provenance": {
+                **spec.provenance,
+                "access.ssh_cidr": Provenance(
+                    source=Source.DETECTED, note="your public address, for the deploy's SSH"
+                ),
+            },
+        }
+    )
 
 
 @click.command()
@@ -83,8 +128,16 @@ def retry(deployment_id: str, yes: bool) -> None:
 
 
 def _done(state: Any) -> None:
-    url = state.outputs.get("LoadBalancerDns")
-    click.echo(
-        f"\n{state.deployment_id} is {state.status.value}" + (f": http://{url}" if url else "")
-    )
+    click.echo(f"\n{state.deployment_id} is {state.status.value}")
+    if state.url:
+        click.echo(f"  url:  {state.url}")
+    for release in state.releases:
+        steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in release.seconds.items())
+        click.echo(f"  {release.instance_id}: release {release.release_id} ({steps})")
+    if state.checks:
+        passed = sum(1 for c in state.checks if c.status == "passed")
+        failed = [c for c in state.checks if c.status == "failed"]
+        click.echo(f"  checks: {passed} passed, {len(failed)} failed")
+        for check in state.checks:
+            click.echo(f"    {check.status:<14} {check.name}: {check.detail}")
     click.echo(f"  next: hivemind status {state.deployment_id}")

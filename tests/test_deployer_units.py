@@ -1,0 +1,172 @@
+"""The on-box deploy's parts that need no instance: packing the release, the deploy's
+SSH key, reading host keys from console output, QA's checks of a URL."""
+
+from __future__ import annotations
+
+import http.server
+import stat
+import subprocess
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import make_spec, write_tree
+
+from hivemind import qa
+from hivemind.deployer.access import (
+    ensure_key_pair,
+    host_keys_from_console,
+    remove_keys,
+    ssh_folder,
+)
+from hivemind.deployer.source import package_source
+from hivemind.errors import BadInputError
+
+
+def _names(archive: Path) -> set[str]:
+    with tarfile.open(archive) as packed:
+        return {m.name.removeprefix("./") for m in packed if m.isfile()}
+
+
+def test_a_plain_folder_is_packed_without_what_gitignore_and_dependencies_exclude(
+    tmp_path: Path,
+) -> None:
+    app = write_tree(
+        tmp_path / "app",
+        {
+            "app.py": "print('hi')\n",
+            "templates/index.html": "<p>hi</p>\n",
+            ".gitignore": "*.log\nsecrets/\n",
+            "debug.log": "noise\n",
+            "secrets/key.pem": "no\n",
+            "node_modules/x/index.js": "no\n",
+            ".venv/pyvenv.cfg": "no\n",
+        },
+    )
+    package = package_source(app, ".", tmp_path / "record")
+    assert package.commit is None and package.release_id.endswith("-worktree")
+    assert _names(package.archive) == {"app.py", "templates/index.html", ".gitignore"}
+    assert package.files == 3
+
+
+def test_a_git_repository_is_packed_at_head_and_uncommitted_changes_are_named(
+    tmp_path: Path,
+) -> None:
+    repo = write_tree(tmp_path / "repo", {"svc/main.py": "v1\n", "other/x.txt": "x\n"})
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    clean = package_source(repo, "svc", tmp_path / "record")
+    assert (clean.commit, clean.note) == (head, "")
+    assert clean.release_id.endswith(head[:7])
+    assert _names(clean.archive) == {"main.py"}
+
+    (repo / "svc" / "main.py").write_text("v2, not committed\n")
+    dirty = package_source(repo, "svc", tmp_path / "record")
+    assert "uncommitted changes are not deployed" in dirty.note
+    with tarfile.open(dirty.archive) as packed:
+        member = packed.extractfile("main.py")
+        assert member is not None and member.read() == b"v1\n"
+
+
+def test_a_missing_app_folder_is_bad_input(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="is not in"):
+        package_source(tmp_path, "nope", tmp_path / "record")
+
+
+def test_the_deploy_key_is_private_to_the_operator_and_removed_with_the_deployment(
+    tmp_path: Path,
+) -> None:
+    public = ensure_key_pair(tmp_path)
+    assert public.startswith("ssh-ed25519 AAAA")
+    private = ssh_folder(tmp_path) / "id_ed25519"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert stat.S_IMODE(ssh_folder(tmp_path).stat().st_mode) == 0o700
+    assert ensure_key_pair(tmp_path) == public  # the same pair for retries
+    remove_keys(tmp_path)
+    assert not ssh_folder(tmp_path).exists()
+
+
+CONSOLE = """
+[   12.3] cloud-init[1200]: Cloud-init v. 22.2.2 running 'modules:final'
+-----BEGIN SSH HOST KEY FINGERPRINTS-----
+256 SHA256:abc root@ip-10-0-1-5 (ECDSA)
+256 SHA256:def root@ip-10-0-1-5 (ED25519)
+-----END SSH HOST KEY FINGERPRINTS-----
+-----BEGIN SSH HOST KEY KEYS-----
+ecdsa-sha2-nistp256 AAAAE2VjZHNh root@ip-10-0-1-5
+ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOld root@ip-10-0-1-5
+-----END SSH HOST KEY KEYS-----
+"""
+
+
+def test_host_keys_are_read_from_cloud_inits_console_block_strongest_first() -> None:
+    keys = host_keys_from_console(CONSOLE)
+    assert [k.key_type for k in keys] == ["ssh-ed25519", "ecdsa-sha2-nistp256"]
+    assert keys[0].key_base64 == "AAAAC3NzaC1lZDI1NTE5AAAAIOld"
+    # A console without the block (first boot still running) has none to offer.
+    assert host_keys_from_console("[    1.0] booting\n") == []
+    # The latest block wins: a re-imaged instance prints a new one.
+    newer = CONSOLE + CONSOLE.replace("IOld", "INew")
+    assert host_keys_from_console(newer)[0].key_base64.endswith("INew")
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        code = 200 if self.path in ("/", "/health") else 500
+        self.send_response(code)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def site() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_qa_checks_the_url_and_says_why_a_check_does_not_apply(site: str) -> None:
+    spec = make_spec("stage-1", "none", False)
+    host, port = site.split(":")
+    target = qa.Target(
+        url=f"http://{site}",
+        host=host,
+        listener_ports=(int(port),),
+        instances=(("i-1", "127.0.0.1"),),
+        database=None,
+    )
+    calls: list[tuple[str, str]] = []
+
+    def run_on(instance_id: str, command: str) -> tuple[int, str]:
+        calls.append((instance_id, command))
+        return 0, ""
+
+    results = {r.name: r for r in qa.verify(spec, target, run_on)}
+    assert results["http health"].status == "passed"
+    assert "HTTP 200" in results["http health"].detail
+    assert results[f"load balancer port {port}"].status == "passed"
+    assert results["database"].status == "not_applicable"
+    assert results["tls"].status == "not_applicable"
+    assert calls and calls[0][0] == "i-1"  # the app port, checked from the instance
+
+
+def test_qa_reports_a_failing_health_path_with_its_status(site: str) -> None:
+    spec = make_spec("stage-1", "none", False)
+    spec = spec.model_copy(update={"app": spec.app.model_copy(update={"health_path": "/broken"})})
+    target = qa.Target(f"http://{site}", site.split(":")[0], (), (), None)
+    results = {r.name: r for r in qa.verify(spec, target, lambda _i, _c: (0, ""))}
+    assert results["http health"].status == "failed"
+    assert "HTTP 500" in results["http health"].detail
