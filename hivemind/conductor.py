@@ -82,6 +82,7 @@ class Collaborators:
     display: ProgressDisplay
     say: Callable[[str], None]
     confirm: Callable[[str], bool]
+    health_timeout: float = 300.0  # seconds for the load balancer to report targets healthy
 
 
 class Conductor:
@@ -312,7 +313,11 @@ class Conductor:
             self.parts.say("Waiting for the load balancer to report every instance healthy ...")
             try:
                 waited = wait_until_healthy(
-                    self.parts.client("elbv2"), group, ids, progress=record.log
+                    self.parts.client("elbv2"),
+                    group,
+                    ids,
+                    timeout=self.parts.health_timeout,
+                    progress=record.log,
                 )
             except TargetsUnhealthy as unhealthy:
                 by_id = {i.instance_id: i for i in instances}
@@ -478,6 +483,7 @@ def create_conductor(
     say: Callable[[str], None],
     write: Callable[[str], None],
     ask: Callable[[str], bool],
+    health_timeout: float = 300.0,
 ) -> Conductor:
     """Wire the real collaborators: records under $HIVEMIND_HOME, the target's
     CloudFormation (AWS, or the sandbox when asked for), the progress display."""
@@ -496,5 +502,6 @@ def create_conductor(
             display=ProgressDisplay(write, terminal=terminal),
             say=say,
             confirm=(lambda _question: True) if yes else ask,
+            health_timeout=health_timeout,
         )
     )

@@ -31,9 +31,14 @@ class StatusReport:
             f"({self.result.stack_status or 'not created'})",
             f"  created {state.created_at} · updated {state.updated_at}",
         ]
-        url = state.outputs.get("LoadBalancerDns")
-        if url:
-            lines.append(f"  url http://{url}")
+        if state.url:
+            lines.append(f"  url {state.url}")
+        if state.source:
+            source = state.source
+            lines.append(
+                f"  release {source.release_id} from {source.ref}"
+                + (f" at {source.commit[:12]}" if source.commit else " (not a git repository)")
+            )
         if state.monthly_usd:
             lines.append(f"  estimated ${state.monthly_usd:,.2f}/month")
         if state.failed_stage:
@@ -53,6 +58,20 @@ class StatusReport:
                 for s in state.stages
             ]
             lines += ["", table(["stage", "result", "time", "detail"], rows)]
+        if state.releases:
+            rows = [
+                [
+                    r.instance_id,
+                    r.address,
+                    r.release_id,
+                    ", ".join(f"{k} {v:.1f}s" for k, v in r.seconds.items()),
+                ]
+                for r in state.releases
+            ]
+            lines += ["", table(["instance", "address", "release", "deploy steps"], rows)]
+        if state.checks:
+            rows = [[c.name, c.status.replace("_", " "), c.detail] for c in state.checks]
+            lines += ["", table(["check", "result", "detail"], rows)]
         return "\n".join(lines)
 
 

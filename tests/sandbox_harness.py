@@ -17,6 +17,11 @@ from hivemind.synth import synthesize
 
 DEPLOYMENT_ID = "shop-abcdefghij"
 REGION = "eu-west-1"  # make_spec's region: the templates are region-agnostic anyway
+# HiveMind's templates take the deployment's SSH public key as a parameter.
+SSH_PUBLIC_KEY = (
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm4lFOnD6MWwBpmHuO0mmb1B6mZtKxxTfmJYWdKMbGR test"
+)
+KEY_PARAMETERS = [{"ParameterKey": "SshPublicKey", "ParameterValue": SSH_PUBLIC_KEY}]
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 from sandbox_harness import (
+    KEY_PARAMETERS,
+    SSH_PUBLIC_KEY,
     Clients,
     Synthesized,
     bootstrapped,
@@ -91,7 +93,9 @@ def info_of(sandbox: SandboxServer) -> control.SandboxInfo:
 
 def create(clients: Clients, name: str, template: Synthesized) -> str:
     return str(
-        clients.cloudformation.create_stack(StackName=name, TemplateBody=template.body)["StackId"]
+        clients.cloudformation.create_stack(
+            StackName=name, TemplateBody=template.body, Parameters=KEY_PARAMETERS
+        )["StackId"]
     )
 
 
@@ -257,7 +261,9 @@ def test_an_update_adds_what_is_new_and_changes_the_rest_in_place(
     stack_id = create(aws, production.stack_name, production)
     before = outputs(aws, stack_id)
 
-    aws.cloudformation.update_stack(StackName=stack_id, TemplateBody=production_three.body)
+    aws.cloudformation.update_stack(
+        StackName=stack_id, TemplateBody=production_three.body, Parameters=KEY_PARAMETERS
+    )
 
     assert stack(aws, stack_id)["StackStatus"] == "UPDATE_COMPLETE"
     after = outputs(aws, stack_id)
@@ -285,7 +291,9 @@ def test_an_update_that_fails_rolls_back_to_the_stack_as_it_was(
     before = outputs(aws, stack_id)
     control.add_fault(info_of(sandbox), "AWS::EC2::Instance", on="create", times=1)
 
-    aws.cloudformation.update_stack(StackName=stack_id, TemplateBody=production_three.body)
+    aws.cloudformation.update_stack(
+        StackName=stack_id, TemplateBody=production_three.body, Parameters=KEY_PARAMETERS
+    )
 
     assert stack(aws, stack_id)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
     history = events(aws, stack_id)
@@ -321,7 +329,9 @@ def test_a_rollback_that_cannot_delete_is_continued(
     control.add_fault(info, "AWS::ElasticLoadBalancingV2::TargetGroup", on="update")
     control.add_fault(info, "AWS::EC2::Instance", on="delete")
 
-    aws.cloudformation.update_stack(StackName=stack_id, TemplateBody=production_three.body)
+    aws.cloudformation.update_stack(
+        StackName=stack_id, TemplateBody=production_three.body, Parameters=KEY_PARAMETERS
+    )
 
     described = stack(aws, stack_id)
     assert described["StackStatus"] == "UPDATE_ROLLBACK_FAILED"
@@ -342,7 +352,9 @@ def test_an_inline_template_over_cloudformations_limit_is_refused(
     assert len(pretty.encode()) > 51_200
 
     with pytest.raises(ClientError, match="less than or equal to 51200"):
-        aws.cloudformation.create_stack(StackName="big", TemplateBody=pretty)
+        aws.cloudformation.create_stack(
+            StackName="big", TemplateBody=pretty, Parameters=KEY_PARAMETERS
+        )
 
 
 def test_a_template_url_on_the_sandbox_endpoint_is_read_from_its_s3(
@@ -355,7 +367,9 @@ def test_a_template_url_on_the_sandbox_endpoint_is_read_from_its_s3(
     aws.s3.put_object(Bucket="templates", Key="big.yaml", Body=production.body.encode())
 
     stack_id = aws.cloudformation.create_stack(
-        StackName="from-url", TemplateURL=f"{aws.url}/templates/big.yaml"
+        StackName="from-url",
+        TemplateURL=f"{aws.url}/templates/big.yaml",
+        Parameters=KEY_PARAMETERS,
     )["StackId"]
 
     assert stack(aws, stack_id)["StackStatus"] == "CREATE_COMPLETE"
@@ -455,9 +469,10 @@ def test_faults_are_armed_listed_and_cleared(sandbox: SandboxServer) -> None:
             "on": "delete",
             "remaining": 2,
             "message": "Fault injected by the HiveMind sandbox: delete of AWS::RDS::* fails",
+            "match": "",
         }
     ]
-    with pytest.raises(control.SandboxError, match="on must be one of create, update, delete"):
+    with pytest.raises(control.SandboxError, match="on must be one of create, update, del"):
         control.add_fault(info, "AWS::RDS::DBInstance", on="replace")
     control.clear_faults(info)
     assert control.faults(info) == []
@@ -498,6 +513,7 @@ def test_the_cdk_cli_deploys_into_the_sandbox(
             "never",
             "--outputs-file",
             str(outputs_file),
+            f"--parameters=SshPublicKey={SSH_PUBLIC_KEY}",
         )
         assert result.returncode == 0, result.stderr[-3000:]
         return dict(json.loads(outputs_file.read_text())[template.stack_name])

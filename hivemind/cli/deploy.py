@@ -12,7 +12,7 @@ from hivemind.cli.options import overrides_from, repo_or_spec, spec_options, yes
 from hivemind.cli.render import write_stderr
 
 
-def _conductor(region: str, yes: bool) -> Any:
+def _conductor(region: str, yes: bool, health_timeout: float) -> Any:
     from hivemind.conductor import create_conductor
 
     terminal = sys.stderr.isatty()
@@ -23,7 +23,20 @@ def _conductor(region: str, yes: bool) -> Any:
         say=click.echo,
         write=write_stderr,
         ask=lambda question: click.confirm(question, default=False, err=True),
+        health_timeout=health_timeout,
     )
+
+
+def health_timeout_option(function: Any) -> Any:
+    return click.option(
+        "--health-timeout",
+        type=click.FloatRange(min=10),
+        default=300.0,
+        show_default=True,
+        envvar="HIVEMIND_HEALTH_TIMEOUT",
+        show_envvar=True,
+        help="Seconds to wait for the load balancer to report every instance healthy.",
+    )(function)
 
 
 @click.command()
@@ -34,9 +47,15 @@ def _conductor(region: str, yes: bool) -> Any:
     help="With --spec: the app's repository (path or git URL) to deploy.",
 )
 @spec_options
+@health_timeout_option
 @yes_option
 def deploy(
-    repo: str | None, spec_file: Path | None, source_ref: str | None, yes: bool, **params: Any
+    repo: str | None,
+    spec_file: Path | None,
+    source_ref: str | None,
+    yes: bool,
+    health_timeout: float,
+    **params: Any,
 ) -> None:
     """Deploy REPO on AWS (or the sandbox with --sandbox), and verify it answers.
 
@@ -71,7 +90,7 @@ def deploy(
     spec = _with_operator_ssh(spec)
     deployment_id = new_deployment_id(spec.app.name)
     click.echo(f"Deployment {deployment_id}", err=True)
-    conductor = _conductor(spec.region, yes)
+    conductor = _conductor(spec.region, yes, health_timeout)
     state = conductor.deploy(
         spec,
         deployment_id,
@@ -106,9 +125,15 @@ def _with_operator_ssh(spec: Any) -> Any:
 
 @click.command()
 @click.argument("deployment_id")
+@health_timeout_option
 @yes_option
-def retry(deployment_id: str, yes: bool) -> None:
+def retry(deployment_id: str, yes: bool, health_timeout: float) -> None:
     """Resume a failed deployment at the stage that failed.
+
+    A deployment that failed while provisioning shows its plan again (with what
+    would change) and provisions; one that failed at the deploy or verify stage
+    packs the app again from its repository and resumes there, without touching
+    the stack. Fix the cause first: the error said what it was.
 
     \b
     Example:
@@ -120,7 +145,7 @@ def retry(deployment_id: str, yes: bool) -> None:
     record = RecordStore().get(deployment_id)
     spec = record.spec()
     _done(
-        _conductor(spec.region, yes).retry(
+        _conductor(spec.region, yes, health_timeout).retry(
             deployment_id,
             plan=lambda result, folder, deployed: plan_with_changes(spec, folder, result, deployed),
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -221,6 +222,10 @@ def connect(instance: Instance, record_folder: Path, *, timeout: float = 20.0) -
         raise _unreachable(instance, exc) from None
     except (OSError, EOFError) as exc:
         raise _unreachable(instance, exc) from None
+    # paramiko leaves Nagle on: each short command would wait for a delayed ACK (~40 ms).
+    connection.client.get_transport().sock.setsockopt(
+        socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
+    )
     return connection
 
 

@@ -32,6 +32,9 @@ SERVICE_NAME = "hivemind-sandbox"  # what the daemon's ping answers (see server.
 CONTROL_PATH = "/moto-api/hivemind"
 DEFAULT_REGION = "us-east-1"
 SANDBOX_ACCESS_KEY = "testing"  # moto serves its default account for any key
+# The port every sandbox host serves SSH on: `hivemind.sandbox.hosts.SSH_PORT`, repeated
+# here because that module imports asyncssh and moto (a test keeps the two equal).
+SANDBOX_SSH_PORT = 2222
 # Credentials and endpoints a child process could otherwise take from the operator's
 # environment instead of the sandbox's.
 CONFLICTING_VARIABLES = (
@@ -135,6 +138,9 @@ def environment(
         "CDK_DISABLE_CLI_TELEMETRY": "true",
         "NO_PROXY": ",".join(no_proxy),
         "no_proxy": ",".join(no_proxy),
+        # The sandbox's EC2 instances are SSH hosts on their own loopback address, at
+        # this port instead of 22 (see hivemind.sandbox.hosts).
+        "HIVEMIND_SSH_PORT": str(SANDBOX_SSH_PORT),
     }
 
 

@@ -1,6 +1,8 @@
 """The sandbox's EC2 resource types: the network (VPC, subnets, routes, gateways, NAT,
-Elastic IPs, security groups and their rules, flow logs) and the instances (launch
-templates and instances launched from them).
+Elastic IPs, security groups and their rules, flow logs) and the instances (key pairs,
+launch templates and instances launched from them). Every instance is a real local SSH
+host (`hivemind.sandbox.hosts`) whose one loopback address is its private IP, and its
+public IP when it has one.
 
 Deletion checks what AWS checks before it lets a network resource go (a subnet
 with network interfaces, a VPC with an attached gateway or extra security
@@ -13,9 +15,11 @@ from __future__ import annotations
 from typing import Any
 
 from moto.ec2.models import ec2_backends
-from moto.ec2.utils import parse_user_data
+from moto.ec2.utils import generate_dns_from_ip, parse_user_data
 from moto.elbv2.models import elbv2_backends
+from moto.ssm.models import ssm_backends
 
+from hivemind.sandbox import hosts
 from hivemind.sandbox.provisioning import (
     Context,
     DependencyViolation,
@@ -24,6 +28,7 @@ from hivemind.sandbox.provisioning import (
     ResourceType,
     as_bool,
     implements,
+    tag_list,
 )
 
 
@@ -537,6 +542,68 @@ class FlowLog(ResourceType):
 
 
 @implements
+class KeyPair(ResourceType):
+    """An EC2 key pair: the public key given (`PublicKeyMaterial`) imported, or a new pair
+    whose private key CloudFormation keeps in SSM as `/ec2/keypair/<key pair id>`."""
+
+    type_name = "AWS::EC2::KeyPair"
+    attributes = frozenset({"KeyFingerprint", "KeyPairId"})
+
+    def create(self, properties: dict[str, Any], ctx: Context) -> Provisioned:
+        ec2 = _ec2(ctx)
+        name = properties.get("KeyName") or ctx.generated_name(255)
+        tags = ctx.tags(properties)
+        material = properties.get("PublicKeyMaterial")
+        if material:
+            pair = ec2.import_key_pair(name, str(material).strip().encode(), tags)
+            private_key_parameter = None
+        else:
+            pair = ec2.create_key_pair(name, properties.get("KeyType") or "rsa", tags)
+            private_key_parameter = f"/ec2/keypair/{pair.id}"
+            ssm: MotoBackend = ssm_backends[ctx.account_id][ctx.region]
+            ssm.put_parameter(
+                name=private_key_parameter,
+                description=f"The private key of key pair {name}",
+                value=pair.key_material,
+                parameter_type="SecureString",
+                allowed_pattern=None,
+                keyid=None,
+                overwrite=False,
+                tags=tag_list(tags),
+                data_type="text",
+                tier=None,
+                policies=None,
+            )
+
+        def delete() -> None:
+            ec2.delete_key_pair(name)
+            if private_key_parameter:
+                ssm = ssm_backends[ctx.account_id][ctx.region]
+                if private_key_parameter in ssm._parameters:
+                    ssm.delete_parameter(private_key_parameter)
+
+        return Provisioned(
+            name,
+            delete=delete,
+            native=pair,
+            attributes={"KeyPairId": pair.id, "KeyFingerprint": pair.key_fingerprint},
+        )
+
+    def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
+        if old.properties == properties:
+            return old
+        name = properties.get("KeyName")
+        if name and name == old.properties.get("KeyName"):
+            # Every property of a key pair forces a replacement, and the new pair would
+            # need the name the old one still holds: CloudFormation refuses the same way.
+            raise ValueError(
+                "CloudFormation cannot update a stack when a custom-named resource requires "
+                f"replacing. Rename {name} and update the stack again."
+            )
+        return self.create(properties, ctx)
+
+
+@implements
 class LaunchTemplate(ResourceType):
     type_name = "AWS::EC2::LaunchTemplate"
     attributes = frozenset({"DefaultVersionNumber", "LatestVersionNumber", "LaunchTemplateId"})
@@ -618,13 +685,15 @@ class Instance(ResourceType):
             metadata_options=template_data.get("MetadataOptions") or {},
             monitoring_state="enabled" if as_bool(properties.get("Monitoring")) else "disabled",
             disable_api_termination=as_bool(properties.get("DisableApiTermination")),
+            # None: as the subnet's MapPublicIpOnLaunch says (moto's default is never).
+            associate_public_ip=_associate_public_ip(template_data),
         )
         instance = reservation.instances[0]
         profile = properties.get("IamInstanceProfile") or template_data.get("IamInstanceProfile")
         if profile:
             _associate_profile(ec2, instance.id, profile)
 
-        def delete() -> None:
+        def terminate() -> None:
             ec2.terminate_instances([instance.id])
             ec2.iam_instance_profile_associations.pop(instance.id, None)
             elbv2_backends[ctx.account_id][ctx.region].notify_terminate_instances([instance.id])
@@ -632,6 +701,25 @@ class Instance(ResourceType):
             for interface in list(instance.nics.values()):
                 if interface.id in ec2.enis:
                     interface.delete()
+
+        host: hosts.SandboxHost | None = None
+        try:
+            host = hosts.start_host(
+                instance.id,
+                authorized_key=lambda: _authorized_key(ec2, instance),
+                region=ctx.region,
+            )
+            _assign_address(instance, host.address)
+        except Exception:
+            if host is not None:
+                host.stop()
+            terminate()
+            raise
+        running = host
+
+        def delete() -> None:
+            running.stop()
+            terminate()
 
         return Provisioned(
             instance.id,
@@ -647,6 +735,44 @@ class Instance(ResourceType):
                 "VpcId": instance.vpc_id or "",
             },
         )
+
+
+def _associate_public_ip(template_data: dict[str, Any]) -> bool | None:
+    """Whether the launch template's first network interface asks for a public IP (None:
+    it does not say)."""
+    interfaces = template_data.get("NetworkInterfaces") or [{}]
+    value = interfaces[0].get("AssociatePublicIpAddress")
+    return None if value is None else as_bool(value)
+
+
+def _authorized_key(ec2: MotoBackend, instance: Any) -> str | None:
+    """The public key that logs in to `instance` now: its key pair's (the instance's
+    KeyName, which moto takes from the launch template when the instance names none)."""
+    pair = ec2.key_pairs.get(instance.key_name) if instance.key_name else None
+    if pair is None:
+        return None
+    material = pair.material_public
+    return material.decode() if isinstance(material, bytes) else str(material)
+
+
+def _assign_address(instance: Any, address: str) -> None:
+    """Make the host's loopback address the instance's private IP (its primary interface's,
+    which DescribeInstances reports), and its public IP when moto gave it one."""
+    interface = instance.nics[0]
+    previous = interface.private_ip_address
+    if interface.subnet is not None and previous:
+        interface.subnet.del_subnet_ip(previous)
+    instance._private_ips.discard(previous)
+    interface.private_ip_address = address
+    for entry in interface.private_ip_addresses:
+        if entry.get("Primary") or entry.get("PrivateIpAddress") == previous:
+            entry["PrivateIpAddress"] = address
+            if "PrivateDnsName" in entry:
+                entry["PrivateDnsName"] = generate_dns_from_ip(address)
+    if getattr(interface, "private_dns_name", None):
+        interface.private_dns_name = generate_dns_from_ip(address)
+    if interface.public_ip:
+        interface.public_ip = address
 
 
 def _launch_template_argument(value: dict[str, Any] | None) -> dict[str, Any]:

@@ -1,0 +1,60 @@
+"""The sandbox's package mirror: what its hosts install from instead of the internet.
+
+An EC2 instance builds the app with the registries' packages (`pip install`,
+`npm ci`). The sandbox is offline, so its hosts install from local copies, the way an
+instance in a VPC without internet access installs from a mirror:
+
+* Python: a wheelhouse, `<cache>/wheelhouse/`, filled by `scripts/bootstrap` (or
+  `hivemind sandbox mirror REQUIREMENTS...`) with `pip download`; pip gets
+  `PIP_NO_INDEX=1` and `PIP_FIND_LINKS` to it.
+* Node: npm's own cache of this user (filled by any `npm ci` on this machine), with
+  `npm_config_offline=true`.
+
+A package missing from the mirror fails the build the way a missing package on PyPI or
+npm would (pip: "No matching distribution found"), which is what the operator would see
+on AWS.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from hivemind.paths import cache_dir
+
+
+def wheelhouse() -> Path:
+    return cache_dir() / "wheelhouse"
+
+
+def npm_cache() -> Path:
+    configured = os.environ.get("npm_config_cache") or os.environ.get("NPM_CONFIG_CACHE")
+    return Path(configured) if configured else Path.home() / ".npm"
+
+
+def host_environment() -> dict[str, str]:
+    """The variables a sandbox host's commands get, so their builds use the mirror."""
+    return {
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(wheelhouse()),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "npm_config_cache": str(npm_cache()),
+        "npm_config_offline": "true",
+        "npm_config_update_notifier": "false",
+        "npm_config_fund": "false",
+        "npm_config_audit": "false",
+    }
+
+
+def fill_wheelhouse(requirements: list[Path]) -> None:
+    """Download the wheels these requirements files need (online; run at set-up)."""
+    target = wheelhouse()
+    target.mkdir(parents=True, exist_ok=True)
+    for path in requirements:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+             "-r", str(path), "-d", str(target)],
+            check=True,
+        )  # fmt: skip

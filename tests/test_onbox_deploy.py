@@ -1,0 +1,201 @@
+"""The on-box deploy as a user runs it, against the sandbox daemon: each bundled example
+deployed, answering through the load balancer's URL, verified and destroyed; a host key
+that does not match is refused; a failing build and an app that never gets healthy each
+end `failed` at the deploy stage with the reason, and a retry resumes there."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import EXAMPLES, run_cli
+from sandbox_harness import Clients
+
+from hivemind.deployer.access import AccessError, Instance, connect
+from hivemind.sandbox import control
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("onbox-home")
+    yield home
+    control.down(home)
+
+
+@pytest.fixture
+def env(home: Path) -> Iterator[dict[str, str]]:
+    yield {"HIVEMIND_HOME": str(home), "HIVEMIND_SANDBOX": "1"}
+    info = control.status(home)
+    if info is not None:
+        control.clear_faults(info)
+
+
+def aws(home: Path) -> Clients:
+    info = control.status(home)
+    assert info is not None
+    return Clients(info.url, region="us-east-1")
+
+
+def deploy(env: dict[str, str], app: Path, *extra: str) -> tuple[Any, str]:
+    result = run_cli("deploy", str(app), "--stage-1", "--yes", "--region", "us-east-1", *extra, env=env)
+    line = next(x for x in result.stderr.splitlines() if x.startswith("Deployment "))
+    return result, line.split()[1]
+
+
+def status(env: dict[str, str], ident: str) -> dict[str, Any]:
+    result = run_cli("status", ident, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def get(url: str) -> tuple[int, str]:
+    with _NO_PROXY.open(url, timeout=10) as answer:
+        return answer.status, answer.read().decode()
+
+
+def post(url: str, body: dict[str, Any]) -> tuple[int, str]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with _NO_PROXY.open(request, timeout=10) as answer:
+        return answer.status, answer.read().decode()
+
+
+def closed(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+def destroy(env: dict[str, str], home: Path, ident: str) -> None:
+    destroyed = run_cli("destroy", ident, "--yes", "--skip-snapshot", env=env)
+    assert destroyed.returncode == 0, destroyed.stderr[-3000:]
+    assert not (home / "deployments" / ident / "ssh" / "id_ed25519").exists()
+
+
+def test_flask_and_postgres_answer_through_the_load_balancer(
+    env: dict[str, str], home: Path
+) -> None:
+    deployed, ident = deploy(env, EXAMPLES / "flask-notes")
+    assert deployed.returncode == 0, deployed.stderr[-4000:]
+    state = status(env, ident)
+    assert state["status"] == "deployed"
+    assert [s["name"] for s in state["stages"]] == ["synth", "provision", "deploy", "verify"]
+    url = state["url"]
+    assert url.startswith("http://127.") and f"url:  {url}" in deployed.stdout
+
+    # The app's own content, through the load balancer; a note written and read back
+    # goes through the real database server behind the RDS instance.
+    code, body = get(url + "/")
+    assert code == 200 and json.loads(body)["app"] == "flask-notes"
+    assert post(url + "/notes", {"text": "hello from the test"})[0] == 201
+    code, body = get(url + "/notes")
+    assert code == 200 and [n["text"] for n in json.loads(body)] == ["hello from the test"]
+
+    checks = {c["name"]: c["status"] for c in state["checks"]}
+    assert checks["http health"] == checks["http /"] == checks["database"] == "passed"
+    assert checks["tls"] == "not_applicable"
+    assert all(v in ("passed", "not_applicable") for v in checks.values()), checks
+    [release] = state["releases"]
+    assert set(release["seconds"]) == {"upload", "build", "start", "healthy"}
+    assert release["release_id"] == state["source"]["release_id"]
+
+    # No secret value anywhere under HIVEMIND_HOME, in events.log, or in the output.
+    secret = aws(home).secretsmanager.get_secret_value(
+        SecretId=state["outputs"]["DatabaseSecretArn"]
+    )["SecretString"]
+    password = json.loads(secret)["password"]
+    assert password not in deployed.stdout + deployed.stderr
+    for path in (home / "deployments" / ident).rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+
+    # A host that presents another key than the one it printed at boot is refused.
+    known_hosts = home / "deployments" / ident / "ssh" / "known_hosts"
+    pinned = known_hosts.read_text()
+    host, key_type, _key = pinned.split()
+    other = "AAAAC3NzaC1lZDI1NTE5AAAAIGm4lFOnD6MWwBpmHuO0mmb1B6mZtKxxTfmJYWdKMbGR"
+    known_hosts.write_text(f"{host} {key_type} {other}\n")
+    address = host.strip("[").split("]")[0]
+    with pytest.raises(AccessError, match="does not match"):
+        connect(Instance(release["instance_id"], address, address), home / "deployments" / ident)
+    known_hosts.write_text(pinned)
+
+    destroy(env, home, ident)
+    with pytest.raises(OSError):
+        get(url + "/")
+
+
+def test_express_answers_through_the_load_balancer(env: dict[str, str], home: Path) -> None:
+    deployed, ident = deploy(env, EXAMPLES / "express-hello")
+    assert deployed.returncode == 0, deployed.stderr[-4000:]
+    state = status(env, ident)
+    code, body = get(state["url"] + "/")
+    assert code == 200 and json.loads(body)["app"] == "express-hello"
+    checks = {c["name"]: c["status"] for c in state["checks"]}
+    assert checks["database"] == "not_applicable"
+    assert all(v in ("passed", "not_applicable") for v in checks.values()), checks
+    destroy(env, home, ident)
+
+
+def test_a_failing_build_fails_the_deploy_stage_and_retry_resumes_there(
+    env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    app = tmp_path / "flask-notes"
+    shutil.copytree(EXAMPLES / "flask-notes", app)
+    (app / "requirements.txt").write_text("flask>=3,<4\nno-such-package-hivemind==0.0.1\n")
+    failed, ident = deploy(env, app)
+    assert failed.returncode == 1
+    assert "build failed on i-" in failed.stderr
+    assert "exit code" in failed.stderr and "no-such-package-hivemind" in failed.stderr
+    assert f"hivemind retry {ident}" in failed.stderr
+    state = status(env, ident)
+    assert (state["status"], state["failed_stage"]) == ("failed", "deploy")
+
+    shutil.copy(EXAMPLES / "flask-notes" / "requirements.txt", app / "requirements.txt")
+    retried = run_cli("retry", ident, "--yes", env=env)
+    assert retried.returncode == 0, retried.stderr[-4000:]
+    state = status(env, ident)
+    assert state["status"] == "deployed"
+    names = [s["name"] for s in state["stages"]]
+    assert names.count("provision") == 1  # the retry did not provision again
+    assert names[-2:] == ["deploy", "verify"]
+    assert get(state["url"] + "/health")[0] == 200
+    destroy(env, home, ident)
+
+
+def test_an_app_that_never_gets_healthy_is_reported_with_its_log(
+    env: dict[str, str], home: Path
+) -> None:
+    ran = run_cli("sandbox", "fault", "--on", "health", "--times", "1000", env=env)
+    assert ran.returncode == 0, ran.stderr
+    failed, ident = deploy(env, EXAMPLES / "express-hello", "--health-timeout", "40")
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "did not report every instance healthy" in failed.stderr
+    assert "Target.FailedHealthChecks" in failed.stderr
+    assert "app log of i-" in failed.stderr and "express-hello listening" in failed.stderr
+    state = status(env, ident)
+    assert (state["status"], state["failed_stage"]) == ("failed", "deploy")
+    run_cli("sandbox", "fault", "--clear", env=env)
+    destroy(env, home, ident)
+
+
+def test_an_ssh_host_that_refuses_fails_the_deploy_stage(env: dict[str, str], home: Path) -> None:
+    run_cli("sandbox", "fault", "--on", "connect", "--times", "1000", env=env)
+    failed, ident = deploy(env, EXAMPLES / "express-hello")
+    assert failed.returncode == 1
+    assert "cannot reach i-" in failed.stderr and "over SSH" in failed.stderr
+    state = status(env, ident)
+    assert (state["status"], state["failed_stage"]) == ("failed", "deploy")
+    run_cli("sandbox", "fault", "--clear", env=env)
+    destroy(env, home, ident)

@@ -1,0 +1,547 @@
+"""Each sandbox EC2 instance is a real SSH host: a stack with a key pair and an instance
+launched from a template gets a loopback address (its private and public IP), prints
+its host key to the console in cloud-init's format, and lets Fabric, with that key
+pinned, log in as ec2-user with the key pair's key only; commands and SFTP reach the
+host's own /opt, /tmp, /etc/systemd/system and /var/log; its systemctl runs services
+bound to the host's address, journalctl shows their output, and its aws reads secrets;
+injected faults refuse connections and fail commands; deleting the stack stops every
+process the host ran. One sandbox server and one host serve most tests here."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import secrets
+import socket
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fabric import Connection
+from sandbox_harness import Clients, destroy, outputs
+
+from hivemind.sandbox import control, hosts, runtime
+from hivemind.sandbox.host_tools import namespace, units
+from hivemind.sandbox.server import SandboxServer, start_server
+
+REGION = "us-east-2"  # apart from the other sandbox tests' region
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[SandboxServer]:
+    server = start_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def aws(sandbox: SandboxServer) -> Iterator[Clients]:
+    clients = Clients(sandbox.url, REGION)
+    yield clients
+    control.clear_faults(info_of(sandbox))
+    for summary in clients.cloudformation.list_stacks()["StackSummaries"]:
+        if summary["StackStatus"] != "DELETE_COMPLETE":
+            destroy(clients, summary["StackId"])
+
+
+def info_of(sandbox: SandboxServer) -> control.SandboxInfo:
+    return control.SandboxInfo(sandbox.url, 0, sandbox.port)
+
+
+def new_key(folder: Path, name: str) -> tuple[Path, str]:
+    """An ed25519 key pair: the private key's file and the public key (OpenSSH)."""
+    key = Ed25519PrivateKey.generate()
+    private = folder / name
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    private.chmod(0o600)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return private, public.decode()
+
+
+def template(public_key: str, *, unkeyed_instance: bool = False) -> dict[str, Any]:
+    """A VPC with a public subnet, a key pair imported from `public_key`, a launch
+    template naming it (as CDK's LaunchTemplate(key_pair=...) does) and an instance
+    launched from it; optionally a second instance without any key pair."""
+    resources: dict[str, Any] = {
+        "Vpc": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.8.0.0/16"}},
+        "Public": {
+            "Type": "AWS::EC2::Subnet",
+            "Properties": {
+                "VpcId": {"Ref": "Vpc"},
+                "CidrBlock": "10.8.0.0/24",
+                "MapPublicIpOnLaunch": True,
+            },
+        },
+        "KeyPair": {
+            "Type": "AWS::EC2::KeyPair",
+            "Properties": {
+                "KeyName": f"deploy-{secrets.token_hex(4)}",
+                "KeyType": "ed25519",
+                "PublicKeyMaterial": public_key,
+            },
+        },
+        "LaunchTemplate": {
+            "Type": "AWS::EC2::LaunchTemplate",
+            "Properties": {
+                "LaunchTemplateData": {
+                    "ImageId": "ami-0abcdef1234567890",
+                    "InstanceType": "t3.micro",
+                    "KeyName": {"Ref": "KeyPair"},
+                }
+            },
+        },
+        "App": {
+            "Type": "AWS::EC2::Instance",
+            "Properties": {
+                "SubnetId": {"Ref": "Public"},
+                "LaunchTemplate": {
+                    "LaunchTemplateId": {"Ref": "LaunchTemplate"},
+                    "Version": {"Fn::GetAtt": ["LaunchTemplate", "LatestVersionNumber"]},
+                },
+            },
+        },
+    }
+    result: dict[str, Any] = {
+        "Resources": resources,
+        "Outputs": {
+            "InstanceId": {"Value": {"Ref": "App"}},
+            "PrivateIp": {"Value": {"Fn::GetAtt": ["App", "PrivateIp"]}},
+            "PublicIp": {"Value": {"Fn::GetAtt": ["App", "PublicIp"]}},
+            "KeyPairId": {"Value": {"Fn::GetAtt": ["KeyPair", "KeyPairId"]}},
+        },
+    }
+    if unkeyed_instance:
+        resources["Unkeyed"] = {
+            "Type": "AWS::EC2::Instance",
+            "Properties": {"SubnetId": {"Ref": "Public"}, "ImageId": "ami-0abcdef1234567890"},
+        }
+        result["Outputs"]["Unkeyed"] = {"Value": {"Ref": "Unkeyed"}}
+    return result
+
+
+@dataclass(frozen=True)
+class Box:
+    """A stack's instance as the Deployer sees it."""
+
+    stack_id: str
+    instance_id: str
+    address: str
+    key_file: Path
+    values: dict[str, str]
+
+    @property
+    def host(self) -> hosts.SandboxHost:
+        found = hosts.host_of(self.instance_id)
+        assert found is not None
+        return found
+
+
+def deploy(aws: Clients, name: str, body: dict[str, Any], key_file: Path) -> Box:
+    stack_id = aws.cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(body))[
+        "StackId"
+    ]
+    values = outputs(aws, stack_id)
+    assert values, aws.cloudformation.describe_stack_events(StackName=stack_id)["StackEvents"]
+    return Box(stack_id, values["InstanceId"], values["PrivateIp"], key_file, values)
+
+
+def console_host_key(aws: Clients, instance_id: str) -> str:
+    """`ssh-ed25519 AAAA...` from the instance's console output."""
+    text = aws.ec2.get_console_output(InstanceId=instance_id, Latest=True)["Output"]
+    block = text.split("-----BEGIN SSH HOST KEY KEYS-----\n", 1)[1].split("\n-----END", 1)[0]
+    key_type, key, _comment = block.split()
+    return f"{key_type} {key}"
+
+
+def known_hosts(folder: Path, address: str, host_key: str) -> Path:
+    path = folder / f"known_hosts-{secrets.token_hex(3)}"
+    path.write_text(f"[{address}]:{hosts.SSH_PORT} {host_key}\n")
+    return path
+
+
+def connect(box: Box, pinned: Path, *, key_file: Path | None = None, user: str = "ec2-user") -> Any:
+    """A Fabric connection that accepts only the pinned host key (Fabric's default would
+    accept any)."""
+    connection = Connection(
+        box.address,
+        user=user,
+        port=hosts.SSH_PORT,
+        connect_timeout=10,
+        connect_kwargs={
+            "key_filename": str(key_file or box.key_file),
+            "look_for_keys": False,
+            "allow_agent": False,
+            "banner_timeout": 10,
+        },
+    )
+    connection.client.load_host_keys(str(pinned))
+    connection.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    connection.open()
+    return connection
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="module")
+def box(aws: Clients, keys: Path) -> Box:
+    key_file, public_key = new_key(keys, "id_ed25519")
+    return deploy(aws, "web", template(public_key), key_file)
+
+
+@pytest.fixture(scope="module")
+def pinned(aws: Clients, box: Box, keys: Path) -> Path:
+    return known_hosts(keys, box.address, console_host_key(aws, box.instance_id))
+
+
+@pytest.fixture(scope="module")
+def ssh(box: Box, pinned: Path) -> Iterator[Any]:
+    connection = connect(box, pinned)
+    yield connection
+    connection.close()
+
+
+def run(connection: Any, command: str) -> Any:
+    return connection.run(command, hide=True, warn=True, in_stream=False)
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])
+
+
+def answers(url: str, timeout: float = 10.0) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return bytes(response.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def port_closed(address: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((address, port)) != 0
+
+
+# ---------------------------------------------------------------------------
+
+
+def test_the_instance_has_one_loopback_address_as_private_and_public_ip(
+    aws: Clients, box: Box
+) -> None:
+    described = aws.ec2.describe_instances(InstanceIds=[box.instance_id])
+    instance = described["Reservations"][0]["Instances"][0]
+    address = box.address
+    assert address.startswith("127.") and address.endswith(".1")
+    assert instance["PrivateIpAddress"] == address
+    assert instance["PublicIpAddress"] == address
+    assert box.values["PublicIp"] == address
+    assert instance["NetworkInterfaces"][0]["PrivateIpAddress"] == address
+    assert instance["PrivateDnsName"].startswith(hosts.hostname_of(address))
+    assert instance["KeyName"].startswith("deploy-")  # from the launch template
+    assert box.values["KeyPairId"].startswith("key-")
+    assert not port_closed(address, hosts.SSH_PORT)
+
+
+def test_the_console_prints_the_host_key_as_cloud_init_does(aws: Clients, box: Box) -> None:
+    text = aws.ec2.get_console_output(InstanceId=box.instance_id)["Output"]
+    public_key = (box.host.directory / "ssh_host_ed25519_key.pub").read_text().split()
+    blob = base64.b64decode(public_key[1])
+    fingerprint = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    user = f"root@{hosts.hostname_of(box.address)}"
+
+    assert (
+        "-----BEGIN SSH HOST KEY FINGERPRINTS-----\n"
+        f"256 SHA256:{fingerprint} {user} (ED25519)\n"
+        "-----END SSH HOST KEY FINGERPRINTS-----\n"
+    ) in text
+    assert (
+        "-----BEGIN SSH HOST KEY KEYS-----\n"
+        f"ssh-ed25519 {public_key[1]} {user}\n"
+        "-----END SSH HOST KEY KEYS-----\n"
+    ) in text
+    # The host's folder holds its key, under the daemon's state folder.
+    assert box.host.directory == runtime.state_dir() / "hosts" / box.instance_id
+
+
+def test_commands_run_as_ec2_user_over_the_pinned_key(ssh: Any, box: Box) -> None:
+    assert run(ssh, "echo hi").stdout == "hi\n"
+    failed = run(ssh, "echo oops >&2; exit 3")
+    assert (failed.exited, failed.stderr) == (3, "oops\n")
+
+    folder = f"app-{secrets.token_hex(3)}"
+    listed = run(ssh, f"sudo install -d /opt/{folder} && ls /opt")
+    assert listed.exited == 0 and folder in listed.stdout.split()
+    assert (box.host.root / "opt" / folder).is_dir()
+    assert not Path("/opt", folder).exists()  # not the machine's /opt
+
+    env = run(ssh, "echo $HOME $USER; command -v sudo systemctl journalctl aws python3")
+    home_user, *found = env.stdout.split()
+    assert home_user == "/opt" and found[0] == "ec2-user"
+    tools = [str(box.host.bin_dir / tool) for tool in ("sudo", "systemctl", "journalctl", "aws")]
+    assert found[1:5] == tools
+    assert Path(found[5]).parent == Path(sys.executable).parent  # the virtualenv's python3
+
+
+def test_stdin_reaches_the_command_and_its_eof_ends_it(ssh: Any) -> None:
+    stdin, stdout, _ = ssh.client.exec_command("cat > /tmp/upload && wc -c < /tmp/upload")
+    stdin.write(b"x" * 100_000)
+    stdin.channel.shutdown_write()
+    assert stdout.read().strip() == b"100000"
+    assert stdout.channel.recv_exit_status() == 0
+
+
+def test_sftp_reaches_the_hosts_folders_and_nothing_else(
+    ssh: Any, box: Box, tmp_path: Path
+) -> None:
+    local = tmp_path / "release.tgz"
+    local.write_bytes(os.urandom(4096))
+    assert (
+        run(
+            ssh,
+            "sudo mkdir -p /opt/shop/releases/1 && ln -sfn /opt/shop/releases/1 /opt/shop/current",
+        ).exited
+        == 0
+    )
+
+    ssh.put(str(local), "/opt/shop/current/release.tgz")  # through the host's own link
+    landed = box.host.root / "opt" / "shop" / "releases" / "1" / "release.tgz"
+    assert landed.read_bytes() == local.read_bytes()
+    assert run(ssh, "sha256sum < /opt/shop/releases/1/release.tgz").stdout.split()[0] == (
+        hashlib.sha256(local.read_bytes()).hexdigest()
+    )
+    back = tmp_path / "back"
+    ssh.get("/opt/shop/current/release.tgz", str(back))
+    assert back.read_bytes() == local.read_bytes()
+    sftp = ssh.sftp()
+    assert sftp.normalize(".") == "/opt"
+    assert "shop" in sftp.listdir("/opt")
+    for outside in ("/root/x", "/etc/passwd", "/opt/../etc/shadow"):
+        with pytest.raises(PermissionError):
+            sftp.put(str(local), outside)
+
+
+def test_another_key_or_user_is_refused(box: Box, pinned: Path, keys: Path) -> None:
+    stranger, _ = new_key(keys, "stranger")
+    with pytest.raises(paramiko.AuthenticationException):
+        connect(box, pinned, key_file=stranger)
+    with pytest.raises(paramiko.AuthenticationException):
+        connect(box, pinned, user="root")
+
+
+def test_a_host_key_other_than_the_pinned_one_is_rejected(box: Box, keys: Path) -> None:
+    _, other = new_key(keys, "impostor")
+    wrong = known_hosts(keys, box.address, " ".join(other.split()[:2]))
+    with pytest.raises(paramiko.BadHostKeyException):
+        connect(box, wrong)
+
+
+def test_a_service_binds_the_hosts_address_and_logs_to_its_journal(ssh: Any, box: Box) -> None:
+    port = free_port(box.address)
+    unit = (
+        "[Unit]\nDescription=Shop web\n\n[Service]\n"
+        f"Environment=PORT={port}\n"
+        "WorkingDirectory=/opt/shop/site\n"
+        "ExecStart=/usr/bin/env python3 -u -m http.server ${PORT} --bind 0.0.0.0\n"
+        "Restart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
+    ssh.put(io.StringIO(unit), "/etc/systemd/system/shop.service")
+    assert (
+        run(
+            ssh,
+            "sudo mkdir -p /opt/shop/site && echo hello | sudo tee "
+            "/opt/shop/site/index.html >/dev/null",
+        ).exited
+        == 0
+    )
+    started = run(ssh, "sudo systemctl daemon-reload && sudo systemctl enable --now shop")
+    assert started.exited == 0, started.stderr
+    assert (box.host.root / "etc/systemd/system/multi-user.target.wants/shop.service").is_symlink()
+
+    assert answers(f"http://{box.address}:{port}/index.html") == b"hello\n"
+    assert run(ssh, "systemctl is-active shop").stdout == "active\n"
+    pid = int(run(ssh, "systemctl show -p MainPID --value shop").stdout)
+    assert namespace.namespace_of(pid) == box.host.mount_namespace
+    command_line = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert box.address.encode() in command_line and b"0.0.0.0" not in command_line
+    assert f"HOST={box.address}".encode() in Path(f"/proc/{pid}/environ").read_bytes()
+    log = run(ssh, "journalctl -u shop -n 20 --no-pager -o cat").stdout
+    assert '"GET /index.html HTTP/1.1" 200' in log
+    status = run(ssh, "systemctl status shop")
+    assert (status.exited, f"Main PID: {pid} (python3)") == (
+        0,
+        status.stdout.split("\n")[3].strip(),
+    )
+
+    stopped = run(ssh, "sudo systemctl stop shop")
+    assert stopped.exited == 0
+    inactive = run(ssh, "systemctl is-active shop")
+    assert (inactive.exited, inactive.stdout) == (3, "inactive\n")
+    assert not units.alive(pid)
+    assert port_closed(box.address, port)
+    assert "Stopped Shop web." in run(ssh, "journalctl -u shop -o cat").stdout
+
+
+def test_a_crashing_service_is_restarted_then_fails_and_says_why(ssh: Any) -> None:
+    crashing = (
+        "[Unit]\nDescription=Crashing worker\n[Service]\n"
+        "EnvironmentFile=-/opt/shop/missing.env\nEnvironmentFile=/opt/shop/worker.env\n"
+        "ExecStart=/bin/sh -c 'echo boom $GREETING; exit 3'\n"
+        "Restart=on-failure\nRestartSec=10ms\nStartLimitBurst=2\n"
+    )
+    ssh.put(io.StringIO(crashing), "/etc/systemd/system/worker.service")
+    ssh.put(io.StringIO('# the worker\nGREETING="from the env file"\n'), "/opt/shop/worker.env")
+    assert run(ssh, "sudo systemctl start worker").exited == 0  # started, then it crashes
+    deadline = time.monotonic() + 10
+    while run(ssh, "systemctl is-failed worker").exited != 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    log = run(ssh, "journalctl -u worker -o cat").stdout.splitlines()
+    assert log.count("boom from the env file") == 3  # the first run and two restarts
+    assert "worker.service: Main process exited, code=exited, status=3/NOTIMPLEMENTED" in log
+    assert "worker.service: Start request repeated too quickly." in log
+    status = run(ssh, "systemctl status worker")
+    assert status.exited == 3
+    assert "Active: failed (Result: start-limit-hit)" in status.stdout
+
+    missing = "[Service]\nExecStart=/opt/shop/bin/not-there --port 1\n"
+    ssh.put(io.StringIO(missing), "/etc/systemd/system/broken.service")
+    failed = run(ssh, "sudo systemctl start broken")
+    assert failed.exited == 1
+    assert 'See "systemctl status broken.service"' in failed.stderr
+    assert (
+        "Failed to locate executable /opt/shop/bin/not-there"
+        in run(ssh, "journalctl -u broken --no-pager").stdout
+    )
+    unknown = run(ssh, "sudo systemctl start nothing-here")
+    assert (unknown.exited, unknown.stderr) == (
+        5,
+        "Failed to start nothing-here.service: Unit nothing-here.service not found.\n",
+    )
+
+
+def test_aws_reads_a_secret_with_the_instances_stand_in_credentials(aws: Clients, ssh: Any) -> None:
+    name = f"shop/db-{secrets.token_hex(3)}"
+    aws.secretsmanager.create_secret(Name=name, SecretString='{"password": "s3cret"}')
+    read = run(
+        ssh,
+        f"aws secretsmanager get-secret-value --secret-id {name} --region {REGION} "
+        "--query SecretString --output text",
+    )
+    assert (read.exited, read.stdout) == (0, '{"password": "s3cret"}\n')
+    other = run(ssh, "aws s3 ls")
+    assert other.exited == 2
+    assert "the sandbox's aws stand-in supports only: aws secretsmanager" in other.stderr
+
+
+def test_injected_faults_refuse_a_connection_and_fail_a_command(
+    sandbox: SandboxServer, ssh: Any, box: Box, pinned: Path
+) -> None:
+    info = info_of(sandbox)
+    control.add_fault(info, "Sandbox::SSH", on="connect")
+    with pytest.raises((paramiko.SSHException, EOFError, OSError)):
+        connect(box, pinned)
+    connect(box, pinned).close()  # the fault fired once
+
+    message = "Fault injected by the HiveMind sandbox: the build fails"
+    control.add_fault(info, "Sandbox::Command", on="command", match="npm ci", message=message)
+    failed = run(ssh, "cd /opt/shop && npm ci")
+    assert (failed.exited, failed.stdout, failed.stderr) == (1, "", message + "\n")
+    assert run(ssh, "echo still fine").stdout == "still fine\n"
+
+
+def test_deleting_the_stack_stops_everything_the_host_ran(
+    aws: Clients, keys: Path, tmp_path: Path
+) -> None:
+    key_file, public_key = new_key(keys, "id_doomed")
+    doomed = deploy(aws, "doomed", template(public_key, unkeyed_instance=True), key_file)
+    host = doomed.host
+    pinned = known_hosts(tmp_path, doomed.address, console_host_key(aws, doomed.instance_id))
+    connection = connect(doomed, pinned)
+    unit = "[Service]\nExecStart=/usr/bin/env sleep 1000\n"
+    connection.put(io.StringIO(unit), "/etc/systemd/system/sleeper.service")
+    assert run(connection, "sudo systemctl start sleeper").exited == 0
+    assert run(connection, "nohup sleep 1001 >/dev/null 2>&1 &").exited == 0
+    connection.close()
+    assert host.mount_namespace is not None
+    running = namespace.processes_in(host.mount_namespace)
+    assert len(running) >= 4  # the namespace's holder, the supervisor and both sleeps
+
+    # An instance without a key pair takes no login at all.
+    unkeyed_id = doomed.values["Unkeyed"]
+    described = aws.ec2.describe_instances(InstanceIds=[unkeyed_id, doomed.instance_id])
+    by_id = {i["InstanceId"]: i for r in described["Reservations"] for i in r["Instances"]}
+    unkeyed = Box(doomed.stack_id, unkeyed_id, by_id[unkeyed_id]["PrivateIpAddress"], key_file, {})
+    assert "KeyName" not in by_id[unkeyed_id]
+    with pytest.raises(paramiko.AuthenticationException):
+        connect(unkeyed, known_hosts(tmp_path, unkeyed.address, console_host_key(aws, unkeyed_id)))
+
+    assert destroy(aws, doomed.stack_id) == "DELETE_COMPLETE"
+
+    assert not [pid for pid in running if units.alive(pid)]
+    assert namespace.processes_in(host.mount_namespace) == []
+    for address in (doomed.address, unkeyed.address):
+        assert port_closed(address, hosts.SSH_PORT)
+    assert not host.directory.exists()
+    assert hosts.host_of(doomed.instance_id) is None
+    assert hosts.host_of(unkeyed_id) is None
+    remaining = [pair["KeyName"] for pair in aws.ec2.describe_key_pairs()["KeyPairs"]]
+    assert by_id[doomed.instance_id]["KeyName"] not in remaining
+
+
+def test_the_product_is_told_the_hosts_ssh_port(sandbox: SandboxServer) -> None:
+    environment = control.environment(info_of(sandbox))
+    assert environment["HIVEMIND_SSH_PORT"] == str(hosts.SSH_PORT) == "2222"
+
+
+def test_sandbox_down_stops_every_host_and_what_it_ran(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    key_file, public_key = new_key(tmp_path, "id_daemon")
+    info = control.up(home)
+    try:
+        clients = Clients(info.url, REGION)
+        deployed = deploy(clients, "daemon", template(public_key), key_file)
+        pinned = known_hosts(
+            tmp_path, deployed.address, console_host_key(clients, deployed.instance_id)
+        )
+        connection = connect(deployed, pinned)
+        unit = "[Service]\nExecStart=/usr/bin/env sleep 1002\n"
+        connection.put(io.StringIO(unit), "/etc/systemd/system/sleeper.service")
+        assert run(connection, "sudo systemctl start sleeper").exited == 0
+        pid = int(run(connection, "systemctl show -p MainPID --value sleeper").stdout)
+        connection.close()
+        folder = control.state_dir(home) / "run" / "hosts" / deployed.instance_id
+        assert folder.is_dir()
+    finally:
+        assert control.down(home)
+
+    assert not units.alive(pid)
+    assert port_closed(deployed.address, hosts.SSH_PORT)
+    assert not folder.exists()
