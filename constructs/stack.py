@@ -109,6 +109,8 @@ class DeploymentStack(Stack):
             CfnOutput(self, "LoadBalancerArn", value=self.web.load_balancer.load_balancer_arn)
         if self.web.listener is not None:
             CfnOutput(self, "ListenerArn", value=self.web.listener.listener_arn)
+        if self.web.connect_endpoint is not None:
+            CfnOutput(self, "ConnectEndpointId", value=self.web.connect_endpoint.attr_id)
         CfnOutput(
             self,
             "InstanceSecurityGroupId",

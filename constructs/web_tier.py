@@ -25,7 +25,8 @@ class WebTier(Construct):
     each with its own target group; the load balancer's listener forwards to the active one.
 
     Attributes: `load_balancer` (None when the app serves no port), `listener`,
-    `target_groups` and `instances` by colour, `instance_security_group`, `role`.
+    `target_groups` and `instances` by colour, `instance_security_group`, `role`, `key_pair`,
+    `connect_endpoint` (None when the instances are in public subnets).
     """
 
     def __init__(
@@ -86,6 +87,34 @@ class WebTier(Construct):
                 peer, ec2.Port.tcp(22), "SSH from the operator address only"
             )
 
+        subnets = vpc.select_subnets(subnet_type=app_subnets.subnet_type, one_per_az=True).subnets
+        # Instances in private subnets are reached for the deploy through an EC2 Instance
+        # Connect Endpoint: SSH from the endpoint only, no port open to the internet.
+        self.connect_endpoint: ec2.CfnInstanceConnectEndpoint | None = None
+        if app_subnets.subnet_type != ec2.SubnetType.PUBLIC:
+            endpoint_security_group = ec2.SecurityGroup(
+                self,
+                "ConnectEndpointSecurityGroup",
+                vpc=vpc,
+                description=f"{app.name} EC2 Instance Connect Endpoint: SSH to the instances",
+                allow_all_outbound=False,
+            )
+            endpoint_security_group.add_egress_rule(
+                self.instance_security_group, ec2.Port.tcp(22), "SSH to the instances"
+            )
+            self.instance_security_group.add_ingress_rule(
+                endpoint_security_group,
+                ec2.Port.tcp(22),
+                "SSH through the EC2 Instance Connect Endpoint",
+            )
+            self.connect_endpoint = ec2.CfnInstanceConnectEndpoint(
+                self,
+                "ConnectEndpoint",
+                subnet_id=subnets[0].subnet_id,
+                security_group_ids=[endpoint_security_group.security_group_id],
+                preserve_client_ip=False,
+            )
+
         family = spec.compute.instance_type.split(".")[0]
         cpu = (
             ec2.AmazonLinuxCpuType.ARM_64
@@ -117,7 +146,6 @@ class WebTier(Construct):
             detailed_monitoring=False,
         )
 
-        subnets = vpc.select_subnets(subnet_type=app_subnets.subnet_type, one_per_az=True).subnets
         self.instances: dict[Color, list[ec2.CfnInstance]] = {}
         for color in COLORS:
             self.instances[color] = []

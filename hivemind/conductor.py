@@ -28,6 +28,7 @@ from hivemind.deployer.access import (
 from hivemind.deployer.health import TargetsUnhealthy, wait_until_healthy
 from hivemind.deployer.release import Deployer, Release
 from hivemind.deployer.source import SourcePackage, package_source
+from hivemind.deployer.tunnel import describe_endpoint
 from hivemind.deployment_ids import SSH_PUBLIC_KEY_PARAMETER, stack_name
 from hivemind.errors import BadInputError, HiveMindError, RefusedError
 from hivemind.progress import ProgressDisplay
@@ -96,15 +97,6 @@ class Conductor:
     ) -> DeploymentState:
         """Create a deployment: pack the release, synthesize, show the plan and cost,
         confirm, provision, deploy the app on the instances, verify it."""
-        if spec.profile != "stage-1":
-            raise BadInputError(
-                f"the {spec.profile} profile puts the instances in private subnets, and "
-                "HiveMind cannot reach them for the on-box deploy yet",
-                cause="the path to private instances (an EC2 Instance Connect Endpoint "
-                "tunnel) is not built yet; nothing was created",
-                next_step="deploy with --stage-1 (instances in public subnets, SSH from "
-                "your address only)",
-            )
         record = self.parts.store.create(spec, deployment_id, stack_name(deployment_id))
         with record.lock("deploy"):
             self._pack(record, source)
@@ -267,17 +259,10 @@ class Conductor:
         if not ids:
             raise StageFailed("the stack has no instances to deploy to", where="deploy")
         ec2 = self.parts.client("ec2")
-        instances = describe_instances(ec2, ids)
-        private = [i.instance_id for i in instances if i.address == i.private_ip]
-        if private:
-            raise StageFailed(
-                "the instances are in private subnets, and HiveMind cannot reach them yet",
-                where="deploy",
-                cause=f"{', '.join(private)} have no public address; reaching private "
-                "instances through an EC2 Instance Connect Endpoint is not built yet",
-                next_step=f"`hivemind destroy {record.deployment_id}`, then deploy with "
-                "--stage-1 (instances in public subnets, SSH from your address only)",
-            )
+        endpoint = None
+        if outputs.get("ConnectEndpointId"):
+            endpoint = describe_endpoint(ec2, outputs["ConnectEndpointId"], spec.region)
+        instances = describe_instances(ec2, ids, endpoint)
         self.parts.say(f"Pinning the host keys of {len(instances)} instance(s) ...")
         pin_host_keys(ec2, instances, record.folder)
         release = Release(

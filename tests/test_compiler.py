@@ -93,12 +93,27 @@ def test_instances_require_imdsv2_and_encrypted_gp3(matrix: dict[Any, Synthesize
         )
 
 
-def test_no_ssh_rule_unless_an_operator_range_is_given(
+def _ssh_ingress(template: dict[str, Any]) -> list[dict[str, Any]]:
+    rules = []
+    for resource in template["Resources"].values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::EC2::SecurityGroup":
+            rules += properties.get("SecurityGroupIngress", [])
+        elif resource["Type"] == "AWS::EC2::SecurityGroupIngress":
+            rules.append(properties)
+    return [r for r in rules if r.get("FromPort") == 22]
+
+
+def test_no_ssh_from_an_address_range_unless_an_operator_range_is_given(
     matrix: dict[Any, Synthesized], tmp_path: Path
 ) -> None:
-    for synth in each(matrix):
-        text = json.dumps(synth.json)
-        assert '"FromPort":22' not in text.replace(" ", "")
+    for (profile, *_rest), synth in matrix.items():
+        rules = _ssh_ingress(synth.json)
+        # Private instances take SSH from their Instance Connect Endpoint's group only.
+        assert all("CidrIp" not in r and "CidrIpv6" not in r for r in rules)
+        assert len(rules) == (1 if profile == "production" else 0)
+        if rules:
+            assert "SourceSecurityGroupId" in rules[0]
     spec = make_spec("stage-1", "none", False, access={"ssh_cidr": "203.0.113.7/32"})
     result = synthesize(spec, DEPLOYMENT_ID, tmp_path, use_cache=False)
     ssh = Synthesized(result, tmp_path, spec)

@@ -45,7 +45,9 @@ def aws(home: Path) -> Clients:
 
 
 def deploy(env: dict[str, str], app: Path, *extra: str) -> tuple[Any, str]:
-    result = run_cli("deploy", str(app), "--stage-1", "--yes", "--region", "us-east-1", *extra, env=env)
+    result = run_cli(
+        "deploy", str(app), "--stage-1", "--yes", "--region", "us-east-1", *extra, env=env
+    )
     line = next(x for x in result.stderr.splitlines() if x.startswith("Deployment "))
     return result, line.split()[1]
 

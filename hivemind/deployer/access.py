@@ -7,9 +7,11 @@
   console output (cloud-init prints it there at first boot, through EC2's API, a channel
   we already trust), written to the record's `ssh/known_hosts`, and any other key is
   refused.
-* The address is the instance's public IP when the profile puts it in a public subnet
-  (the stack allows SSH from the operator's address only). `HIVEMIND_SSH_PORT` names
-  another port than 22 (the sandbox serves its hosts on 2222).
+* The path: an instance in a public subnet (stage-1) is reached at its public IP (the
+  stack allows SSH from the operator's address only); one in a private subnet
+  (production) through the stack's EC2 Instance Connect Endpoint (`tunnel.py`), with no
+  SSH port open to the internet. `HIVEMIND_SSH_PORT` names another port than 22 (the
+  sandbox serves its hosts on 2222).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hivemind.deployer.tunnel import ConnectEndpoint, TunnelError, open_tunnel
 from hivemind.errors import HiveMindError
 
 SSH_USER = "ec2-user"  # Amazon Linux 2023's login user
@@ -122,18 +125,31 @@ class Instance:
     """One instance as the Deployer reaches it."""
 
     instance_id: str
-    address: str  # what we dial: the public IP, else the private one
+    address: str  # its public IP, else its private one (the name its host key is pinned to)
     private_ip: str
+    endpoint: ConnectEndpoint | None = None  # the tunnel to take, for a private instance
 
 
-def describe_instances(ec2: Any, instance_ids: list[str]) -> list[Instance]:
+def describe_instances(
+    ec2: Any, instance_ids: list[str], endpoint: ConnectEndpoint | None = None
+) -> list[Instance]:
+    """The instances, each with its path: direct when it has a public IP, else through
+    `endpoint` (an AccessError when there is none)."""
     found: dict[str, Instance] = {}
     response = ec2.describe_instances(InstanceIds=instance_ids)
     for reservation in response.get("Reservations", []):
         for item in reservation.get("Instances", []):
             private = item.get("PrivateIpAddress", "")
+            public = item.get("PublicIpAddress")
+            if not public and endpoint is None:
+                raise AccessError(
+                    f"{item['InstanceId']} has no public address and the stack has no "
+                    "EC2 Instance Connect Endpoint to reach it through",
+                    where="deploy",
+                    next_step="redeploy with the current HiveMind (it adds the endpoint)",
+                )
             found[item["InstanceId"]] = Instance(
-                item["InstanceId"], item.get("PublicIpAddress") or private, private
+                item["InstanceId"], public or private, private, None if public else endpoint
             )
     missing = [i for i in instance_ids if i not in found]
     if missing:
@@ -186,16 +202,29 @@ def connect(instance: Instance, record_folder: Path, *, timeout: float = 20.0) -
     from fabric import Connection
 
     folder = ssh_folder(record_folder)
+    options: dict[str, Any] = {
+        "key_filename": str(folder / KEY_FILE),
+        "look_for_keys": False,
+        "allow_agent": False,
+    }
+    if instance.endpoint is not None:
+        try:
+            options["sock"] = open_tunnel(
+                instance.endpoint, instance.private_ip, ssh_port(), timeout=timeout
+            )
+        except TunnelError as exc:
+            raise AccessError(
+                f"cannot reach {instance.instance_id} through the Instance Connect Endpoint",
+                where="deploy",
+                cause=f"{exc.what}" + (f": {exc.cause}" if exc.cause else ""),
+                next_step=exc.next_step or f"retry; the endpoint is {instance.endpoint.dns_name}",
+            ) from None
     connection = Connection(
         instance.address,
         user=SSH_USER,
         port=ssh_port(),
         connect_timeout=timeout,
-        connect_kwargs={
-            "key_filename": str(folder / KEY_FILE),
-            "look_for_keys": False,
-            "allow_agent": False,
-        },
+        connect_kwargs=options,
     )
     # Fabric accepts unknown host keys unless told otherwise (FIELD-NOTES).
     connection.client.load_host_keys(str(folder / KNOWN_HOSTS_FILE))
@@ -223,9 +252,7 @@ def connect(instance: Instance, record_folder: Path, *, timeout: float = 20.0) -
     except (OSError, EOFError) as exc:
         raise _unreachable(instance, exc) from None
     # paramiko leaves Nagle on: each short command would wait for a delayed ACK (~40 ms).
-    connection.client.get_transport().sock.setsockopt(
-        socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-    )
+    connection.client.get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return connection
 
 

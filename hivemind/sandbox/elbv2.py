@@ -1,20 +1,54 @@
 """The sandbox's Elastic Load Balancing v2 resource types: application load balancers,
-their listeners and target groups (with their targets and attributes).
+their listeners and target groups (with their targets and attributes), served for real
+by `hivemind.sandbox.forwarder`.
+
+* A load balancer gets a loopback address of its own (127.x.y.1), which is its DNSName
+  in the stack and in DescribeLoadBalancers, so `http://<DNSName>/` reaches it.
+* An HTTP listener is a reverse proxy on that address and the listener's port. An HTTPS
+  listener is one too when its certificate is in the sandbox's ACM (requested or
+  imported there, key included); any other certificate or protocol fails the resource
+  with a status reason saying the sandbox serves HTTP only.
+* DescribeTargetHealth reports the states of real health checks (`install()` patches
+  moto's backend), and RegisterTargets / DeregisterTargets, from a stack or called
+  directly, take effect at once: a new target gets its first check right away, a
+  deregistered one drains.
 
 Listeners and target groups update in place, as on AWS, so a blue-green switch
-(the listener's default action moving to the other target group) keeps every ARN.
+(the listener's default action moving to the other target group) keeps every ARN, and
+the forwarder sends the next request to the new group.
 """
 
 from __future__ import annotations
 
+import os
+import ssl
 from typing import Any
 
-from moto.elbv2.models import elbv2_backends
+from moto.elbv2.exceptions import (
+    InvalidActionTypeError,
+    TargetGroupNotFoundError,
+    ValidationError,
+)
+from moto.elbv2.models import (
+    ALLOWED_ACTIONS,
+    ELBv2Backend,
+    FakeHealthStatus,
+    elbv2_backends,
+)
 
+from hivemind.sandbox import runtime
+from hivemind.sandbox.forwarder import (
+    HEALTH,
+    ListenerUnavailable,
+    LocalBalancer,
+    TargetStatus,
+    local_balancer,
+)
 from hivemind.sandbox.provisioning import (
     Context,
     MotoBackend,
     Provisioned,
+    ResourceFailed,
     ResourceType,
     implements,
     tag_list,
@@ -54,9 +88,20 @@ class LoadBalancer(ResourceType):
             ip_address_type=properties.get("IpAddressType", "ipv4"),
             tags=tag_list(ctx.tags(properties)),
         )
-        attributes = _key_values(properties.get("LoadBalancerAttributes"))
-        if attributes:
-            elbv2.modify_load_balancer_attributes(balancer.arn, attributes)
+        try:
+            local = LocalBalancer.create(elbv2, balancer.arn)
+        except Exception:
+            elbv2.delete_load_balancer(balancer.arn)
+            raise
+        balancer.dns_name = local.address  # what DescribeLoadBalancers shows
+        try:
+            attributes = _key_values(properties.get("LoadBalancerAttributes"))
+            if attributes:
+                elbv2.modify_load_balancer_attributes(balancer.arn, attributes)
+        except Exception:
+            local.close()
+            elbv2.delete_load_balancer(balancer.arn)
+            raise
 
         def delete() -> None:
             if balancer.attrs.get("deletion_protection.enabled") == "true":
@@ -64,7 +109,8 @@ class LoadBalancer(ResourceType):
                     f"Load balancer '{balancer.arn}' cannot be deleted because deletion "
                     "protection is enabled"
                 )
-            elbv2.delete_load_balancer(balancer.arn)
+            elbv2.delete_load_balancer(balancer.arn)  # and its listeners, as on AWS
+            local.close()
 
         return Provisioned(
             balancer.arn,
@@ -72,7 +118,7 @@ class LoadBalancer(ResourceType):
             native=balancer,
             attributes={
                 "LoadBalancerArn": balancer.arn,
-                "DNSName": balancer.dns_name,
+                "DNSName": local.address,
                 "LoadBalancerName": balancer.name,
                 # arn:...:loadbalancer/app/<name>/<id> -> app/<name>/<id>
                 "LoadBalancerFullName": balancer.arn.split(":loadbalancer/", 1)[1],
@@ -108,6 +154,7 @@ class TargetGroup(ResourceType):
 
     def create(self, properties: dict[str, Any], ctx: Context) -> Provisioned:
         elbv2 = _elbv2(ctx)
+        _check_health_check_limits(properties)
         name = properties.get("Name") or ctx.generated_name(32)
         group = elbv2.create_target_group(
             name,
@@ -149,7 +196,22 @@ class TargetGroup(ResourceType):
             group, "vpc_id", None
         ):
             return super().update(old, properties, ctx)
-        self._configure(_elbv2(ctx), group.arn, properties)
+        _check_health_check_limits(properties)
+        elbv2 = _elbv2(ctx)
+        # The health check changes in place too; the next check uses it.
+        elbv2.modify_target_group(
+            group.arn,
+            health_check_proto=properties.get("HealthCheckProtocol"),
+            health_check_port=properties.get("HealthCheckPort"),
+            health_check_path=properties.get("HealthCheckPath"),
+            health_check_interval=properties.get("HealthCheckIntervalSeconds"),
+            health_check_timeout=properties.get("HealthCheckTimeoutSeconds"),
+            healthy_threshold_count=properties.get("HealthyThresholdCount"),
+            unhealthy_threshold_count=properties.get("UnhealthyThresholdCount"),
+            http_codes=(properties.get("Matcher") or {}).get("HttpCode"),
+            health_check_enabled=properties.get("HealthCheckEnabled"),
+        )
+        self._configure(elbv2, group.arn, properties)
         return old
 
     @staticmethod
@@ -169,13 +231,44 @@ class TargetGroup(ResourceType):
             elbv2.register_targets(arn, wanted)
 
 
+# AWS's limits for an application load balancer's target group health check; the sandbox
+# keeps them, so a template it accepts is one AWS accepts (and its timing is AWS's).
+_HEALTH_CHECK_LIMITS = {
+    "HealthCheckIntervalSeconds": (5, 300),
+    "HealthCheckTimeoutSeconds": (2, 120),
+    "HealthyThresholdCount": (2, 10),
+    "UnhealthyThresholdCount": (2, 10),
+}
+
+
+def _check_health_check_limits(properties: dict[str, Any]) -> None:
+    for key, (low, high) in _HEALTH_CHECK_LIMITS.items():
+        value = properties.get(key)
+        if value is None or low <= int(value) <= high:
+            continue
+        field = key[0].lower() + key[1:]
+        bound = (
+            f"greater than or equal to {low}"
+            if int(value) < low
+            else f"less than or equal to {high}"
+        )
+        raise ValidationError(
+            f"1 validation error detected: Value '{value}' at '{field}' failed to satisfy "
+            f"constraint: Member must have value {bound}"
+        )
+
+
 @implements
 class Listener(ResourceType):
+    """A listener, served by a forwarder on its balancer's address (see the module's
+    docstring for which protocols)."""
+
     type_name = "AWS::ElasticLoadBalancingV2::Listener"
     attributes = frozenset({"ListenerArn"})
 
     def create(self, properties: dict[str, Any], ctx: Context) -> Provisioned:
         elbv2 = _elbv2(ctx)
+        tls = _tls_context(ctx, properties)
         certificates = elbv2.convert_and_validate_certificates(properties.get("Certificates"))
         listener = elbv2.create_listener(
             properties["LoadBalancerArn"],
@@ -183,33 +276,191 @@ class Listener(ResourceType):
             properties.get("Port"),
             properties.get("SslPolicy"),
             certificates[0]["CertificateArn"] if certificates else None,
-            elbv2.convert_and_validate_properties(properties),
+            _default_actions(properties),
             alpn_policy=properties.get("AlpnPolicy"),
         )
+        try:
+            _serve(ctx, elbv2, listener, tls)
+        except ResourceFailed:
+            elbv2.delete_listener(listener.arn)
+            raise
         return Provisioned(
             listener.arn,
-            delete=lambda: _delete_listener(elbv2, listener.arn),
+            delete=lambda: _delete_listener(elbv2, listener),
             native=listener,
             attributes={"ListenerArn": listener.arn},
         )
 
     def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
-        if properties["LoadBalancerArn"] != old.native.load_balancer_arn:
+        listener = old.native
+        if properties["LoadBalancerArn"] != listener.load_balancer_arn:
             return super().update(old, properties, ctx)
         elbv2 = _elbv2(ctx)
+        tls = _tls_context(ctx, properties)
+        served_as = (str(listener.port), listener.protocol, listener.certificate)
         elbv2.modify_listener(
-            old.native.arn,
+            listener.arn,
             properties.get("Port"),
             properties.get("Protocol"),
             properties.get("SslPolicy"),
             elbv2.convert_and_validate_certificates(properties.get("Certificates")),
-            elbv2.convert_and_validate_properties(properties),
+            _default_actions(properties),
         )
+        # New default actions apply to the next request; a new port, protocol or
+        # certificate needs the forwarder bound again.
+        if (str(listener.port), listener.protocol, listener.certificate) != served_as:
+            _serve(ctx, elbv2, listener, tls, "update")
         return old
 
 
-def _delete_listener(elbv2: MotoBackend, arn: str) -> None:
+# What a listener action keeps of its template properties (moto's own conversion drops
+# ForwardConfig, so weighted forwards would lose their target groups).
+_ACTION_KEYS = (
+    "Type",
+    "Order",
+    "TargetGroupArn",
+    "ForwardConfig",
+    "RedirectConfig",
+    "FixedResponseConfig",
+    "AuthenticateCognitoConfig",
+    "AuthenticateOidcConfig",
+)
+
+
+def _default_actions(properties: dict[str, Any]) -> list[dict[str, Any]]:
+    actions = []
+    for index, action in enumerate(properties["DefaultActions"], 1):
+        if action.get("Type") not in ALLOWED_ACTIONS:
+            raise InvalidActionTypeError(action.get("Type"), index)
+        actions.append({key: action[key] for key in _ACTION_KEYS if key in action})
+    return actions
+
+
+SERVES_HTTP_ONLY = (
+    "The sandbox's load balancers serve HTTP, and HTTPS only with a certificate from the "
+    "sandbox's own ACM (request or import one there)"
+)
+
+
+def _tls_context(ctx: Context, properties: dict[str, Any]) -> ssl.SSLContext | None:
+    """The TLS set-up of an HTTPS listener (None for HTTP); ResourceFailed for any other
+    protocol or a certificate the sandbox's ACM does not hold."""
+    protocol = str(properties.get("Protocol") or "HTTP").upper()
+    if protocol == "HTTP":
+        return None
+    if protocol != "HTTPS":
+        raise ResourceFailed(ctx.logical_id, f"{SERVES_HTTP_ONLY}; not {protocol}")
+    from moto.acm.models import acm_backends
+
+    certificates = properties.get("Certificates") or []
+    arn = str(certificates[0].get("CertificateArn") or "") if certificates else ""
+    parts = arn.split(":")
+    try:
+        bundle = acm_backends[parts[4]][parts[3]].get_certificate(arn)
+    except Exception as error:
+        raise ResourceFailed(
+            ctx.logical_id,
+            f"{SERVES_HTTP_ONLY}; certificate {arn or '(none given)'} is not in the sandbox's "
+            "ACM. Use an HTTP listener in the sandbox, or a certificate requested from it",
+        ) from error
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    # load_cert_chain reads files only: the key is written for as long as that takes,
+    # readable by this user alone.
+    pem = runtime.state_dir() / f".listener-{os.getpid()}-{id(context)}.pem"
+    descriptor = os.open(pem, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(bundle.cert.rstrip(b"\n") + b"\n" + bundle.key)
+        context.load_cert_chain(pem)
+    finally:
+        pem.unlink(missing_ok=True)
+    return context
+
+
+def _serve(
+    ctx: Context,
+    elbv2: MotoBackend,
+    listener: Any,
+    tls: ssl.SSLContext | None,
+    operation: str = "create",
+) -> None:
+    """Bind (or bind again) the listener's forwarder; ResourceFailed says why it cannot."""
+    local = local_balancer(listener.load_balancer_arn)
+    if local is None:  # a balancer the stack did not create (an imported ARN)
+        local = LocalBalancer.create(elbv2, listener.load_balancer_arn)
+        elbv2.load_balancers[listener.load_balancer_arn].dns_name = local.address
+    try:
+        local.open_listener(listener.arn, int(listener.port), listener.protocol, tls)
+    except ListenerUnavailable as error:
+        raise ResourceFailed(ctx.logical_id, str(error), operation) from error
+
+
+def _delete_listener(elbv2: MotoBackend, listener: Any) -> None:
+    local = local_balancer(listener.load_balancer_arn)
+    if local is not None:
+        local.close_listener(listener.arn)
     # The listener is already gone when its load balancer went first (AWS deletes a load
     # balancer's listeners with it); CloudFormation treats that as deleted.
-    if any(arn in balancer.listeners for balancer in elbv2.load_balancers.values()):
-        elbv2.delete_listener(arn)
+    if any(listener.arn in balancer.listeners for balancer in elbv2.load_balancers.values()):
+        elbv2.delete_listener(listener.arn)
+
+
+# ---------------------------------------------------------------------------
+# moto's API, with the forwarders' health checks
+
+
+def _moto_status(status: TargetStatus) -> FakeHealthStatus:
+    return FakeHealthStatus(
+        status.target_id,
+        str(status.port),
+        str(status.health_check_port),
+        status.state,
+        status.reason,
+        status.description,
+    )
+
+
+def _describe_target_health(
+    self: ELBv2Backend, target_group_arn: str, targets: list[dict[str, Any]]
+) -> list[FakeHealthStatus]:
+    group = self.target_groups.get(target_group_arn)
+    if group is None:
+        raise TargetGroupNotFoundError()
+    known = {status.target_id: status for status in HEALTH.describe(self, group)}
+    if not targets:
+        return [_moto_status(status) for status in known.values()]
+    return [
+        _moto_status(known[target["Id"]])
+        if target["Id"] in known
+        else group.health_for(target, self.ec2_backend)  # never registered or long gone
+        for target in targets
+    ]
+
+
+_original_register_targets = ELBv2Backend.register_targets
+_original_deregister_targets = ELBv2Backend.deregister_targets
+
+
+def _register_targets(self: ELBv2Backend, target_group_arn: str, instances: list[Any]) -> None:
+    _original_register_targets(self, target_group_arn, instances)
+    HEALTH.sync(self, self.target_groups[target_group_arn])
+
+
+def _deregister_targets(
+    self: ELBv2Backend, target_group_arn: str, instances: list[dict[str, Any]]
+) -> None:
+    _original_deregister_targets(self, target_group_arn, instances)
+    HEALTH.sync(self, self.target_groups[target_group_arn])
+
+
+def install() -> None:
+    """Make moto's ELBv2 API report the health checks' target states, and take target
+    registrations and deregistrations in at once (idempotent)."""
+    ELBv2Backend.describe_target_health = _describe_target_health  # type: ignore[method-assign]
+    ELBv2Backend.register_targets = _register_targets  # type: ignore[method-assign]
+    ELBv2Backend.deregister_targets = _deregister_targets  # type: ignore[method-assign]
+
+
+# The sandbox's server imports this module (through `resources`) before it serves its
+# first request; whoever imports the resource types gets their API behaviour with them.
+install()
