@@ -1,6 +1,22 @@
 """The sandbox's RDS resource types: DB subnet groups and DB instances, including read
 replicas (`SourceDBInstanceIdentifier`).
 
+Every DB instance is a real database server (`hivemind.sandbox.databases`): its
+`Endpoint.Address` and `Endpoint.Port`, and what `DescribeDBInstances` and the
+secret attachment report, are that server's loopback address and port, and the
+master user logs in with `MasterUserPassword` (the secret's password, once the
+engine has resolved `{{resolve:secretsmanager:...}}`). Read replicas are real
+replicas of their source's server (a PostgreSQL streaming standby, a MariaDB replica);
+Multi-AZ, storage, backups and snapshots are moto's metadata only (see `databases`
+for the whole list).
+
+Updates CloudFormation applies in place (instance class, storage, backup retention,
+Multi-AZ, deletion protection...) keep the server and its data; a new `Port`
+restarts it there, a new `MasterUserPassword` changes the master user's password.
+A replacement is a new instance with a new server, and the old one goes after the
+update succeeds. Deleting the instance, through the stack or the RDS API, stops its
+server and removes its data.
+
 RDS rules CloudFormation runs into hold here too: a DB instance with deletion
 protection refuses to be deleted (the stack ends DELETE_FAILED until it is turned
 off), and `DeletionPolicy: Snapshot` keeps a final snapshot, as on AWS.
@@ -8,19 +24,24 @@ off), and `DeletionPolicy: Snapshot` keeps a final snapshot, as on AWS.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
 from moto.ec2.models import ec2_backends
-from moto.rds.models import rds_backends
+from moto.rds.exceptions import DBInstanceNotFoundError
+from moto.rds.models import DBInstance, RDSBackend, rds_backends
 
+from hivemind.sandbox import databases
 from hivemind.sandbox.provisioning import (
     Context,
     MotoBackend,
     Provisioned,
+    ResourceFailed,
     ResourceType,
     as_bool,
     implements,
+    name_from_arn,
     random_suffix,
     tag_list,
 )
@@ -42,6 +63,42 @@ def rds_name(ctx: Context, max_length: int = 63) -> str:
 
 def _optional_int(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+# ---------------------------------------------------------------------------
+# moto's DB instances, answering for their servers
+
+_moto_address = DBInstance.address
+_moto_delete_db_instance = RDSBackend.delete_db_instance
+
+
+def _address(self: DBInstance) -> str:
+    """The address of the instance's server (`sandbox_address`); moto's made-up host
+    name for an instance made through the RDS API, which has no server."""
+    served = getattr(self, "sandbox_address", None)
+    return str(served) if served else str(_moto_address.fget(self))  # type: ignore[attr-defined]
+
+
+def _delete_db_instance(
+    self: RDSBackend, db_instance_identifier: str, *args: Any, **kwargs: Any
+) -> Any:
+    """moto's DeleteDBInstance, which also stops the instance's server once it is deleted
+    (through the stack or the API)."""
+    deleted = _moto_delete_db_instance(self, db_instance_identifier, *args, **kwargs)
+    server = databases.server_of(db_instance_identifier)
+    if server is not None:
+        server.stop()
+    return deleted
+
+
+DBInstance.address = property(_address)  # type: ignore[assignment,method-assign]
+RDSBackend.delete_db_instance = _delete_db_instance  # type: ignore[method-assign]
+
+
+def _serve(database: Any, server: databases.DatabaseServer) -> None:
+    """Point moto's instance at its server."""
+    database.sandbox_address = server.address
+    database.port = server.port
 
 
 @implements
@@ -106,16 +163,25 @@ class DbInstance(ResourceType):
             )
         else:
             database = rds.create_db_instance(self._arguments(identifier, properties, ctx))
+        try:
+            server = self._start_server(database, properties)
+        except databases.DatabaseError as error:
+            database.deletion_protection = False
+            rds.delete_db_instance(identifier, skip_final_snapshot=True)
+            raise ResourceFailed(ctx.logical_id, str(error)) from error
+        _serve(database, server)
 
         def delete(final_snapshot: str | None = None) -> None:
-            rds.delete_db_instance(
-                identifier,
-                final_db_snapshot_identifier=final_snapshot,
-                skip_final_snapshot=final_snapshot is None,
-                delete_automated_backups=as_bool(
-                    properties.get("DeleteAutomatedBackups"), default=True
-                ),
-            )
+            # Deleted through the RDS API already: CloudFormation counts that as deleted.
+            with contextlib.suppress(DBInstanceNotFoundError):
+                rds.delete_db_instance(
+                    identifier,
+                    final_db_snapshot_identifier=final_snapshot,
+                    skip_final_snapshot=final_snapshot is None,
+                    delete_automated_backups=as_bool(
+                        properties.get("DeleteAutomatedBackups"), default=True
+                    ),
+                )
 
         def delete_with_snapshot() -> None:
             if database.is_replica:
@@ -135,6 +201,35 @@ class DbInstance(ResourceType):
                 "DBInstanceArn": database.db_instance_arn,
                 "DbiResourceId": database.dbi_resource_id,
             },
+        )
+
+    @staticmethod
+    def _start_server(database: Any, properties: dict[str, Any]) -> databases.DatabaseServer:
+        """The server of a new DB instance: a replica of its source's server for a read
+        replica, else a new server with the master user and `DBName`."""
+        identifier = str(database.db_instance_identifier)
+        if database.is_replica:
+            source_id = name_from_arn(str(database.source_db_instance_identifier))
+            source = databases.server_of(source_id)
+            if source is None:
+                raise databases.DatabaseError(
+                    f"the source DB instance {source_id} has no sandbox database server "
+                    "(it was not created by a stack)"
+                )
+            return databases.start_read_replica(identifier, source=source, port=int(database.port))
+        username = properties.get("MasterUsername")
+        password = properties.get("MasterUserPassword")
+        if not username or not password:
+            raise databases.DatabaseError(
+                "the sandbox needs MasterUsername and MasterUserPassword to create the "
+                "master user of its database server"
+            )
+        return databases.start_database(
+            str(database.engine),
+            identifier,
+            port=int(database.port),
+            master=databases.MasterUser(str(username), str(password)),
+            database_name=properties.get("DBName") or None,
         )
 
     @staticmethod
@@ -218,5 +313,15 @@ class DbInstance(ResourceType):
             arguments = self._arguments(identifier, properties, ctx)
         for fixed in ("db_instance_identifier", "source_db_instance_identifier", "engine"):
             arguments.pop(fixed, None)
-        _rds(ctx).modify_db_instance(identifier, arguments)
-        return old
+        database = _rds(ctx).modify_db_instance(identifier, arguments)
+        server = databases.server_of(identifier)
+        if server is not None:
+            try:
+                server.change_port(int(database.port))
+                password = properties.get("MasterUserPassword")
+                if password and password != old.properties.get("MasterUserPassword"):
+                    server.set_master_password(str(password))
+            except databases.DatabaseError as error:
+                raise ResourceFailed(ctx.logical_id, str(error), "update") from error
+            _serve(database, server)
+        return old.rebind(attributes={"Endpoint.Port": str(database.port)})
