@@ -86,7 +86,7 @@ def destroy(env: dict[str, str], home: Path, ident: str) -> None:
 
 
 def test_flask_and_postgres_answer_through_the_load_balancer(
-    env: dict[str, str], home: Path
+    env: dict[str, str], home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deployed, ident = deploy(env, EXAMPLES / "flask-notes")
     assert deployed.returncode == 0, deployed.stderr[-4000:]
@@ -129,6 +129,10 @@ def test_flask_and_postgres_answer_through_the_load_balancer(
     other = "AAAAC3NzaC1lZDI1NTE5AAAAIGm4lFOnD6MWwBpmHuO0mmb1B6mZtKxxTfmJYWdKMbGR"
     known_hosts.write_text(f"{host} {key_type} {other}\n")
     address = host.strip("[").split("]")[0]
+    info = control.status(home)
+    assert info is not None
+    for name, value in control.environment(info).items():  # this process talks to it too
+        monkeypatch.setenv(name, value)
     with pytest.raises(AccessError, match="does not match"):
         connect(Instance(release["instance_id"], address, address), home / "deployments" / ident)
     known_hosts.write_text(pinned)
