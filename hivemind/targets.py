@@ -45,7 +45,14 @@ def operator_cidr(timeout: float = 5.0) -> str:
     import ipaddress
     import urllib.request
 
+    import boto3
+    import botocore.exceptions
+
     from hivemind.errors import BadInputError
+
+    # No credentials means no deployment: say so before asking anyone for our address.
+    if boto3.Session().get_credentials() is None:
+        raise botocore.exceptions.NoCredentialsError()
 
     try:
         with urllib.request.urlopen(CHECKIP_URL, timeout=timeout) as answer:

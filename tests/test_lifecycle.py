@@ -66,7 +66,7 @@ def test_deploy_status_destroy_leaves_nothing(hivemind: dict[str, str], sandbox_
     deployed = deploy(hivemind, "flask-notes")
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     ident = deployment_id(deployed)
-    assert f"{ident} is deployed: http://" in deployed.stdout
+    assert f"{ident} is deployed\n  url:  http://" in deployed.stdout
     assert "Estimated monthly cost" in deployed.stdout  # the plan was shown first
 
     status = run_cli("status", ident, "--json", env=hivemind)
@@ -74,7 +74,7 @@ def test_deploy_status_destroy_leaves_nothing(hivemind: dict[str, str], sandbox_
     state = json.loads(status.stdout)
     assert (state["status"], state["stack_status"]) == ("deployed", "CREATE_COMPLETE")
     assert {"LoadBalancerDns", "DatabaseEndpoint", "DatabaseSecretArn"} <= set(state["outputs"])
-    assert [s["name"] for s in state["stages"]] == ["synth", "provision"]
+    assert [s["name"] for s in state["stages"]] == ["synth", "provision", "deploy", "verify"]
     assert all(s["status"] == "ok" for s in state["stages"])
     # The database password lives in Secrets Manager only: no file of the record has it.
     secret = aws(sandbox_home).secretsmanager.get_secret_value(
@@ -261,7 +261,7 @@ def test_a_template_too_large_to_send_inline_goes_through_a_bootstrap(
     assert "Bootstrapping the account and region for the CDK" in deployed.stdout
     ident = deployment_id(deployed)
     stages = json.loads(run_cli("status", ident, "--json", env=hivemind).stdout)["stages"]
-    assert [s["name"] for s in stages] == ["synth", "bootstrap", "provision"]
+    assert [s["name"] for s in stages] == ["synth", "bootstrap", "provision", "deploy", "verify"]
     assert run_cli("destroy", ident, "--yes", env=hivemind).returncode == 0
 
 

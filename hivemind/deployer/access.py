@@ -252,7 +252,10 @@ def connect(instance: Instance, record_folder: Path, *, timeout: float = 20.0) -
     except (OSError, EOFError) as exc:
         raise _unreachable(instance, exc) from None
     # paramiko leaves Nagle on: each short command would wait for a delayed ACK (~40 ms).
-    connection.client.get_transport().sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # (A tunnel's socket is a local socket pair, which has no Nagle to turn off.)
+    sock = connection.client.get_transport().sock
+    if getattr(sock, "family", None) in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return connection
 
 

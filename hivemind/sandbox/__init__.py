@@ -9,6 +9,9 @@
 * `provisioning` and the service modules (`ec2`, `elbv2`, `iam`, `rds`,
   `secretsmanager`, `monitoring`, `xray`, `s3`; listed in `resources`): every
   resource type HiveMind's stacks use, created and deleted through moto's backends.
+* `connect_endpoint`: EC2 Instance Connect Endpoints (the SSH path to instances in
+  private subnets), each a TLS WebSocket tunnel server on port 443 with a certificate
+  from the sandbox's CA (`control.environment` names it in AWS_CA_BUNDLE).
 * `faults`: creations, updates and deletions that fail on purpose.
 * `xray`, `cloudtrail`: APIs moto lacks that HiveMind or the CDK CLI call.
 

@@ -2,7 +2,8 @@
 and arm its faults.
 
 The daemon (`python -m hivemind.sandbox.daemon`) runs detached in its own session,
-bound to 127.0.0.1; `<home>/sandbox/` holds its `pid`, `port` and `sandbox.log`.
+bound to 127.0.0.1; `<home>/sandbox/` holds its `pid`, `port` and `sandbox.log`,
+and the sandbox's CA (`ca.pem`, `ca.key`).
 A pid file whose process is gone, or is not a sandbox daemon, is stale and is
 removed by `status()`. This module imports neither moto nor boto3.
 """
@@ -54,13 +55,21 @@ class SandboxError(HiveMindError):
     """The sandbox daemon could not be started, reached or stopped."""
 
 
+# The sandbox's CA (see hivemind.sandbox.connect_endpoint), in the daemon's folder.
+CA_CERTIFICATE_FILE = "ca.pem"
+CA_KEY_FILE = "ca.key"
+
+
 @dataclass(frozen=True)
 class SandboxInfo:
-    """A running sandbox: its endpoint, daemon pid and port."""
+    """A running sandbox: its endpoint, daemon pid and port, and the CA certificate its
+    TLS endpoints (EC2 Instance Connect Endpoints) present certificates of (None: not
+    known, e.g. for a sandbox server a test runs in its own process)."""
 
     url: str
     pid: int
     port: int
+    ca_bundle: Path | None = None
 
 
 def state_dir(home: Path) -> Path:
@@ -70,6 +79,11 @@ def state_dir(home: Path) -> Path:
 
 def log_file(home: Path) -> Path:
     return state_dir(home) / "sandbox.log"
+
+
+def ca_file(home: Path) -> Path:
+    """The sandbox CA's certificate of a HiveMind home (written by its daemon's start)."""
+    return state_dir(home) / CA_CERTIFICATE_FILE
 
 
 def status(home: Path) -> SandboxInfo | None:
@@ -87,7 +101,13 @@ def status(home: Path) -> SandboxInfo | None:
     answer = _ping(port)
     if answer is None or answer.get("pid") != pid:
         return None  # starting, or wedged: `down` can still stop it
-    return SandboxInfo(url=f"http://{LOOPBACK}:{port}", pid=pid, port=port)
+    ca = ca_file(home)
+    return SandboxInfo(
+        url=f"http://{LOOPBACK}:{port}",
+        pid=pid,
+        port=port,
+        ca_bundle=ca if ca.is_file() else None,
+    )
 
 
 def up(home: Path, *, port: int | None = None, timeout: float = 60.0) -> SandboxInfo:
@@ -119,14 +139,15 @@ def environment(
     info: SandboxInfo, region: str = DEFAULT_REGION, base: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The variables that point boto3, the AWS CLI and the AWS CDK CLI at the sandbox with
-    fake credentials. Apply them on top of an environment from which
+    fake credentials, and make them trust the sandbox's CA (AWS_CA_BUNDLE, when `info`
+    knows it) for its TLS endpoints. Apply them on top of an environment from which
     `CONFLICTING_VARIABLES` are removed (see `child_environment`)."""
     base = os.environ if base is None else base
     no_proxy = [p for p in base.get("NO_PROXY", base.get("no_proxy", "")).split(",") if p]
     for host in (LOOPBACK, "localhost"):
         if host not in no_proxy:
             no_proxy.append(host)
-    return {
+    variables = {
         "AWS_ENDPOINT_URL": info.url,
         "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY,
         "AWS_SECRET_ACCESS_KEY": SANDBOX_ACCESS_KEY,
@@ -142,6 +163,11 @@ def environment(
         # this port instead of 22 (see hivemind.sandbox.hosts).
         "HIVEMIND_SSH_PORT": str(SANDBOX_SSH_PORT),
     }
+    if info.ca_bundle is not None:
+        # The EC2 Instance Connect Endpoints' certificates are issued by the sandbox's CA;
+        # the AWS API endpoint itself is plain HTTP, so nothing else changes.
+        variables["AWS_CA_BUNDLE"] = str(info.ca_bundle)
+    return variables
 
 
 def child_environment(

@@ -7,6 +7,7 @@ module only imports them all, so `provisioning.implemented_types()` is complete.
 from __future__ import annotations
 
 from hivemind.sandbox import (  # noqa: F401  (imported for their registrations)
+    connect_endpoint,
     ec2,
     elbv2,
     iam,

@@ -66,16 +66,18 @@ _prepared = False
 
 def prepare() -> None:
     """Install the sandbox into moto (idempotent): the CloudFormation engine, the X-Ray
-    group and sampling-rule API, and the control endpoint."""
+    group and sampling-rule API, EC2's Instance Connect Endpoint API, and the control
+    endpoint."""
     global _prepared
     if _prepared:
         return
     from moto.moto_api._internal import urls as moto_api_urls
 
-    from hivemind.sandbox import cloudformation, cloudtrail, s3, xray
+    from hivemind.sandbox import cloudformation, cloudtrail, connect_endpoint, s3, xray
 
     cloudformation.install()
     cloudtrail.install()
+    connect_endpoint.install_api()
     s3.install()
     s3.install_template_urls()
     xray.install_api()
@@ -170,9 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
-    from hivemind.sandbox import runtime
+    from hivemind.sandbox import connect_endpoint, runtime
 
     runtime.set_state_dir(directory / "run")
+    # Before the pid file: once `control.status` finds the daemon, its CA is there.
+    connect_endpoint.use_ca_directory(directory)
     server = start_server(args.port)
     pid, port = str(os.getpid()), str(server.port)
     _write_atomic(directory / "port", port)
