@@ -205,3 +205,40 @@ def test_an_ssh_host_that_refuses_fails_the_deploy_stage(env: dict[str, str], ho
     assert (state["status"], state["failed_stage"]) == ("failed", "deploy")
     run_cli("sandbox", "fault", "--clear", env=env)
     destroy(env, home, ident)
+
+
+def test_fastapi_and_mysql_answer_through_the_load_balancer(
+    env: dict[str, str], home: Path
+) -> None:
+    # The sandbox's hosts have this machine's Python (3.11), not the 3.12 the example pins.
+    deployed, ident = deploy(env, EXAMPLES / "fastapi-mysql", "--runtime-version", "3.11")
+    assert deployed.returncode == 0, deployed.stderr[-4000:]
+    url = status(env, ident)["url"]
+    assert post(url + "/items", {"name": "kettle"})[0] == 201
+    code, body = get(url + "/items")
+    assert code == 200 and [i["name"] for i in json.loads(body)] == ["kettle"]
+    checks = {c["name"]: c["status"] for c in status(env, ident)["checks"]}
+    assert checks["database"] == "passed"
+    destroy(env, home, ident)
+
+
+def test_production_instances_are_reached_through_the_instance_connect_endpoint(
+    env: dict[str, str], home: Path
+) -> None:
+    result = run_cli(
+        "deploy", str(EXAMPLES / "flask-notes"), "--yes", "--region", "us-east-1", env=env
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    ident = next(x for x in result.stderr.splitlines() if x.startswith("Deployment ")).split()[1]
+    state = status(env, ident)
+    assert state["profile"] == "production" and "ConnectEndpointId" in state["outputs"]
+    # Two private instances (no public address, no SSH rule from any address range),
+    # both running the release behind the load balancer.
+    instances = aws(home).ec2.describe_instances(
+        InstanceIds=[r["instance_id"] for r in state["releases"]]
+    )["Reservations"]
+    found = [i for r in instances for i in r["Instances"]]
+    assert len(found) == 2 and all("PublicIpAddress" not in i for i in found)
+    assert post(state["url"] + "/notes", {"text": "through the tunnel"})[0] == 201
+    assert all(c["status"] != "failed" for c in state["checks"])
+    destroy(env, home, ident)

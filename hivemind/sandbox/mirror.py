@@ -30,7 +30,8 @@ def wheelhouse() -> Path:
 
 
 def npm_cache() -> Path:
-    configured = os.environ.get("npm_config_cache") or os.environ.get("NPM_CONFIG_CACHE")
+    # npm reads its settings from lowercase npm_config_* variables.
+    configured = os.environ.get("npm_config_cache") or os.environ.get("NPM_CONFIG_CACHE")  # noqa: SIM112
     return Path(configured) if configured else Path.home() / ".npm"
 
 
