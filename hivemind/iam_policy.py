@@ -85,6 +85,15 @@ ACTIONS_BY_RESOURCE_TYPE: dict[str, tuple[str, ...]] = {
         "ec2:DescribeLaunchTemplates",
         "ec2:DescribeLaunchTemplateVersions",
     ),
+    "AWS::EC2::KeyPair": ("ec2:ImportKeyPair", "ec2:DeleteKeyPair", "ec2:DescribeKeyPairs"),
+    "AWS::EC2::InstanceConnectEndpoint": (
+        "ec2:CreateInstanceConnectEndpoint",
+        "ec2:DeleteInstanceConnectEndpoint",
+        "ec2:DescribeInstanceConnectEndpoints",
+        "ec2:CreateNetworkInterface",
+        "ec2:DeleteNetworkInterface",
+        "ec2:CreateNetworkInterfacePermission",
+    ),
     "AWS::EC2::Instance": (
         "ec2:RunInstances",
         "ec2:TerminateInstances",
@@ -335,6 +344,28 @@ def policy_document() -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": "ssm:GetParameters",
                 "Resource": "arn:aws:ssm:*::parameter/aws/service/ami-amazon-linux-latest/*",
+            },
+            {
+                "Sid": "OnBoxDeploy",
+                "Effect": "Allow",
+                "Action": [
+                    "ec2:DescribeInstances",
+                    "ec2:GetConsoleOutput",
+                    "ec2:DescribeInstanceConnectEndpoints",
+                    "elasticloadbalancing:DescribeTargetHealth",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Sid": "SshThroughHiveMindConnectEndpoints",
+                "Effect": "Allow",
+                "Action": "ec2-instance-connect:OpenTunnel",
+                "Resource": "arn:aws:ec2:*:*:instance-connect-endpoint/*",
+                # Only endpoints of HiveMind's stacks (they carry its tag), only to port 22.
+                "Condition": {
+                    "Null": {"aws:ResourceTag/hivemind:deployment-id": "false"},
+                    "NumericEquals": {"ec2-instance-connect:remotePort": "22"},
+                },
             },
             {
                 "Sid": "HiveMindItself",
