@@ -59,11 +59,11 @@ import ssl
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
@@ -111,8 +111,6 @@ PRESIGN_PARAMETERS = (
 STATE = "create-complete"  # every endpoint is ready once created
 START_TIMEOUT = 10.0  # seconds an endpoint's server may take to listen
 STOP_TIMEOUT = 15.0  # seconds an endpoint's server may take to close
-
-T = TypeVar("T")
 
 
 class ConnectEndpointError(Exception):
@@ -292,35 +290,8 @@ def server_tls_context(address: str, dns_names: Iterable[str], directory: Path) 
     return context
 
 
-# ---------------------------------------------------------------------------
-# the loop that serves every endpoint
-
-
-class _Loop:
-    """One asyncio loop in a daemon thread, shared by every endpoint of this process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _running(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="sandbox-connect-endpoints", daemon=True
-                )
-                thread.start()
-                self._loop = loop
-            return self._loop
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
-        """Run `coroutine` on the loop and wait for its result (from any other thread)."""
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._running())
-        return future.result(timeout)
-
-
-_LOOP = _Loop()
+# One asyncio loop serves every endpoint of this process.
+_LOOP = runtime.BackgroundLoop("sandbox-connect-endpoints")
 
 
 # ---------------------------------------------------------------------------

@@ -62,11 +62,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncssh
 
@@ -94,8 +94,6 @@ SSH_USER = "ec2-user"  # Amazon Linux 2023's login user, the only one a host acc
 START_TIMEOUT = 15.0  # seconds a host may take to come up
 SERVICE_STOP_TIMEOUT = 5.0  # seconds services get to stop before everything is killed
 
-T = TypeVar("T")
-
 
 class HostError(Exception):
     """A sandbox host could not be started; the message says why and what to do."""
@@ -107,35 +105,8 @@ class HostError(Exception):
         self.message = message
 
 
-# ---------------------------------------------------------------------------
-# the loop that serves every host
-
-
-class _Loop:
-    """One asyncio loop in a daemon thread, shared by every host of this process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def _running(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name="sandbox-ssh-hosts", daemon=True
-                )
-                thread.start()
-                self._loop = loop
-            return self._loop
-
-    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
-        """Run `coroutine` on the loop and wait for its result (from any other thread)."""
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._running())
-        return future.result(timeout)
-
-
-_LOOP = _Loop()
+# One asyncio loop serves every host of this process.
+_LOOP = runtime.BackgroundLoop("sandbox-ssh-hosts")
 
 
 # ---------------------------------------------------------------------------

@@ -8,16 +8,19 @@ the port AWS would (2222 for SSH, 5432 for PostgreSQL, 80 for HTTP) side by side
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
 import socket
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _lock = threading.Lock()
 _state_dir: Path | None = None
@@ -104,3 +107,26 @@ def shutdown() -> None:
             stop()
         except Exception:  # one stand-in failing to stop must not keep the others running
             log.exception("stopping a sandbox stand-in failed")
+
+
+class BackgroundLoop:
+    """One asyncio loop in a daemon thread, started on first use, that stand-ins of one
+    kind share (every SSH host on one, every Instance Connect Endpoint on another)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _running(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name=self._name, daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run `coroutine` on the loop and wait for its result (from any other thread)."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._running())
+        return future.result(timeout)

@@ -229,17 +229,9 @@ class Supervisor:
             )
             return self._fail("resources")
         try:
-            for line in unit.exec_start_pre:
-                command = expand_command(line, unit, env)
-                returncode = self._run(command, env)
-                if self.stopping.is_set():
-                    return self._stopped()
-                if returncode != 0 and not command.ignore_failure:
-                    code, status, _ = exit_description(returncode)
-                    self.journal.systemd(
-                        f"{unit.name}: Control process exited, code={code}, status={status}"
-                    )
-                    return self._fail("exit-code", code, status)
+            ended = self._run_each(unit.exec_start_pre, env, "Control")
+            if ended is not None:
+                return ended
             if unit.service_type == "oneshot":
                 return self._run_oneshot(env)
             return self._run_service(env)
@@ -251,19 +243,28 @@ class Supervisor:
             self.journal.systemd(f"{unit.name}: Failed to execute: {error.strerror or error}")
             return self._fail("exit-code", "exited", "203/EXEC")
 
-    def _run_oneshot(self, env: dict[str, str]) -> int:
-        unit = self.unit
-        for line in unit.exec_start:
-            command = expand_command(line, unit, env)
+    def _run_each(self, lines: tuple[str, ...], env: dict[str, str], role: str) -> int | None:
+        """Run each command line in turn, as systemd runs ExecStartPre= (role "Control")
+        or a oneshot's ExecStart= ("Main"); the exit code to end with when one stops
+        the unit, else None."""
+        for line in lines:
+            command = expand_command(line, self.unit, env)
             returncode = self._run(command, env)
             if self.stopping.is_set():
                 return self._stopped()
             if returncode != 0 and not command.ignore_failure:
                 code, status, _ = exit_description(returncode)
                 self.journal.systemd(
-                    f"{unit.name}: Main process exited, code={code}, status={status}"
+                    f"{self.unit.name}: {role} process exited, code={code}, status={status}"
                 )
                 return self._fail("exit-code", code, status)
+        return None
+
+    def _run_oneshot(self, env: dict[str, str]) -> int:
+        unit = self.unit
+        ended = self._run_each(unit.exec_start, env, "Main")
+        if ended is not None:
+            return ended
         self.journal.systemd(f"Finished {unit.description}.")
         if unit.remain_after_exit:
             self._set("active", "exited", main_pid=0)
