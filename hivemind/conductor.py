@@ -99,27 +99,29 @@ class Conductor:
         confirm, provision, deploy the app on the instances, verify it."""
         record = self.parts.store.create(spec, deployment_id, stack_name(deployment_id))
         with record.lock("deploy"):
-            self._pack(record, source)
+            try:
+                self._pack(record, source)
+            except HiveMindError:
+                self._nothing_created(record, "the app could not be packed")
+                raise
             result = self._stage(record, "synth", lambda: self._synth(record, spec))
             self.parts.say(plan(result, record.folder, None))
             if not self.parts.confirm(
                 f"Create {result.stack_name} for about ${result.cost.total_usd:,.2f}/month?"
             ):
-                record.save(
-                    record.load().model_copy(
-                        update={
-                            "status": Status.DESTROYED,
-                            "note": "declined before anything was created",
-                        }
-                    )
-                )
+                self._nothing_created(record, "declined before anything was created")
                 raise RefusedError("nothing was created: the plan was declined")
             self._provision(record, result)
             return self._release(record, spec)
 
+    def _nothing_created(self, record: DeploymentRecord, why: str) -> None:
+        record.save(record.load().model_copy(update={"status": Status.DESTROYED, "note": why}))
+
     def retry(self, deployment_id: str, *, plan: Plan) -> DeploymentState:
-        """Resume a failed deployment: synthesize again, show the plan and what would
-        change against the stack as it stands, confirm, provision."""
+        """Resume a failed deployment at its failed stage. After a deploy or verify
+        failure: pack the app again and redeploy, the stack untouched. Otherwise:
+        synthesize again, show the plan and what would change against the stack as it
+        stands, confirm, provision, then deploy and verify."""
         record = self.parts.store.get(deployment_id)
         with record.lock("retry"):
             state = record.load()
@@ -129,7 +131,11 @@ class Conductor:
                 )
             spec = record.spec()
             if state.source is None:
-                raise BadInputError(f"{deployment_id} has no recorded source to deploy")
+                raise BadInputError(
+                    f"{deployment_id} has no recorded source to deploy (it was made by an "
+                    "older HiveMind)",
+                    next_step=f"`hivemind destroy {deployment_id}`, then deploy again",
+                )
             if state.failed_stage in _ON_BOX_STAGES:
                 self.parts.say(
                     f"{deployment_id} failed at the {state.failed_stage} stage; its stack is "

@@ -170,3 +170,21 @@ def test_qa_reports_a_failing_health_path_with_its_status(site: str) -> None:
     results = {r.name: r for r in qa.verify(spec, target, lambda _i, _c: (0, ""))}
     assert results["http health"].status == "failed"
     assert "HTTP 500" in results["http health"].detail
+
+
+def test_deploying_a_spec_without_its_source_is_bad_input(tmp_path: Path) -> None:
+    from harness import EXAMPLES, run_cli
+
+    spec_file = tmp_path / "spec.json"
+    shown = run_cli(
+        "spec", "show", str(EXAMPLES / "express-hello"), "-o", str(spec_file),
+        env={"HIVEMIND_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    result = run_cli(
+        "deploy", "--spec", str(spec_file), "--yes", env={"HIVEMIND_HOME": str(tmp_path)}
+    )
+    assert result.returncode == 2
+    assert "deploying --spec needs the app's source too" in result.stderr
+    assert "--source" in result.stderr
+    assert not (tmp_path / "deployments").exists()  # nothing recorded, nothing created
