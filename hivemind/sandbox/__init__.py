@@ -12,9 +12,16 @@
 * `connect_endpoint`: EC2 Instance Connect Endpoints (the SSH path to instances in
   private subnets), each a TLS WebSocket tunnel server on port 443 with a certificate
   from the sandbox's CA (`control.environment` names it in AWS_CA_BUNDLE).
-* `faults`: creations, updates and deletions that fail on purpose.
+* `hosts` and `host_tools`: each EC2 instance a real SSH host on its own loopback
+  address, with a mount namespace, a service manager and the instance role's `aws`;
+  `mirror`: the offline package mirror their builds install from.
+* `databases`: each RDS instance a real PostgreSQL or MariaDB server.
+* `forwarder`: each load balancer listener a reverse proxy with real health checks.
+* `runtime`: what those stand-ins share (loopback addresses, files, shutdown).
+* `faults`: creations, updates and deletions that fail on purpose; SSH hosts that
+  refuse, commands that fail, health checks that fail.
 * `xray`, `cloudtrail`: APIs moto lacks that HiveMind or the CDK CLI call.
 
 Everything sandbox-specific lives in this package; product code only selects
-the endpoint and credentials (`control.environment`).
+the endpoint, credentials, SSH port and CA bundle (`control.environment`).
 """
