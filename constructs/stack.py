@@ -73,6 +73,9 @@ class DeploymentStack(Stack):
                 self, "Database", spec=spec, vpc=vpc, subnets=self.network.database_subnets
             )
             self.database.allow_from(self.web.instance_security_group)
+            # The instances read the database's credentials themselves when the app is
+            # deployed (its environment file), so the password never leaves AWS.
+            self.database.secret.grant_read(self.web.role)
         self.tracing = (
             Tracing(self, "Tracing", deployment_id=deployment_id, service_name=spec.app.name)
             if spec.xray

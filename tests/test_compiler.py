@@ -218,6 +218,32 @@ def test_instance_role_is_least_privilege(matrix: dict[Any, Synthesized]) -> Non
                 assert statement["Action"] != "*"
 
 
+def test_instances_may_read_their_database_secret_and_nothing_else(
+    matrix: dict[Any, Synthesized],
+) -> None:
+    # The on-box deploy writes the app's environment file from the secret, on the instance.
+    for (_p, engine, _x), synth in matrix.items():
+        role = next(k for k in synth.resources("AWS::IAM::Role") if "Instance" in k)
+        granted = [
+            statement
+            for policy in synth.resources("AWS::IAM::Policy").values()
+            if {"Ref": role} in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        ]
+        if engine == "none":
+            assert granted == []
+            continue
+        # The secret's ARN: a Ref to it, or to its attachment (whose Ref is the same ARN).
+        secrets = {
+            *synth.resources("AWS::SecretsManager::Secret"),
+            *synth.resources("AWS::SecretsManager::SecretTargetAttachment"),
+        }
+        assert granted and all(s["Resource"]["Ref"] in secrets for s in granted)
+        actions = {a for s in granted for a in s["Action"]}
+        assert "secretsmanager:GetSecretValue" in actions
+        assert all(a.startswith("secretsmanager:") for a in actions)
+
+
 def test_network_follows_the_profile(matrix: dict[Any, Synthesized]) -> None:
     for (profile, _e, _x), synth in matrix.items():
         nat = synth.resources("AWS::EC2::NatGateway")

@@ -6,7 +6,9 @@
 * Host keys are pinned, never accepted blindly: each instance's key is read from its
   console output (cloud-init prints it there at first boot, through EC2's API, a channel
   we already trust), written to the record's `ssh/known_hosts`, and any other key is
-  refused.
+  refused. Waiting for the key also waits for the instance's start-up script:
+  cloud-init's `keys-to-console` runs after `scripts-user` (the user data that installs
+  the runtime), so a printed key means the runtime is there.
 * The path: an instance in a public subnet (stage-1) is reached at its public IP (the
   stack allows SSH from the operator's address only); one in a private subnet
   (production) through the stack's EC2 Instance Connect Endpoint (`tunnel.py`), with no
