@@ -38,7 +38,6 @@ from hivemind.records import (
     CheckResult,
     DeploymentRecord,
     DeploymentState,
-    InstanceRelease,
     RecordStore,
     ResourceRecord,
     SourceRecord,
@@ -115,7 +114,7 @@ class Conductor:
             return self._release(record, spec)
 
     def _nothing_created(self, record: DeploymentRecord, why: str) -> None:
-        record.save(record.load().model_copy(update={"status": Status.DESTROYED, "note": why}))
+        record.update(status=Status.DESTROYED, note=why)
 
     def retry(self, deployment_id: str, *, plan: Plan) -> DeploymentState:
         """Resume a failed deployment at its failed stage. After a deploy or verify
@@ -218,18 +217,14 @@ class Conductor:
         """Pack the release into the record (before anything is created, so a bad
         source fails early); the record remembers where it came from."""
         package = package_source(source.path, source.subdir, record.folder)
-        record.save(
-            record.load().model_copy(
-                update={
-                    "source": SourceRecord(
-                        ref=source.ref,
-                        subdir=source.subdir,
-                        commit=package.commit,
-                        release_id=package.release_id,
-                        files=package.files,
-                        note=package.note,
-                    )
-                }
+        record.update(
+            source=SourceRecord(
+                ref=source.ref,
+                subdir=source.subdir,
+                commit=package.commit,
+                release_id=package.release_id,
+                files=package.files,
+                note=package.note,
             )
         )
         record.log(
@@ -282,23 +277,7 @@ class Conductor:
         )
         deployer = Deployer(spec, record.deployment_id, record.folder, log=record.log)
         results = deployer.deploy(release, instances)
-        record.save(
-            record.load().model_copy(
-                update={
-                    "releases": [
-                        InstanceRelease(
-                            instance_id=r.instance_id,
-                            address=r.address,
-                            release_id=r.release_id,
-                            commit=r.commit,
-                            seconds=r.seconds,
-                            kept_releases=r.kept_releases,
-                        )
-                        for r in results
-                    ]
-                }
-            )
-        )
+        record.update(releases=results)
         group = outputs.get(f"{color.capitalize()}TargetGroupArn")
         if group:
             self.parts.say("Waiting for the load balancer to report every instance healthy ...")
@@ -348,7 +327,7 @@ class Conductor:
             spec, state.outputs, [(i.instance_id, i.private_ip) for i in instances]
         )
         results = qa.verify(spec, target, run_on)
-        record.save(record.load().model_copy(update={"checks": results}))
+        record.update(checks=results)
         for result in results:
             record.log(f"verify: {result.name}: {result.status} ({result.detail})")
         return results

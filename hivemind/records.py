@@ -187,6 +187,10 @@ class DeploymentRecord:
         write_atomically(self.state_file, state.model_dump_json(indent=2) + "\n")
         return state
 
+    def update(self, **changes: object) -> DeploymentState:
+        """Load, change these fields, save; returns the saved state."""
+        return self.save(self.load().model_copy(update=changes))
+
     def spec(self) -> DeploymentSpec:
         return DeploymentSpec.from_json((self.folder / SPEC_FILE).read_text("utf-8"))
 

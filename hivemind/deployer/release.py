@@ -23,12 +23,13 @@ import shlex
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hivemind.deployer.access import Instance, connect
 from hivemind.errors import HiveMindError
+from hivemind.records import InstanceRelease
 from hivemind.render import render
 from hivemind.runtimes import packages_for
 from hivemind.spec import DeploymentSpec
@@ -84,18 +85,6 @@ class Release:
     outputs: dict[str, str]
 
 
-@dataclass
-class InstanceResult:
-    """One instance's deploy: where it got to and how long each part took."""
-
-    instance_id: str
-    address: str
-    release_id: str
-    commit: str | None
-    seconds: dict[str, float] = field(default_factory=dict)
-    kept_releases: list[str] = field(default_factory=list)
-
-
 class Deployer:
     """Deploys a release to instances; collaborators are given, not looked up."""
 
@@ -115,12 +104,12 @@ class Deployer:
         self.log = log
         self.connect_to = connect_to or (lambda instance: connect(instance, record_folder))
 
-    def deploy(self, release: Release, instances: list[Instance]) -> list[InstanceResult]:
+    def deploy(self, release: Release, instances: list[Instance]) -> list[InstanceRelease]:
         """Deploy to every instance at once; the first failure (by instance order) is
         raised after all have finished, so none is left half-way without being reported."""
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(instances)))) as pool:
             futures = [pool.submit(self.deploy_one, release, i) for i in instances]
-        results: list[InstanceResult] = []
+        results: list[InstanceRelease] = []
         errors: list[BaseException] = []
         for future in futures:
             error = future.exception()
@@ -132,9 +121,12 @@ class Deployer:
             raise errors[0]
         return results
 
-    def deploy_one(self, release: Release, instance: Instance) -> InstanceResult:
-        result = InstanceResult(
-            instance.instance_id, instance.address, release.release_id, release.commit
+    def deploy_one(self, release: Release, instance: Instance) -> InstanceRelease:
+        result = InstanceRelease(
+            instance_id=instance.instance_id,
+            address=instance.address,
+            release_id=release.release_id,
+            commit=release.commit,
         )
         connection = self.connect_to(instance)
         try:
@@ -171,7 +163,7 @@ class _Steps:
         connection: Any,
         instance: Instance,
         release: Release,
-        result: InstanceResult,
+        result: InstanceRelease,
     ) -> None:
         self.deployer = deployer
         self.spec = deployer.spec
