@@ -296,9 +296,7 @@ class Conductor:
                     instance = by_id.get(target.instance_id)
                     if instance is not None:
                         details.append(f"app log of {target.instance_id}:")
-                        details += [
-                            f"  {line}" for line in deployer.log_tail(instance).splitlines()
-                        ]
+                        details += [f"  {line}" for line in deployer.log_tail(instance)]
                 unhealthy.details = details
                 unhealthy.next_step = (
                     f"fix the app (its health path is {spec.app.health_path}), then "

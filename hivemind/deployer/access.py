@@ -99,11 +99,6 @@ class HostKey:
     key_type: str
     key_base64: str
 
-    @property
-    def fingerprint(self) -> str:
-        digest = hashlib.sha256(base64.b64decode(self.key_base64)).digest()
-        return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
 
 def host_keys_from_console(text: str) -> list[HostKey]:
     """The host keys cloud-init printed to the console, strongest type first."""

@@ -145,11 +145,11 @@ class Deployer:
         )
         return result
 
-    def log_tail(self, instance: Instance, lines: int = _TAIL) -> str:
+    def log_tail(self, instance: Instance, lines: int = _TAIL) -> list[str]:
         """The app's recent log lines on `instance` (for an unhealthy target)."""
         connection = self.connect_to(instance)
         try:
-            return "\n".join(_log_tail(connection, self.layout, lines))
+            return _log_tail(connection, self.layout, lines)
         finally:
             connection.close()
 

@@ -1176,15 +1176,20 @@ def _request_body(request: _Handler, length: int, chunked: bool) -> Iterator[byt
         raise _ClientGone(str(error)) from error
 
 
+def _read_exactly(rfile: Any, length: int) -> Iterator[bytes]:
+    """`length` bytes of a body, in pieces of at most BODY_CHUNK."""
+    remaining = length
+    while remaining:
+        data = rfile.read(min(remaining, BODY_CHUNK))
+        if not data:
+            raise _ClientGone("body cut short")
+        remaining -= len(data)
+        yield data
+
+
 def _read_body(rfile: Any, length: int, chunked: bool) -> Iterator[bytes]:
     if not chunked:
-        remaining = length
-        while remaining:
-            data = rfile.read(min(remaining, BODY_CHUNK))
-            if not data:
-                raise _ClientGone("body cut short")
-            remaining -= len(data)
-            yield data
+        yield from _read_exactly(rfile, length)
         return
     while True:
         line = rfile.readline(65537)
@@ -1196,13 +1201,7 @@ def _read_body(rfile: Any, length: int, chunked: bool) -> Iterator[bytes]:
             while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                 pass  # trailers end at an empty line; ALB does not forward them either
             return
-        remaining = size
-        while remaining:
-            data = rfile.read(min(remaining, BODY_CHUNK))
-            if not data:
-                raise _ClientGone("body cut short")
-            remaining -= len(data)
-            yield data
+        yield from _read_exactly(rfile, size)
         rfile.readline(3)  # the CRLF after the chunk
 
 
