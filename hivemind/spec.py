@@ -10,10 +10,20 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from hivemind.errors import BadInputError
 
 SCHEMA_VERSION: Final = 1
 
@@ -235,6 +245,34 @@ class DeploymentSpec(_Frozen):
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2) + "\n"
+
+    def with_changes(self, changes: Mapping[str, object], provenance: Provenance) -> DeploymentSpec:
+        """This spec with dotted fields (`app.port`) set, each with `provenance`.
+
+        An unknown path or a value the field does not accept is bad input, naming it."""
+        document = self.model_dump(mode="python")
+        known = set(field_paths())
+        for path, value in changes.items():
+            if path not in known:
+                raise BadInputError(
+                    f"{path} is not a deployment spec setting",
+                    next_step="`hivemind spec schema` lists the settings",
+                )
+            section, _, leaf = path.partition(".")
+            if leaf:
+                document[section][leaf] = value
+            else:
+                document[section] = value
+        document["provenance"] = {**self.provenance, **dict.fromkeys(changes, provenance)}
+        try:
+            return DeploymentSpec.model_validate(document)
+        except ValidationError as exc:
+            problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+            raise BadInputError(
+                "the change would make the deployment spec invalid",
+                cause=problems[0],
+                details=problems[1:],
+            ) from None
 
     @classmethod
     def from_json(cls, text: str) -> DeploymentSpec:
