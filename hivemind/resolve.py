@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -20,6 +21,9 @@ from hivemind.recon.analyzer import LOOKED_FOR, analyze
 from hivemind.recon.findings import slugify
 from hivemind.recon.model import AppProfile, Fact
 from hivemind.recon.source import RepoCheckout, open_repo
+
+if TYPE_CHECKING:
+    from hivemind_agents.base import Advisor
 from hivemind.spec import (
     APP_NAME_PATTERN,
     CERTIFICATE_ARN_PATTERN,
@@ -92,9 +96,13 @@ class RepoReading:
 
 
 def read_repo(
-    ref: str, overrides: Overrides | None = None, progress: Callable[[str], None] | None = None
+    ref: str,
+    overrides: Overrides | None = None,
+    progress: Callable[[str], None] | None = None,
+    advisor: Advisor | None = None,
 ) -> RepoReading:
-    """Open the repository, load its hivemind.yaml and analyze the app's folder."""
+    """Open the repository, load its hivemind.yaml and analyze the app's folder; with a
+    model configured, Recon proposes what the analyzer left unknown (checked evidence)."""
     overrides = overrides or Overrides()
     checkout = open_repo(ref, progress)
     config = load_user_config(checkout.path)
@@ -107,10 +115,25 @@ def read_repo(
     if subdir is not None and not isinstance(subdir, str):
         raise BadInputError(f"app.subdir must be a folder path, not {subdir!r}", where=evidence)
     profile = analyze(checkout, subdir=subdir, subdir_evidence=evidence)
+    if advisor is not None and advisor.configured:
+        profile = _with_recon_proposals(checkout.path, profile, advisor)
     stated = "app.language" in overrides.values or "app.language" in config.values
     if "language" not in profile.facts and not stated:
         raise no_app_error(ref)
     return RepoReading(checkout, config, profile)
+
+
+def _with_recon_proposals(root: Path, profile: AppProfile, advisor: Advisor) -> AppProfile:
+    from hivemind_agents.recon import Recon, ReconInput, apply_proposals
+
+    app_root = root / str(profile.app_dir.value or ".")
+    answer = advisor.ask(Recon(log=advisor.log), ReconInput(root=app_root, profile=profile))
+    if answer.source != "model" or not answer.value.proposals:
+        return profile
+    proposed: AppProfile = apply_proposals(
+        profile, app_root, answer.value, answer.model or "the model"
+    )
+    return proposed
 
 
 def no_app_error(repo: str) -> BadInputError:
@@ -124,10 +147,13 @@ def no_app_error(repo: str) -> BadInputError:
 
 
 def spec_for_repo(
-    ref: str, overrides: Overrides | None = None, progress: Callable[[str], None] | None = None
+    ref: str,
+    overrides: Overrides | None = None,
+    progress: Callable[[str], None] | None = None,
+    advisor: Advisor | None = None,
 ) -> tuple[RepoReading, DeploymentSpec]:
     overrides = overrides or Overrides()
-    reading = read_repo(ref, overrides, progress)
+    reading = read_repo(ref, overrides, progress, advisor)
     return reading, build_spec(reading.profile, reading.config, overrides)
 
 
@@ -167,8 +193,9 @@ class _Resolver:
         if fact is not None and fact.value is not None:
             evidence = str(fact.evidence) if fact.evidence else None
             note = fact.note or f"from {fact.source}"
+            source = Source.LLM if fact.source == "llm" else Source.DETECTED
             return self._set(
-                path, fact.value, Provenance(source=Source.DETECTED, evidence=evidence, note=note)
+                path, fact.value, Provenance(source=source, evidence=evidence, note=note)
             )
         return self._set(path, default, Provenance(source=Source.DEFAULT, note=default_note))
 
@@ -212,6 +239,7 @@ class _Resolver:
 
         engine = self._database(defaults)
         self._env_vars(engine)
+        self.pick("app.env", None, {}, "no plain environment values given")
 
         instance_default = defaults["compute.instance_type"]
         if profile == "stage-1" and language in HEAVY_BUILD_LANGUAGES:

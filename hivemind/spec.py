@@ -107,6 +107,11 @@ class AppSpec(_Frozen):
     env_vars: tuple[Annotated[str, Field(pattern=ENV_VAR_PATTERN)], ...] = Field(
         (), description="names of environment variables the operator must provide"
     )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="plain (not secret) values of environment variables the app reads; "
+        "they are kept in the deployment record",
+    )
 
     @field_validator("subdir")
     @classmethod
@@ -116,6 +121,18 @@ class AppSpec(_Frozen):
             raise ValueError("must be a folder inside the repository (no leading '/', no '..')")
         cleaned = "/".join(p for p in parts if p not in ("", "."))
         return cleaned or "."
+
+    @field_validator("env")
+    @classmethod
+    def _valid_env(cls, env: dict[str, str]) -> dict[str, str]:
+        for name, value in env.items():
+            if not re.fullmatch(ENV_VAR_PATTERN, name):
+                raise ValueError(
+                    f"env {name!r}: names are letters, digits and _, not first a digit"
+                )
+            if "\n" in value or "\0" in value or len(value) > 4096:
+                raise ValueError(f"env {name}: one line of at most 4096 characters")
+        return dict(sorted(env.items()))
 
     @field_validator("env_vars")
     @classmethod

@@ -128,6 +128,13 @@ def spec_options(function: F) -> F:
             help="An environment variable the operator must provide (repeatable).",
         ),
         click.option(
+            "--env",
+            "env",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="A plain (not secret) environment variable for the app (repeatable).",
+        ),
+        click.option(
             "--tag",
             "tags",
             multiple=True,
@@ -159,15 +166,21 @@ def overrides_from(params: dict[str, Any]) -> Any:
     env_vars = params.pop("env_vars", ())
     if env_vars:
         values["app.env_vars"] = (tuple(env_vars), "--env-var")
+    env = params.pop("env", ())
+    if env:
+        values["app.env"] = (pairs(env, "--env", "--env LOG_LEVEL=info"), "--env")
     tags = params.pop("tags", ())
     if tags:
-        parsed: dict[str, str] = {}
-        for tag in tags:
-            key, sep, value = tag.partition("=")
-            if not sep or not key:
-                raise BadInputError(
-                    f"--tag {tag!r} is not KEY=VALUE", next_step="pass tags as --tag team=payments"
-                )
-            parsed[key] = value
-        values["tags"] = (parsed, "--tag")
+        values["tags"] = (pairs(tags, "--tag", "--tag team=payments"), "--tag")
     return Overrides(values)
+
+
+def pairs(given: tuple[str, ...], flag: str, example: str) -> dict[str, str]:
+    """`KEY=VALUE` arguments of a repeatable flag, as a mapping."""
+    parsed: dict[str, str] = {}
+    for item in given:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BadInputError(f"{flag} {item!r} is not KEY=VALUE", next_step=f"e.g. {example}")
+        parsed[key] = value
+    return parsed

@@ -240,12 +240,13 @@ class _Steps:
             "start_command": app.start_command,
         }
         plain = [("PORT", str(app.port))] if app.port is not None else []
+        plain += [(name, value) for name, value in app.env.items() if name != "PORT"]
         secret_arn = outputs.get("DatabaseSecretArn", "")
         env_script = render(
             "app_env.sh.j2",
             app_name=app.name,
             env_file=layout.env_file,
-            plain=[(name, shlex.quote(value)) for name, value in plain],
+            plain=[shlex.quote(_environment_line(name, value)) for name, value in plain],
             secret_arn=shlex.quote(secret_arn) if secret_arn else "",
             region=shlex.quote(self.spec.region),
             db_host=shlex.quote(outputs.get("DatabaseEndpoint", "")),
@@ -337,3 +338,9 @@ def _tail(text: str, lines: int = 8) -> list[str]:
 
 def _short(command: str, limit: int = 160) -> str:
     return command if len(command) <= limit else command[: limit - 3] + "..."
+
+
+def _environment_line(name: str, value: str) -> str:
+    """`NAME="value"` as systemd's EnvironmentFile reads it (quotes and backslashes escaped)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{name}="{escaped}"'
