@@ -14,7 +14,8 @@ import os
 from collections.abc import Callable
 
 from hivemind.errors import BadInputError
-from hivemind_agents.base import Advisor
+
+from .base import Advisor
 
 LLM_VARIABLE = "HIVEMIND_LLM"
 LLM_REGION_VARIABLE = "HIVEMIND_LLM_REGION"

@@ -10,13 +10,14 @@ confirmation) are given in the constructor; `create_conductor` wires the real on
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hivemind.deployer.access import (
     Instance,
@@ -35,9 +36,11 @@ from hivemind.progress import ProgressDisplay
 from hivemind.provision import Provisioner, ProvisionResult
 from hivemind.reconcile import stack_status
 from hivemind.records import (
+    AgentCall,
     CheckResult,
     DeploymentRecord,
     DeploymentState,
+    Diagnosis,
     RecordStore,
     ResourceRecord,
     SourceRecord,
@@ -45,8 +48,10 @@ from hivemind.records import (
     Status,
     now,
 )
-from hivemind.spec import DeploymentSpec
+from hivemind.spec import DeploymentSpec, Provenance
+from hivemind.spec import Source as SpecSource
 from hivemind.synth import SynthResult, synthesize
+from hivemind_agents.base import Advisor
 
 # Shows the plan: the synth result, its folder, and the template deployed now (if any).
 Plan = Callable[[SynthResult, Path, "dict[str, Any] | None"], str]
@@ -55,8 +60,13 @@ _STAGE_STATUS = {
     "deploy": Status.DEPLOYING,
     "verify": Status.VERIFYING,
 }  # other stages keep the status as is
-# Stages after the stack exists: a retry of one of these does not touch the stack.
+# Stages after the stack exists: a retry of one of these does not touch the stack
+# (unless the spec changed since it was provisioned).
 _ON_BOX_STAGES = ("deploy", "verify")
+# How many of Medic's fixes one command applies before it gives up and reports.
+MAX_FIXES = 2
+# What to do with a fix Medic proposes: ask, accept (--yes), or only report (--no-input).
+FixPolicy = Literal["ask", "accept", "report"]
 
 
 class StageFailed(HiveMindError):
@@ -83,6 +93,9 @@ class Collaborators:
     say: Callable[[str], None]
     confirm: Callable[[str], bool]
     health_timeout: float = 300.0  # seconds for the load balancer to report targets healthy
+    advisor: Advisor = field(default_factory=Advisor)  # the agents: a model, or the rules
+    fixes: FixPolicy = "ask"
+    ask_value: Callable[[str], str | None] = lambda _question: None  # None: cannot ask
 
 
 class Conductor:
@@ -95,7 +108,18 @@ class Conductor:
         self, spec: DeploymentSpec, deployment_id: str, source: Source, *, plan: Plan
     ) -> DeploymentState:
         """Create a deployment: pack the release, synthesize, show the plan and cost,
-        confirm, provision, deploy the app on the instances, verify it."""
+        confirm, provision, deploy the app on the instances, verify it. A failed stage
+        is diagnosed by Medic; an accepted fix is applied and the deployment resumes."""
+        try:
+            return self._deploy(spec, deployment_id, source, plan)
+        except HiveMindError as error:
+            return self._recover(deployment_id, error, plan)
+        finally:
+            self._keep_agent_calls(deployment_id)
+
+    def _deploy(
+        self, spec: DeploymentSpec, deployment_id: str, source: Source, plan: Plan
+    ) -> DeploymentState:
         record = self.parts.store.create(spec, deployment_id, stack_name(deployment_id))
         with record.lock("deploy"):
             try:
@@ -118,10 +142,20 @@ class Conductor:
 
     def retry(self, deployment_id: str, *, plan: Plan) -> DeploymentState:
         """Resume a failed deployment at its failed stage. After a deploy or verify
-        failure: pack the app again and redeploy, the stack untouched. Otherwise:
-        synthesize again, show the plan and what would change against the stack as it
-        stands, confirm, provision, then deploy and verify."""
+        failure (and no change to the spec since it was provisioned): pack the app again
+        and redeploy, the stack untouched. Otherwise: synthesize again, show the plan and
+        what would change against the stack as it stands, confirm, provision, then
+        deploy and verify. A new failure is diagnosed, as in `deploy`."""
+        try:
+            return self._retry(deployment_id, plan)
+        except HiveMindError as error:
+            return self._recover(deployment_id, error, plan)
+        finally:
+            self._keep_agent_calls(deployment_id)
+
+    def _retry(self, deployment_id: str, plan: Plan, *, confirmed: bool = False) -> DeploymentState:
         record = self.parts.store.get(deployment_id)
+        confirm = (lambda _question: True) if confirmed else self.parts.confirm
         with record.lock("retry"):
             state = record.load()
             if state.status != Status.FAILED:
@@ -135,22 +169,136 @@ class Conductor:
                     "older HiveMind)",
                     next_step=f"`hivemind destroy {deployment_id}`, then deploy again",
                 )
-            if state.failed_stage in _ON_BOX_STAGES:
+            if state.failed_stage in _ON_BOX_STAGES and state.provisioned_spec == _digest(spec):
                 self.parts.say(
                     f"{deployment_id} failed at the {state.failed_stage} stage; its stack is "
                     f"in place. The retry packs {state.source.ref} again and resumes there."
                 )
-                if not self.parts.confirm(f"Retry {deployment_id}?"):
+                if not confirm(f"Retry {deployment_id}?"):
                     raise RefusedError("nothing was changed: the retry was declined")
                 self._pack(record, self._recorded_source(state.source))
                 return self._release(record, spec)
             result = self._stage(record, "synth", lambda: self._synth(record, spec))
             self.parts.say(plan(result, record.folder, self._deployed_template(state.stack_name)))
-            if not self.parts.confirm(f"Retry {deployment_id}?"):
+            if not confirm(f"Retry {deployment_id}?"):
                 raise RefusedError("nothing was changed: the retry was declined")
             self._pack(record, self._recorded_source(state.source))
             self._provision(record, result)
             return self._release(record, spec)
+
+    def change_spec(
+        self, deployment_id: str, changes: dict[str, object], provenance: Provenance
+    ) -> DeploymentSpec:
+        """Change a failed deployment's spec before its retry (`retry --set/--env`, or
+        Medic's accepted fix); the retry then provisions again if the stack changes."""
+        record = self.parts.store.get(deployment_id)
+        with record.lock("retry"):
+            state = record.load()
+            if state.status != Status.FAILED:
+                raise RefusedError(
+                    f"{deployment_id} is {state.status.value}: only a failed deployment's "
+                    "spec is changed before a retry"
+                )
+            spec = record.spec().with_changes(changes, provenance)
+            record.save_spec(spec)
+            shown = ", ".join(f"{path}={_shown(path, value)}" for path, value in changes.items())
+            record.log(f"spec changed: {shown} ({provenance.describe()})")
+            return spec
+
+    # --- Medic ----------------------------------------------------------------------
+
+    def _recover(self, deployment_id: str, error: HiveMindError, plan: Plan) -> DeploymentState:
+        """After a failed stage: offer Medic's fix; if it is accepted, apply it and
+        resume at the failed stage (at most MAX_FIXES times); otherwise re-raise."""
+        for _attempt in range(MAX_FIXES):
+            changes = self._accepted_fix(deployment_id, error)
+            if changes is None:
+                raise error
+            state = self.parts.store.get(deployment_id).load()
+            summary = state.diagnosis.summary if state.diagnosis else "Medic's fix"
+            self.change_spec(
+                deployment_id,
+                changes,
+                Provenance(source=SpecSource.USER, evidence="Medic's fix, accepted", note=summary),
+            )
+            self.parts.say(f"Fix applied. Resuming {deployment_id} ...")
+            try:
+                return self._retry(deployment_id, plan, confirmed=True)
+            except HiveMindError as again:
+                error = again
+        raise error
+
+    def _accepted_fix(self, deployment_id: str, error: HiveMindError) -> dict[str, object] | None:
+        """The spec changes of Medic's fix for this failure, once the user accepts it;
+        None when there is no diagnosis, no applicable fix, or it is declined."""
+        if isinstance(error, RefusedError) or not self.parts.store.record(deployment_id).exists():
+            return None
+        state = self.parts.store.get(deployment_id).load()
+        diagnosis = state.diagnosis
+        if state.status != Status.FAILED or diagnosis is None or not diagnosis.fix:
+            return None
+        fix = diagnosis.fix
+        changes: dict[str, object] = dict(fix.get("spec_changes") or {})
+        needed = [str(name) for name in fix.get("env_needed") or []]
+        if not changes and not needed:
+            return None
+        retry_flags = " ".join(
+            [f"--set {path}={_shown(path, value)}" for path, value in changes.items()]
+            + [f"--env {name}=VALUE" for name in needed]
+        )
+        by_hand = f"`hivemind retry {deployment_id} {retry_flags}`"
+        if self.parts.fixes == "report":
+            self.parts.say(f"To apply Medic's fix: {by_hand}")
+            return None
+        if self.parts.fixes == "ask" and not self.parts.confirm(
+            f"Apply Medic's fix and resume {deployment_id} at the {diagnosis.stage} stage?"
+        ):
+            self.parts.say(f"Not applied. To apply it later: {by_hand}")
+            return None
+        env = dict(self.parts.store.get(deployment_id).spec().app.env)
+        for name in needed:
+            value = self.parts.ask_value(f"Value of {name} (kept in the deployment's spec)")
+            if not value:
+                self.parts.say(f"{name} needs a value; nothing was applied. Then run {by_hand}")
+                return None
+            env[name] = value
+        if needed:
+            changes["app.env"] = env
+        return changes
+
+    def _diagnose(self, record: DeploymentRecord, stage: str, error: BaseException) -> None:
+        """Ask Medic why the stage failed; keep and show the diagnosis. Never raises: a
+        diagnosis that cannot be made must not hide the failure itself."""
+        try:
+            from hivemind_agents.medic import Medic
+
+            failure = _failure_of(record.deployment_id, stage, error, record.spec())
+            answer = self.parts.advisor.ask(Medic(), failure)
+            found = answer.value
+            diagnosis = Diagnosis(
+                stage=stage,
+                cause=found.cause,
+                summary=found.summary,
+                evidence=list(found.evidence),
+                fix=found.fix.model_dump(mode="json") if found.fix else None,
+                by=answer.provenance,
+            )
+        except Exception as problem:  # Medic must never mask the stage's own error
+            record.log(f"medic: no diagnosis ({type(problem).__name__}: {problem})")
+            return
+        record.update(diagnosis=diagnosis)
+        record.log(f"medic: {diagnosis.cause}: {diagnosis.summary} (by {diagnosis.by})")
+        self.parts.say(_render_diagnosis(diagnosis))
+
+    def _keep_agent_calls(self, deployment_id: str) -> None:
+        """Move the model calls made so far into the deployment record."""
+        calls = self.parts.advisor.calls
+        if not calls or not self.parts.store.record(deployment_id).exists():
+            return
+        record = self.parts.store.get(deployment_id)
+        kept = [AgentCall(**vars(call)) for call in calls]
+        calls.clear()
+        record.update(agent_calls=[*record.load().agent_calls, *kept])
 
     def _recorded_source(self, source: SourceRecord) -> Source:
         return Source(source.ref, self.parts.open_source(source.ref), source.subdir)
@@ -206,6 +354,7 @@ class Conductor:
                 "resources": resources,
                 "monthly_usd": synth.cost.total_usd,
                 "url": _url(record.spec(), outcome.outputs),
+                "provisioned_spec": _digest(record.spec()),
             }
         )
         record.log(f"provisioned: {synth.stack_name} is {outcome.stack_status}")
@@ -245,7 +394,13 @@ class Conductor:
             check=lambda results: self._verify_failure(record, results),
         )
         state = record.load().model_copy(
-            update={"status": Status.DEPLOYED, "failed_stage": None, "note": "", "checks": checks}
+            update={
+                "status": Status.DEPLOYED,
+                "failed_stage": None,
+                "note": "",
+                "checks": checks,
+                "diagnosis": None,
+            }
         )
         record.log(f"deployed: {state.url or 'no URL (the app serves no port)'}")
         return record.save(state)
@@ -414,8 +569,12 @@ class Conductor:
             )
             self._finish(record, stage, started, "failed", why)
             record.save(
-                record.load().model_copy(update={"status": Status.FAILED, "failed_stage": name})
+                record.load().model_copy(
+                    update={"status": Status.FAILED, "failed_stage": name, "diagnosis": None}
+                )
             )
+            if isinstance(error, HiveMindError):
+                self._diagnose(record, name, error)
             raise
         self._finish(record, stage, started, "ok", "")
 
@@ -443,6 +602,76 @@ def _url(spec: DeploymentSpec, outputs: dict[str, str]) -> str | None:
     return f"{'https' if spec.access.certificate_arn else 'http'}://{host}"
 
 
+def _digest(spec: DeploymentSpec) -> str:
+    """What the stack is built from: the spec's values (not their provenance or notes)."""
+    values = spec.model_dump(mode="json", exclude={"provenance", "notes"})
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _shown(path: str, value: object) -> str:
+    """A spec value as the user sees it in a message; env values are not repeated."""
+    if path == "app.env" and isinstance(value, dict):
+        return "{" + ", ".join(sorted(value)) + "}"
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
+def _failure_of(deployment_id: str, stage: str, error: BaseException, spec: DeploymentSpec) -> Any:
+    """What Medic reads about a failed stage, sorted out of the error."""
+    from hivemind_agents.medic import Failure
+
+    what = error.what if isinstance(error, HiveMindError) else str(error)
+    cause = (error.cause or "") if isinstance(error, HiveMindError) else ""
+    lines = list(error.details) if isinstance(error, HiveMindError) else []
+    command_output: list[str] = []
+    app_log: list[str] = []
+    details: list[str] = []
+    in_app_log = False
+    for line in lines:
+        if line.startswith("stderr: "):
+            command_output.append(line.removeprefix("stderr: "))
+        elif line.startswith("app log: "):
+            app_log.append(line.removeprefix("app log: "))
+        elif line.startswith("app log of "):
+            in_app_log = True
+        elif in_app_log and line.startswith("  "):
+            app_log.append(line[2:])
+        else:
+            in_app_log = False
+            details.append(line)
+    return Failure(
+        deployment_id=deployment_id,
+        stage=stage,
+        what=what,
+        cause=cause,
+        details=details,
+        command_output="\n".join(command_output),
+        health_reason=cause if isinstance(error, TargetsUnhealthy) else "",
+        app_log=app_log,
+        spec=spec,
+    )
+
+
+def _render_diagnosis(diagnosis: Diagnosis) -> str:
+    lines = [f"Medic: {diagnosis.summary} [{diagnosis.cause.replace('_', ' ')}]"]
+    lines += [f"  evidence: {line}" for line in diagnosis.evidence[:5]]
+    fix = diagnosis.fix or {}
+    if fix:
+        lines.append(f"  fix: {fix.get('explanation', '')}")
+        for path, value in (fix.get("spec_changes") or {}).items():
+            lines.append(f"    set {path} = {_shown(path, value)}")
+        for name in fix.get("env_needed") or []:
+            lines.append(f"    give {name} a value")
+        permission = fix.get("permission")
+        if permission:
+            lines.append("    add this statement to your IAM policy:")
+            statement = json.dumps(permission.get("statement", {}), indent=2)
+            lines += [f"      {line}" for line in statement.splitlines()]
+        if fix.get("command"):
+            lines.append(f"    run: {fix['command']}")
+    lines.append(f"  (diagnosed by {diagnosis.by})")
+    return "\n".join(lines)
+
+
 def create_conductor(
     region: str,
     *,
@@ -452,6 +681,9 @@ def create_conductor(
     write: Callable[[str], None],
     ask: Callable[[str], bool],
     health_timeout: float = 300.0,
+    advisor: Advisor | None = None,
+    fixes: FixPolicy = "ask",
+    ask_value: Callable[[str], str | None] = lambda _question: None,
 ) -> Conductor:
     """Wire the real collaborators: records under $HIVEMIND_HOME, the target's
     CloudFormation (AWS, or the sandbox when asked for), the progress display."""
@@ -471,5 +703,8 @@ def create_conductor(
             say=say,
             confirm=(lambda _question: True) if yes else ask,
             health_timeout=health_timeout,
+            advisor=advisor or Advisor(),
+            fixes=fixes,
+            ask_value=ask_value,
         )
     )

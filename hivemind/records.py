@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Final, Literal
+from typing import IO, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -121,6 +121,35 @@ class CheckResult(BaseModel):
     seconds: float | None = None
 
 
+class Diagnosis(BaseModel):
+    """Medic's reading of the last failure: its cause, the evidence, and the fix if any."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: str
+    cause: str
+    summary: str
+    evidence: list[str] = Field(default_factory=list)
+    fix: dict[str, Any] | None = None  # Medic's Fix: spec changes, env needed, command
+    by: str = "HiveMind's rules"  # or "model <id>"
+    at: str = Field(default_factory=now)
+
+
+class AgentCall(BaseModel):
+    """One time an agent was asked with a model configured: cost and outcome."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent: str
+    source: Literal["model", "fallback"]
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+    note: str = ""
+    at: str = Field(default_factory=now)
+
+
 class DeploymentState(BaseModel):
     """state.json: everything known about one deployment, except secrets."""
 
@@ -145,6 +174,11 @@ class DeploymentState(BaseModel):
     source: SourceRecord | None = None
     releases: list[InstanceRelease] = Field(default_factory=list)
     checks: list[CheckResult] = Field(default_factory=list)
+    diagnosis: Diagnosis | None = None
+    agent_calls: list[AgentCall] = Field(default_factory=list)
+    # A digest of the spec the stack was last provisioned from: a retry after the spec
+    # changed (Medic's fix, `retry --set`) provisions again.
+    provisioned_spec: str | None = None
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in reversed(self.stages) if s.name == name), None)
@@ -193,6 +227,9 @@ class DeploymentRecord:
 
     def spec(self) -> DeploymentSpec:
         return DeploymentSpec.from_json((self.folder / SPEC_FILE).read_text("utf-8"))
+
+    def save_spec(self, spec: DeploymentSpec) -> None:
+        write_atomically(self.folder / SPEC_FILE, spec.to_json())
 
     def log(self, line: str) -> None:
         with (self.folder / EVENTS_FILE).open("a", encoding="utf-8") as events:

@@ -175,6 +175,7 @@ def load_spec(
     spec_file: Path | None,
     overrides: Overrides,
     progress: Callable[[str], None],
+    advisor: Any = None,
 ) -> DeploymentSpec:
     if (repo is None) == (spec_file is None):
         raise BadInputError(
@@ -183,7 +184,7 @@ def load_spec(
         )
     if spec_file is None:
         assert repo is not None
-        return spec_for_repo(repo, overrides, progress)[1]
+        return spec_for_repo(repo, overrides, progress, advisor)[1]
     if overrides.values:
         flags = ", ".join(sorted({flag for _value, flag in overrides.values.values()}))
         raise BadInputError(

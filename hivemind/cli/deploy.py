@@ -8,11 +8,19 @@ from typing import Any
 
 import click
 
-from hivemind.cli.options import overrides_from, repo_or_spec, spec_options, yes_option
+from hivemind.cli.options import (
+    advisor_from,
+    llm_options,
+    overrides_from,
+    pairs,
+    repo_or_spec,
+    spec_options,
+    yes_option,
+)
 from hivemind.cli.render import write_stderr
 
 
-def _conductor(region: str, yes: bool, health_timeout: float) -> Any:
+def _conductor(region: str, yes: bool, no_input: bool, health_timeout: float, advisor: Any) -> Any:
     from hivemind.conductor import create_conductor
 
     terminal = sys.stderr.isatty()
@@ -24,7 +32,25 @@ def _conductor(region: str, yes: bool, health_timeout: float) -> Any:
         write=write_stderr,
         ask=lambda question: click.confirm(question, default=False, err=True),
         health_timeout=health_timeout,
+        advisor=advisor,
+        fixes="report" if no_input else "accept" if yes else "ask",
+        ask_value=_ask_value if terminal and not no_input else lambda _question: None,
     )
+
+
+def _ask_value(question: str) -> str | None:
+    value = click.prompt(question, default="", show_default=False, err=True)
+    return str(value) or None
+
+
+def no_input_option(function: Any) -> Any:
+    return click.option(
+        "--no-input",
+        is_flag=True,
+        envvar="HIVEMIND_NO_INPUT",
+        show_envvar=True,
+        help="When a stage fails, only report Medic's diagnosis and fix; never apply it.",
+    )(function)
 
 
 def health_timeout_option(function: Any) -> Any:
@@ -48,13 +74,18 @@ def health_timeout_option(function: Any) -> Any:
 )
 @spec_options
 @health_timeout_option
+@llm_options
+@no_input_option
 @yes_option
 def deploy(
     repo: str | None,
     spec_file: Path | None,
     source_ref: str | None,
     yes: bool,
+    no_input: bool,
     health_timeout: float,
+    llm: str | None,
+    llm_region: str | None,
     **params: Any,
 ) -> None:
     """Deploy REPO on AWS (or the sandbox with --sandbox), and verify it answers.
@@ -66,6 +97,10 @@ def deploy(
     over SSH (a key made for this deployment, host keys pinned from the instances'
     console output): build, service, health check; the load balancer must report
     every instance healthy, and QA checks the URL, the ports and the database.
+
+    If a stage fails, Medic says why (with the evidence) and proposes a fix where one
+    exists: accept it and the deployment resumes at that stage (--yes accepts,
+    --no-input only reports). The failed deployment is otherwise left as it is.
 
     \b
     Examples:
@@ -79,7 +114,9 @@ def deploy(
     from hivemind.synth_command import SynthReport, load_spec
 
     progress = lambda line: click.echo(line, err=True)  # noqa: E731
-    spec = load_spec(repo, spec_file, overrides_from(params), progress)
+    region = params.get("region") or _default_region()
+    advisor = advisor_from(llm, llm_region, region)
+    spec = load_spec(repo, spec_file, overrides_from(params), progress, advisor)
     ref = repo or source_ref
     if ref is None:
         raise BadInputError(
@@ -90,7 +127,7 @@ def deploy(
     spec = _with_operator_ssh(spec)
     deployment_id = new_deployment_id(spec.app.name)
     click.echo(f"Deployment {deployment_id}", err=True)
-    conductor = _conductor(spec.region, yes, health_timeout)
+    conductor = _conductor(spec.region, yes, no_input, health_timeout, advisor)
     state = conductor.deploy(
         spec,
         deployment_id,
@@ -125,31 +162,93 @@ def _with_operator_ssh(spec: Any) -> Any:
 
 @click.command()
 @click.argument("deployment_id")
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="Change a spec setting first, e.g. --set app.port=3000 (repeatable; the value is "
+    "read as JSON when it parses, else as text).",
+)
+@click.option(
+    "--env",
+    "env",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Give an environment variable of the app a plain value first (repeatable).",
+)
 @health_timeout_option
+@llm_options
+@no_input_option
 @yes_option
-def retry(deployment_id: str, yes: bool, health_timeout: float) -> None:
+def retry(
+    deployment_id: str,
+    settings: tuple[str, ...],
+    env: tuple[str, ...],
+    yes: bool,
+    no_input: bool,
+    health_timeout: float,
+    llm: str | None,
+    llm_region: str | None,
+) -> None:
     """Resume a failed deployment at the stage that failed.
 
     A deployment that failed while provisioning shows its plan again (with what
     would change) and provisions; one that failed at the deploy or verify stage
     packs the app again from its repository and resumes there, without touching
-    the stack. Fix the cause first: the error said what it was.
+    the stack. Fix the cause first (Medic's diagnosis says what it was), or change
+    the spec here with --set and --env; a change that alters the stack provisions
+    again.
 
     \b
-    Example:
+    Examples:
       hivemind retry shop-k2j4m6p8q1
+      hivemind retry shop-k2j4m6p8q1 --set app.port=3000 --env SECRET_KEY=dev-only
     """
     from hivemind.records import RecordStore
+    from hivemind.spec import Provenance, Source
     from hivemind.synth_command import plan_with_changes
 
     record = RecordStore().get(deployment_id)
     spec = record.spec()
+    conductor = _conductor(
+        spec.region, yes, no_input, health_timeout, advisor_from(llm, llm_region, spec.region)
+    )
+    changes: dict[str, object] = {
+        path: _setting_value(value)
+        for path, value in pairs(settings, "--set", "--set app.port=3000").items()
+    }
+    if env:
+        changes["app.env"] = {**spec.app.env, **pairs(env, "--env", "--env LOG_LEVEL=info")}
+    if changes:
+        flags = " ".join(["--set"] * bool(settings) + ["--env"] * bool(env))
+        conductor.change_spec(
+            deployment_id, changes, Provenance(source=Source.USER, evidence=f"retry {flags}")
+        )
     _done(
-        _conductor(spec.region, yes, health_timeout).retry(
+        conductor.retry(
             deployment_id,
-            plan=lambda result, folder, deployed: plan_with_changes(spec, folder, result, deployed),
+            plan=lambda result, folder, deployed: plan_with_changes(
+                record.spec(), folder, result, deployed
+            ),
         )
     )
+
+
+def _setting_value(text: str) -> object:
+    """A --set value: JSON when it parses (3000, true, null, ["a"]), else the text."""
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _default_region() -> str:
+    import os
+
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
 def _done(state: Any) -> None:

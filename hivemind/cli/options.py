@@ -85,6 +85,31 @@ def yes_option(function: F) -> F:
     )(function)
 
 
+def llm_options(function: F) -> F:
+    """`--llm` and `--llm-region`: the model the agents use (none by default)."""
+    function = click.option(
+        "--llm-region",
+        envvar="HIVEMIND_LLM_REGION",
+        show_envvar=True,
+        help="The model's region (default: the deployment's region).",
+    )(function)
+    return click.option(
+        "--llm",
+        envvar="HIVEMIND_LLM",
+        show_envvar=True,
+        metavar="bedrock:MODEL_ID",
+        help="Let the agents use this Bedrock model to explain and propose (every proposal "
+        "is checked). Default: none, HiveMind's own rules.",
+    )(function)
+
+
+def advisor_from(llm: str | None, llm_region: str | None, region: str) -> Any:
+    """The agents' Advisor for `--llm`/`--llm-region` (none: the deterministic rules)."""
+    from hivemind_agents.llm import advisor_for
+
+    return advisor_for(llm, region, llm_region=llm_region)
+
+
 def _envvar(declaration: str) -> str:
     return "HIVEMIND_" + declaration.lstrip("-").replace("-", "_").upper()
 
