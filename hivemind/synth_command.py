@@ -156,8 +156,9 @@ def run_synth(
     live_prices: bool,
     use_cache: bool,
     progress: Callable[[str], None],
+    advisor: Any = None,
 ) -> SynthReport:
-    spec = load_spec(repo, spec_file, overrides, progress)
+    spec = load_spec(repo, spec_file, overrides, progress, advisor)
     target = check_deployment_id(deployment_id) if deployment_id else preview_id(spec.app.name)
     out = out_dir or home() / "previews" / target
     prices = _live_price_table(spec.region, progress) if live_prices else DEFAULT_PRICES

@@ -10,6 +10,7 @@ import click
 
 from hivemind.cli.options import (
     advisor_from,
+    default_region,
     llm_options,
     overrides_from,
     pairs,
@@ -114,8 +115,9 @@ def deploy(
     from hivemind.synth_command import SynthReport, load_spec
 
     progress = lambda line: click.echo(line, err=True)  # noqa: E731
-    region = params.get("region") or _default_region()
+    region = params.get("region") or default_region()
     advisor = advisor_from(llm, llm_region, region)
+    advisor.log = progress
     spec = load_spec(repo, spec_file, overrides_from(params), progress, advisor)
     ref = repo or source_ref
     if ref is None:
@@ -243,12 +245,6 @@ def _setting_value(text: str) -> object:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _default_region() -> str:
-    import os
-
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
 def _done(state: Any) -> None:

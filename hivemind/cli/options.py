@@ -110,6 +110,13 @@ def advisor_from(llm: str | None, llm_region: str | None, region: str) -> Any:
     return advisor_for(llm, region, llm_region=llm_region)
 
 
+def default_region() -> str:
+    """The region from the environment, as the AWS CLI finds it, else us-east-1."""
+    import os
+
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
 def _envvar(declaration: str) -> str:
     return "HIVEMIND_" + declaration.lstrip("-").replace("-", "_").upper()
 

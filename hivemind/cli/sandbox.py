@@ -88,8 +88,27 @@ def sandbox_status(as_json: bool) -> None:
     show_default=True,
     help="How many times the fault fires.",
 )
+@click.option(
+    "--message",
+    default=None,
+    help="The error message to fail with, e.g. an AWS error's own wording "
+    "(default: one saying the sandbox injected it).",
+)
+@click.option(
+    "--code",
+    default="",
+    help="With a resource fault: the error code in the status reason, e.g. LimitExceeded.",
+)
 @click.option("--clear", is_flag=True, help="Disarm every fault instead.")
-def fault(resource_type: str | None, on: str, match: str, times: int, clear: bool) -> None:
+def fault(
+    resource_type: str | None,
+    on: str,
+    match: str,
+    times: int,
+    message: str | None,
+    code: str,
+    clear: bool,
+) -> None:
     """Make the sandbox fail a resource's creation or deletion, to try rollback and
     recovery.
 
@@ -98,6 +117,8 @@ def fault(resource_type: str | None, on: str, match: str, times: int, clear: boo
       hivemind sandbox fault --resource-type AWS::RDS::DBInstance --on create
       hivemind sandbox fault --on command --match "pip install"
       hivemind sandbox fault --on health --times 100
+      hivemind sandbox fault --resource-type AWS::EC2::Instance --code VcpuLimitExceeded \
+        --message "You have requested more vCPU capacity than your current vCPU limit"
       hivemind sandbox fault --clear
     """
     from hivemind.errors import BadInputError
@@ -121,6 +142,8 @@ def fault(resource_type: str | None, on: str, match: str, times: int, clear: boo
             "give --match TEXT with --on command (the failing command contains it)",
             next_step='hivemind sandbox fault --on command --match "pip install"',
         )
-    control.add_fault(info, resource_type, on=on, times=times, match=match)
+    control.add_fault(
+        info, resource_type, on=on, times=times, match=match, message=message, code=code
+    )
     what = f" matching {match!r}" if match else ""
     click.echo(f"armed: the next {times} {on}(s) of {resource_type}{what} will fail")

@@ -8,7 +8,13 @@ from typing import Any
 
 import click
 
-from hivemind.cli.options import overrides_from, spec_options
+from hivemind.cli.options import (
+    advisor_from,
+    default_region,
+    llm_options,
+    overrides_from,
+    spec_options,
+)
 
 
 @click.group()
@@ -20,6 +26,7 @@ def spec() -> None:
 @click.argument("repo")
 @spec_options
 @click.option("--json", "as_json", is_flag=True, help="Print the spec as JSON.")
+@llm_options
 @click.option(
     "-o",
     "--output",
@@ -27,7 +34,14 @@ def spec() -> None:
     default=None,
     help="Also write the spec's JSON to this file.",
 )
-def show(repo: str, as_json: bool, output: Path | None, **params: Any) -> None:
+def show(
+    repo: str,
+    as_json: bool,
+    output: Path | None,
+    llm: str | None,
+    llm_region: str | None,
+    **params: Any,
+) -> None:
     """Resolve the deployment spec for REPO and show each field with its provenance.
 
     Precedence per field: flags > hivemind.yaml in the repo > detection > defaults.
@@ -41,9 +55,10 @@ def show(repo: str, as_json: bool, output: Path | None, **params: Any) -> None:
     from hivemind.resolve import spec_for_repo
     from hivemind.spec_report import render_spec
 
-    _reading, resolved = spec_for_repo(
-        repo, overrides_from(params), progress=lambda line: click.echo(line, err=True)
-    )
+    progress = lambda line: click.echo(line, err=True)  # noqa: E731
+    advisor = advisor_from(llm, llm_region, params.get("region") or default_region())
+    advisor.log = progress
+    _reading, resolved = spec_for_repo(repo, overrides_from(params), progress, advisor)
     if output is not None:
         output.write_text(resolved.to_json(), encoding="utf-8")
     if as_json:

@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from hivemind.cli.options import overrides_from, repo_or_spec, spec_options
+from hivemind.cli.options import (
+    advisor_from,
+    default_region,
+    llm_options,
+    overrides_from,
+    repo_or_spec,
+    spec_options,
+)
 
 
 @click.command()
@@ -40,6 +47,7 @@ from hivemind.cli.options import overrides_from, repo_or_spec, spec_options
 )
 @click.option("--no-cache", is_flag=True, help="Synthesize even when the cache has this spec.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@llm_options
 def synth(
     repo: str | None,
     spec_file: Path | None,
@@ -49,6 +57,8 @@ def synth(
     allow_findings: bool,
     no_cache: bool,
     as_json: bool,
+    llm: str | None,
+    llm_region: str | None,
     **params: Any,
 ) -> None:
     """Compile REPO's deployment spec into CloudFormation (AWS CDK) for review.
@@ -67,6 +77,9 @@ def synth(
     """
     from hivemind.synth_command import run_synth
 
+    progress = lambda line: click.echo(line, err=True)  # noqa: E731
+    advisor = advisor_from(llm, llm_region, params.get("region") or default_region())
+    advisor.log = progress
     report = run_synth(
         repo=repo,
         spec_file=spec_file,
@@ -75,7 +88,8 @@ def synth(
         out_dir=out_dir,
         live_prices=live_prices,
         use_cache=not no_cache,
-        progress=lambda line: click.echo(line, err=True),
+        progress=progress,
+        advisor=advisor,
     )
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))

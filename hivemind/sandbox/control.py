@@ -189,6 +189,7 @@ def add_fault(
     times: int = 1,
     message: str | None = None,
     match: str = "",
+    code: str = "",
 ) -> dict[str, Any]:
     """Make the next `times` creations (on="create"), updates (on="update") or deletions
     (on="delete") of `resource_type` (e.g. AWS::RDS::DBInstance, or a pattern like
@@ -200,6 +201,8 @@ def add_fault(
         body["message"] = message
     if match:
         body["match"] = match
+    if code:
+        body["code"] = code
     return _control(info, "POST", "faults", body)
 
 

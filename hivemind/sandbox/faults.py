@@ -17,6 +17,7 @@ and clears them over the server's control endpoint.
 from __future__ import annotations
 
 import fnmatch
+import re
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, cast
@@ -34,11 +35,10 @@ HOST_FAULT_TYPES: dict[str, str] = {
 class InjectedFault(Exception):
     """Raised instead of creating or deleting a resource while a fault is armed."""
 
-    code = "SandboxInjectedFault"
-
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, code: str = "") -> None:
         super().__init__(message)
         self.message = message
+        self.code = code or "SandboxInjectedFault"
 
 
 @dataclass
@@ -51,6 +51,7 @@ class Fault:
     remaining: int
     message: str
     match: str = ""  # only operations whose subject contains this (e.g. a command's text)
+    code: str = ""  # the error code AWS would give (e.g. InsufficientInstanceCapacity)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,7 +76,10 @@ def parse_fault(data: dict[str, Any]) -> Fault:
         + (f" matching {match!r}" if match else "")
         + " fails"
     )
-    return Fault(resource_type.strip(), cast(Operation, on), times, str(message), match)
+    code = data.get("code") or ""
+    if not isinstance(code, str) or not re.fullmatch(r"[A-Za-z0-9.]*", code):
+        raise ValueError(f"code must be an error code such as LimitExceeded, not {code!r}")
+    return Fault(resource_type.strip(), cast(Operation, on), times, str(message), match, code)
 
 
 class FaultBook:
@@ -111,7 +115,7 @@ class FaultBook:
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._faults.remove(fault)
-                    raise InjectedFault(fault.message)
+                    raise InjectedFault(fault.message, fault.code)
 
 
 FAULTS = FaultBook()
