@@ -246,6 +246,14 @@ _CLOUDFORMATION = (
     "cloudformation:ContinueUpdateRollback",
     "cloudformation:TagResource",
 )
+# What `hivemind status --show-logs/--show-metrics/--show-costs/--show-traces` reads.
+OPS_ACTIONS: tuple[str, ...] = (
+    "logs:FilterLogEvents",
+    "cloudwatch:GetMetricData",
+    "ce:GetCostAndUsage",
+    "xray:GetTraceSummaries",
+    "xray:BatchGetTraces",
+)
 _SCOPED_PREFIXES = ("iam:", "logs:", "secretsmanager:")
 _STACKS = "arn:aws:cloudformation:*:*:stack/hivemind-*/*"
 _ROLES = ("arn:aws:iam::*:role/hivemind-*", "arn:aws:iam::*:instance-profile/hivemind-*")
@@ -366,6 +374,20 @@ def policy_document() -> dict[str, Any]:
                     "Null": {"aws:ResourceTag/hivemind:deployment-id": "false"},
                     "NumericEquals": {"ec2-instance-connect:remotePort": "22"},
                 },
+            },
+            {
+                "Sid": "ReadHiveMindAppLogs",
+                "Effect": "Allow",
+                "Action": [a for a in OPS_ACTIONS if a.startswith("logs:")],
+                "Resource": [*_LOG_GROUPS, *(f"{g}:*" for g in _LOG_GROUPS)],
+            },
+            {
+                # None of these reads takes a resource: metrics, costs and traces are
+                # read per account and region.
+                "Sid": "ReadMetricsCostsAndTraces",
+                "Effect": "Allow",
+                "Action": sorted(a for a in OPS_ACTIONS if not a.startswith("logs:")),
+                "Resource": "*",
             },
             {
                 "Sid": "HiveMindItself",
