@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from hivemind.aws import client
 from hivemind.cli.render import table
 from hivemind.reconcile import Reconciled, reconcile_record
 from hivemind.records import RecordStore
 
+if TYPE_CHECKING:  # the ops views are imported only when one is asked for
+    from hivemind.ops.overview import OpsReport, OpsRequest
+
 
 @dataclass(frozen=True)
 class StatusReport:
     result: Reconciled
+    ops: OpsReport | None = None
+    report_file: Path | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             **self.result.state.model_dump(mode="json"),
             "stack_status": self.result.stack_status,
             "reconciled": self.result.changed,
             "reconcile_note": self.result.note,
         }
+        if self.ops is not None:
+            views = self.ops.model_dump(mode="json")
+            found["ops"] = {name: view for name, view in views.items() if view is not None}
+        if self.report_file is not None:
+            found["report"] = str(self.report_file)
+        return found
 
     def render(self) -> str:
         state = self.result.state
@@ -72,10 +84,40 @@ class StatusReport:
         if state.checks:
             rows = [[c.name, c.status.replace("_", " "), c.detail] for c in state.checks]
             lines += ["", table(["check", "result", "detail"], rows)]
+        if self.ops is not None:
+            from hivemind.ops.render import render_ops
+
+            lines += render_ops(self.ops)
+        if self.report_file is not None:
+            lines += ["", f"report: {self.report_file}"]
         return "\n".join(lines)
 
 
-def show_status(deployment_id: str) -> StatusReport:
+def show_status(
+    deployment_id: str,
+    *,
+    ops: OpsRequest | None = None,
+    report: Literal["markdown", "html"] | None = None,
+) -> StatusReport:
+    """The deployment's record reconciled with its stack; with `ops`, the ops views it
+    asks for (logs, metrics, costs, traces, dashboard); with `report`, the deployment's
+    report written into the record in that format."""
     record = RecordStore().get(deployment_id)
     state = record.load()
-    return StatusReport(reconcile_record(record, client("cloudformation", state.region)))
+    window = None
+    if ops is not None and ops.any():
+        from hivemind.ops.window import window as ops_window
+
+        window = ops_window(ops.since)  # a bad --since fails before any AWS call
+    result = reconcile_record(record, client("cloudformation", state.region))
+    gathered = None
+    if ops is not None and window is not None:
+        from hivemind.ops.overview import collect_ops
+
+        gathered = collect_ops(result.state, record.spec(), ops, window, client)
+    report_file = None
+    if report is not None:
+        from hivemind.report import write_report
+
+        report_file = write_report(record, fmt=report)
+    return StatusReport(result, gathered, report_file)

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "find-orphans": ("orphans", "find_orphans", "Find (and remove) resources no deployment owns."),
     "list": ("deployments", "list_deployments", "List the deployments on this machine."),
     "status": ("deployments", "status", "Show a deployment's status, checked against AWS."),
+    "dashboard": ("dashboard", "dashboard", "Open a deployment's CloudWatch dashboard."),
     "report": ("report", "report", "Write a deployment's report: Markdown, or an HTML page."),
     "doctor": ("doctor", "doctor", "Check Python, Node, the CDK CLI and AWS access."),
     "iam-policy": ("iam_policy", "iam_policy", "Print the least-privilege IAM policy to attach."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 import click
 
@@ -29,18 +30,97 @@ def list_deployments(as_json: bool) -> None:
 
 @click.command()
 @click.argument("deployment_id")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(deployment_id: str, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the status (and every view) as JSON.")
+@click.option(
+    "--show-logs",
+    is_flag=True,
+    help="The app's recent log lines (CloudWatch Logs), errors highlighted and grouped.",
+)
+@click.option(
+    "--show-metrics",
+    is_flag=True,
+    help="CPU, memory, disk and network per instance, and the load balancer's and "
+    "database's key metrics, as sparklines, with anomalies.",
+)
+@click.option(
+    "--show-costs",
+    is_flag=True,
+    help="Daily costs from Cost Explorer by the deployment's tag (else the estimate).",
+)
+@click.option(
+    "--show-traces", is_flag=True, help="Recent requests as X-Ray traced them (with --xray)."
+)
+@click.option("--show-dashboard", is_flag=True, help="The CloudWatch dashboard's URL.")
+@click.option(
+    "--since",
+    default="1h",
+    show_default=True,
+    envvar="HIVEMIND_SINCE",
+    show_envvar=True,
+    help="How far back logs, metrics and traces go: 15m, 1h, 6h, 2d (30d at most).",
+)
+@click.option(
+    "--lines",
+    type=click.IntRange(1, 10_000),
+    default=40,
+    show_default=True,
+    envvar="HIVEMIND_LOG_LINES",
+    show_envvar=True,
+    help="How many of the latest log lines --show-logs prints (errors count in the whole window).",
+)
+@click.option(
+    "--report",
+    "write_report",
+    is_flag=True,
+    help="Also write the deployment's report into its record and print its path.",
+)
+@click.option(
+    "--report-format",
+    type=click.Choice(["markdown", "html"]),
+    default="markdown",
+    show_default=True,
+    help="The report's format: report.md or report.html.",
+)
+def status(
+    deployment_id: str,
+    as_json: bool,
+    show_logs: bool,
+    show_metrics: bool,
+    show_costs: bool,
+    show_traces: bool,
+    show_dashboard: bool,
+    since: str,
+    lines: int,
+    write_report: bool,
+    report_format: Literal["markdown", "html"],
+) -> None:
     """Show a deployment's status, checked against its CloudFormation stack.
 
     When the record and the stack disagree (say the CLI was killed mid-deploy),
-    the record is corrected and the change is shown.
+    the record is corrected and the change is shown. The --show-* flags add what
+    the deployment is doing now, over the window --since gives.
 
     \b
-    Example:
+    Examples:
       hivemind status shop-k2j4m6p8q1 --json
+      hivemind status shop-k2j4m6p8q1 --show-logs --since 15m
+      hivemind status shop-k2j4m6p8q1 --show-metrics --show-traces --since 6h
+      hivemind status shop-k2j4m6p8q1 --show-costs --show-dashboard --json
     """
     from hivemind.status_command import show_status  # lazy: no aws_cdk on this path
 
-    report = show_status(deployment_id)
+    ops = None
+    if show_logs or show_metrics or show_costs or show_traces or show_dashboard:
+        from hivemind.ops.overview import OpsRequest
+
+        ops = OpsRequest(
+            logs=show_logs,
+            metrics=show_metrics,
+            costs=show_costs,
+            traces=show_traces,
+            dashboard=show_dashboard,
+            since=since,
+            lines=lines,
+        )
+    report = show_status(deployment_id, ops=ops, report=report_format if write_report else None)
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.render())
