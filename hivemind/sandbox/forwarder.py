@@ -29,7 +29,11 @@ is health-checked in the background, so `http://<LoadBalancerDns>/` answers as o
   target drains for the group's `deregistration_delay.timeout_seconds`: no new requests,
   and requests already on their way finish (they are not cut when the delay ends).
 * `traffic(arn)` reads what a balancer or target group has served so far (the counters
-  CloudWatch's ApplicationELB metrics are made of).
+  CloudWatch's ApplicationELB metrics are made of), `take_response_time_extremes(arn)`
+  the fastest and slowest target response since it was last asked, and
+  `network_bytes(address)` the TCP payload bytes the balancers (requests and HTTP health
+  checks) exchanged with one target, as the kernel counts them (an instance's NetworkIn
+  and NetworkOut; see `hivemind.sandbox.telemetry`).
 
 moto's objects are read from the proxy's and the checks' threads without moto's request
 lock: Python's dictionaries tolerate that, and every collection is copied before use.
@@ -56,7 +60,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from hivemind.sandbox import runtime
+from hivemind.sandbox import runtime, usage
 from hivemind.sandbox.faults import FAULTS, InjectedFault
 
 log = logging.getLogger(__name__)
@@ -501,7 +505,7 @@ def probe(
             address, port, timeout=check.timeout, context=context
         )
     else:
-        connection = http.client.HTTPConnection(address, port, timeout=check.timeout)
+        connection = _TargetConnection(address, port, timeout=check.timeout)
     try:
         connection.request(
             "GET",
@@ -594,10 +598,23 @@ class Traffic:
     target_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class NetworkBytes:
+    """TCP payload bytes exchanged with one target address since the daemon started (the
+    balancer's requests and health checks): `to_target` it received, `from_target` it
+    sent. Counters only grow."""
+
+    to_target: int = 0
+    from_target: int = 0
+
+
 class _TrafficBook:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, Traffic] = {}
+        # The fastest and slowest target response per ARN since `take_extremes` last ran.
+        self._extremes: dict[str, tuple[float, float]] = {}
+        self._network: dict[str, NetworkBytes] = {}
 
     def count(
         self,
@@ -623,10 +640,30 @@ class _TrafficBook:
                     now.target_connection_errors + connection_error,
                     now.target_seconds + seconds,
                 )
+                if target_code is not None:
+                    fastest, slowest = self._extremes.get(arn, (seconds, seconds))
+                    self._extremes[arn] = (min(fastest, seconds), max(slowest, seconds))
 
     def read(self, arn: str) -> Traffic:
         with self._lock:
             return self._counts.get(arn, Traffic())
+
+    def take_extremes(self, arn: str) -> tuple[float, float] | None:
+        with self._lock:
+            return self._extremes.pop(arn, None)
+
+    def count_network(self, address: str, to_target: int, from_target: int) -> None:
+        if to_target <= 0 and from_target <= 0:
+            return
+        with self._lock:
+            now = self._network.get(address, NetworkBytes())
+            self._network[address] = NetworkBytes(
+                now.to_target + max(0, to_target), now.from_target + max(0, from_target)
+            )
+
+    def network(self, address: str) -> NetworkBytes:
+        with self._lock:
+            return self._network.get(address, NetworkBytes())
 
 
 _TRAFFIC = _TrafficBook()
@@ -635,6 +672,43 @@ _TRAFFIC = _TrafficBook()
 def traffic(arn: str) -> Traffic:
     """What the balancer or target group `arn` has served so far (zeros if nothing)."""
     return _TRAFFIC.read(arn)
+
+
+def take_response_time_extremes(arn: str) -> tuple[float, float] | None:
+    """The fastest and slowest target response (seconds) of the balancer or target group
+    `arn` since the previous call, or None without any; for the one reader of these, the
+    sandbox's CloudWatch metrics (a minimum and maximum per period cannot be told from
+    counters)."""
+    return _TRAFFIC.take_extremes(arn)
+
+
+def network_bytes(address: str) -> NetworkBytes:
+    """What the balancers exchanged with the target at `address` so far (zeros if nothing)."""
+    return _TRAFFIC.network(address)
+
+
+class _TargetConnection(http.client.HTTPConnection):
+    """A connection to a target whose TCP payload bytes count towards the target's
+    `network_bytes` (read from the kernel, TCP_INFO): after each exchange (`account`) and
+    when it closes."""
+
+    _counted = (0, 0)
+
+    def connect(self) -> None:
+        super().connect()
+        if self.sock is not None:
+            self._counted = usage.tcp_bytes(self.sock)  # from here on: the SYN is not data
+
+    def account(self) -> None:
+        if self.sock is None:
+            return
+        sent, received = usage.tcp_bytes(self.sock)
+        _TRAFFIC.count_network(self.host, sent - self._counted[0], received - self._counted[1])
+        self._counted = (sent, received)
+
+    def close(self) -> None:
+        self.account()
+        super().close()
 
 
 # ---------------------------------------------------------------------------
@@ -670,10 +744,10 @@ class _ConnectionPool:
         self._idle_seconds = idle_seconds
         self._per_target = per_target
         self._lock = threading.Lock()
-        self._idle: dict[tuple[str, int], list[tuple[float, http.client.HTTPConnection]]] = {}
+        self._idle: dict[tuple[str, int], list[tuple[float, _TargetConnection]]] = {}
 
-    def take(self, route: Route) -> http.client.HTTPConnection | None:
-        expired: list[http.client.HTTPConnection] = []
+    def take(self, route: Route) -> _TargetConnection | None:
+        expired: list[_TargetConnection] = []
         found = None
         with self._lock:
             idle = self._idle.get((route.address, route.port), [])
@@ -687,7 +761,7 @@ class _ConnectionPool:
             connection.close()
         return found
 
-    def give(self, route: Route, connection: http.client.HTTPConnection) -> None:
+    def give(self, route: Route, connection: _TargetConnection) -> None:
         with self._lock:
             idle = self._idle.setdefault((route.address, route.port), [])
             if len(idle) < self._per_target:
@@ -921,14 +995,16 @@ class Forwarder:
             request.close_connection = True
             return
         _TRAFFIC.count(counted, target_code=response.status, seconds=time.monotonic() - started)
-        if self._relay(request, response) and response.isclosed() and not response.will_close:
+        relayed = self._relay(request, response)
+        upstream.account()
+        if relayed and response.isclosed() and not response.will_close:
             self._pool.give(route, upstream)
         else:
             upstream.close()
 
     def _exchange(
         self, request: _Handler, route: Route
-    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    ) -> tuple[_TargetConnection, http.client.HTTPResponse]:
         """Send the request to the target and read its response's head.
 
         A request without a body that may be sent twice goes on an idle kept-alive
@@ -953,7 +1029,7 @@ class Forwarder:
                 except (OSError, http.client.HTTPException) as error:
                     pooled.close()
                     raise _TargetFailed(502) from error
-        upstream = http.client.HTTPConnection(
+        upstream = _TargetConnection(
             route.address, route.port, timeout=min(CONNECT_TIMEOUT, timeout)
         )
         try:
@@ -979,7 +1055,7 @@ class Forwarder:
             raise
 
     def _send_upstream(
-        self, request: _Handler, upstream: http.client.HTTPConnection, body: tuple[int, bool]
+        self, request: _Handler, upstream: _TargetConnection, body: tuple[int, bool]
     ) -> None:
         upstream.putrequest(
             request.command, request.path, skip_host=True, skip_accept_encoding=True
@@ -1301,3 +1377,9 @@ def local_balancer(arn: str) -> LocalBalancer | None:
     """The stand-in of the balancer `arn`, if the sandbox made one."""
     with _BALANCERS_LOCK:
         return _BALANCERS.get(arn)
+
+
+def local_balancers() -> list[LocalBalancer]:
+    """Every balancer stand-in serving now."""
+    with _BALANCERS_LOCK:
+        return list(_BALANCERS.values())
