@@ -38,14 +38,20 @@ AWS_ENDPOINT_URL (the sandbox's own endpoint, learned from the request that crea
 the instance), fake credentials and the region, where an instance on AWS gets its
 role's credentials and region from the metadata service.
 
+**What its user data would start.** The sandbox runs no user data, but reads it for the
+CloudWatch agent and the X-Ray daemon it starts (`hivemind.sandbox.telemetry`); those run
+beside the host as its companions (`add_companion`), and a daemon's address reaches every
+process of the host as AWS_XRAY_DAEMON_ADDRESS (`set_environment`).
+
 **Faults.** `Sandbox::SSH` `connect` (subject: the instance id) closes a connection
 before the SSH banner. `Sandbox::Command` `command` (subject: the command) does not run
 the command; it exits 1 with the fault's message on stderr.
 
 All hosts of the daemon are served by one asyncio loop in a background thread.
 `SandboxHost.stop()` (the instance is terminated, or the daemon stops: every host is
-registered with `runtime.on_shutdown`) stops every service the host runs, every process
-left in its namespace and its SSH server, releases its address and removes its folder.
+registered with `runtime.on_shutdown`) stops its companions, every service the host runs,
+every process left in its namespace and its SSH server, releases its address and removes
+its folder.
 """
 
 from __future__ import annotations
@@ -228,6 +234,7 @@ class SandboxHost:
         self._stop_lock = threading.Lock()
         self._stopped = False
         self._forget_shutdown: Callable[[], None] = lambda: None
+        self._companions: list[Callable[[], None]] = []
 
     # -- identity
 
@@ -260,6 +267,37 @@ class SandboxHost:
     def mount_namespace(self) -> namespace.NamespaceId | None:
         """The host's mount namespace (to find its processes), once started."""
         return self._namespace
+
+    def processes(self) -> list[int]:
+        """The live processes running in the host (its commands and services; not the
+        process that holds its namespace for the sandbox)."""
+        if self._namespace is None:
+            return []
+        holder = [self._holder.pid] if self._holder is not None else []
+        return namespace.processes_in(self._namespace, exclude=holder)
+
+    def local_path(self, path: str) -> Path | None:
+        """Where an absolute path inside the host lies on this machine, for a path in the
+        host's own folders (/opt, /etc/systemd/system, /var/log, /tmp); None for any other."""
+        normal = posixpath.normpath(path)
+        for folder, target in namespace.MOUNTS:
+            if normal == target or normal.startswith(target + "/"):
+                return self.root / folder / normal[len(target) :].lstrip("/")
+        return None
+
+    def add_companion(self, stop: Callable[[], None]) -> None:
+        """Something that runs for this host (its CloudWatch agent, its X-Ray daemon) and
+        is stopped first when the host stops; right away if it has stopped already."""
+        with self._stop_lock:
+            if not self._stopped:
+                self._companions.append(stop)
+                return
+        stop()
+
+    def set_environment(self, name: str, value: str) -> None:
+        """Give every command and service the host starts from now on `name`=`value`
+        (where an instance on AWS would have it from its own setup)."""
+        self._aws_environment[name] = value
 
     def console_output(self) -> str:
         """The instance's console as cloud-init leaves it at first boot, host keys included."""
@@ -509,6 +547,11 @@ class SandboxHost:
             if _hosts.get(self.instance_id) is self:
                 del _hosts[self.instance_id]
         self._forget_shutdown()
+        for companion in reversed(self._companions):
+            try:
+                companion()
+            except Exception:
+                log.exception("%s: stopping what runs for it failed", self.instance_id)
         if self._server is not None:
             try:
                 _LOOP.run(self._close_server(), 10.0)

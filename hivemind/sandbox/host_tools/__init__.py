@@ -39,6 +39,10 @@ AWS_VARIABLES = (
     "AWS_DEFAULT_REGION",
     "AWS_EC2_METADATA_DISABLED",
 )
+# What the instance's own setup gives its processes: where its X-Ray daemon listens (see
+# `hivemind.sandbox.xray_daemon`), when it runs one.
+XRAY_DAEMON_VARIABLE = "AWS_XRAY_DAEMON_ADDRESS"
+SETUP_VARIABLES = (XRAY_DAEMON_VARIABLE,)
 
 TOOLS = ("sudo", "systemctl", "journalctl", "aws")
 HOME = "/opt"  # ec2-user's home on a sandbox host: inside the host, and writable
@@ -60,8 +64,8 @@ def host_dir() -> Path:
 
 def instance_environment() -> dict[str, str]:
     """The variables of this process that every process on the host gets (`HOST_VARIABLES`,
-    `AWS_VARIABLES` and the host's PATH)."""
-    names = (*HOST_VARIABLES, *AWS_VARIABLES, PATH_VARIABLE)
+    `AWS_VARIABLES`, `SETUP_VARIABLES` and the host's PATH)."""
+    names = (*HOST_VARIABLES, *AWS_VARIABLES, *SETUP_VARIABLES, PATH_VARIABLE)
     return {name: os.environ[name] for name in names if name in os.environ}
 
 
