@@ -17,6 +17,10 @@
   `mirror`: the offline package mirror their builds install from.
 * `databases`: each RDS instance a real PostgreSQL or MariaDB server.
 * `forwarder`: each load balancer listener a reverse proxy with real health checks.
+* `telemetry`: what CloudWatch and X-Ray hold, measured from those stand-ins: each
+  instance's CloudWatch agent (`cloudwatch_agent`: the app's log lines, CWAgent memory
+  and disk) and X-Ray daemon (`xray_daemon`) as its user data starts them, and the
+  AWS/EC2, AWS/ApplicationELB and AWS/RDS metrics (`usage`: what is read from /proc).
 * `runtime`: what those stand-ins share (loopback addresses, files, shutdown).
 * `faults`: creations, updates and deletions that fail on purpose; SSH hosts that
   refuse, commands that fail, health checks that fail.

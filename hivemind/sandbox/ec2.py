@@ -19,7 +19,7 @@ from moto.ec2.utils import generate_dns_from_ip, parse_user_data
 from moto.elbv2.models import elbv2_backends
 from moto.ssm.models import ssm_backends
 
-from hivemind.sandbox import hosts
+from hivemind.sandbox import hosts, telemetry
 from hivemind.sandbox.provisioning import (
     Context,
     DependencyViolation,
@@ -710,6 +710,8 @@ class Instance(ResourceType):
                 region=ctx.region,
             )
             _assign_address(instance, host.address)
+            # What the user data would start on AWS: the CloudWatch agent, the X-Ray daemon.
+            telemetry.watch_instance(host, instance, account_id=ctx.account_id, region=ctx.region)
         except Exception:
             if host is not None:
                 host.stop()

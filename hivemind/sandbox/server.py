@@ -66,16 +66,17 @@ _prepared = False
 
 def prepare() -> None:
     """Install the sandbox into moto (idempotent): the CloudFormation engine, the X-Ray
-    group and sampling-rule API, EC2's Instance Connect Endpoint API, and the control
-    endpoint."""
+    group and sampling-rule API, EC2's Instance Connect Endpoint API, CloudWatch's exact
+    dimension matching, and the control endpoint."""
     global _prepared
     if _prepared:
         return
     from moto.moto_api._internal import urls as moto_api_urls
 
-    from hivemind.sandbox import cloudformation, cloudtrail, connect_endpoint, s3, xray
+    from hivemind.sandbox import cloudformation, cloudtrail, connect_endpoint, s3, telemetry, xray
 
     cloudformation.install()
+    telemetry.install()
     cloudtrail.install()
     connect_endpoint.install_api()
     s3.install()
@@ -117,6 +118,10 @@ def start_server(port: int | None = None, host: str = LOOPBACK) -> SandboxServer
 
     server = ThreadedMotoServer(ip_address=host, port=port or 0, verbose=False)
     server.start()
+    from hivemind.sandbox import telemetry
+
+    # CloudWatch Logs, metrics and X-Ray from the stand-ins, from now until the stop.
+    telemetry.COLLECTOR.start()
     bound_host, bound_port = server.get_host_and_port()
     return SandboxServer(bound_host, bound_port, server)
 
