@@ -132,10 +132,11 @@ class Diagnosis(BaseModel):
 
 # --- the failure as lines ----------------------------------------------------------------
 
-# CloudFormation's words for a resource stopped because another one failed.
+# CloudFormation's words for a resource stopped because another one failed, and for the
+# stack's summary of what failed: neither says why.
+CANCELLED = re.compile(r"Resource (?:creation|update|deletion) cancelled", re.IGNORECASE)
 CONSEQUENCE = re.compile(
-    r"Resource (?:creation|update|deletion) cancelled"
-    r"|The following resource\(s\) failed to (?:create|update|delete)",
+    CANCELLED.pattern + r"|The following resource\(s\) failed to (?:create|update|delete)",
     re.IGNORECASE,
 )
 MAX_EVIDENCE = 5
@@ -311,6 +312,7 @@ _SERVICE_PREFIXES = {
     "cloudwatch": "cloudwatch",
     "amazoncloudwatch": "cloudwatch",
     "cloudwatchlogs": "logs",
+    "logs": "logs",
     "awslogs": "logs",
     "cloudformation": "cloudformation",
     "amazoncloudformation": "cloudformation",
@@ -350,9 +352,7 @@ def _action_of(finding: Finding) -> tuple[str | None, str, str | None]:
         return None, "*", None
     op, code = operation.group("op"), operation.group("code")
     service = _SERVICE_OF_CODE.get(code)
-    said = finding.first(_SERVICE_OF)
-    if service is None and said is not None:
-        service = _SERVICE_PREFIXES.get(said.group("service").lower())
+    service = service or _service_of(finding)
     if service is not None:
         return f"{service}:{op}", "*", None
     candidates = [a for a in _known_actions() if a.split(":", 1)[1] == op]
@@ -527,6 +527,20 @@ QUOTAS: tuple[Quota, ...] = tuple(
         ),
     )
 )
+_RESOURCE_TYPE = re.compile(r"\(AWS::(?P<service>\w+)::\w+\)")
+
+
+def _service_of(finding: Finding) -> str | None:
+    """The AWS service a message is about, by its service prefix (ec2, rds, iam ...)."""
+    said = finding.first(_SERVICE_OF)
+    if said is not None and said.group("service").lower() in _SERVICE_PREFIXES:
+        return _SERVICE_PREFIXES[said.group("service").lower()]
+    typed = finding.first(_RESOURCE_TYPE)
+    if typed is not None:
+        return _SERVICE_PREFIXES.get(typed.group("service").lower())
+    return None
+
+
 _CURRENT_LIMIT = re.compile(r"(?:current (?:vCPU |instance )?limit of|limit of) (\d+)")
 
 
@@ -536,13 +550,18 @@ def _service_quota(finding: Finding) -> Verdict:
     region = _region(finding.failure, finding.text)
     on_region = f" --region {region}" if region else ""
     if quota is None:
+        service = _service_of(finding)
         return Verdict(
             "An AWS service quota of this account is used up.",
             Fix(
                 explanation="Find the quota the message names in the Service Quotas console "
                 "(https://console.aws.amazon.com/servicequotas/home) and request an increase, "
                 "or remove resources you no longer use.",
-                command=f"aws service-quotas list-service-quotas --service-code ec2{on_region}",
+                command=(
+                    f"aws service-quotas list-service-quotas --service-code {service}{on_region}"
+                    if service
+                    else None
+                ),
             ),
         )
     current = _CURRENT_LIMIT.search(matched)
@@ -869,7 +888,7 @@ _DB_PATTERNS = _compile(
     r"Access denied for user '",
     r"Unknown database '",
     r"\(1049, ",
-    r"ECONNREFUSED \S+:(?:5432|3306)\b",
+    r"(?:ECONNREFUSED|ETIMEDOUT|EHOSTUNREACH) \S+:(?:5432|3306)\b",
     r"Can't reach database server at",
     r"SequelizeConnection(?:Refused)?Error",
     r"PSQLException: Connection to \S+ refused",
@@ -1059,6 +1078,10 @@ _HEALTH_FAILED = re.compile(
     r"Target\.(?:FailedHealthChecks|Timeout)|Health checks failed|did not answer at"
     r"|[Cc]onnection refused|did not report every instance healthy"
 )
+# Listeners beside the app's own: their port is not the one to check.
+_SIDE_LISTENER = re.compile(
+    r"\bmetrics\b|prometheus|\bdebugger\b|\badmin\b|management|ws://", re.IGNORECASE
+)
 _PROBED_PORT = re.compile(r"did not answer at https?://[^\s/]*:(?P<port>\d+)")
 
 
@@ -1078,8 +1101,10 @@ def _wrong_port(finding: Finding) -> Verdict | None:
     ports = [int(h.match.group("port")) for h in finding.hits]
     if expected in ports:
         return None
-    actual = ports[0]
-    line = next(h.line.text for h in finding.hits if int(h.match.group("port")) == actual)
+    served = [h for h in finding.hits if not _SIDE_LISTENER.search(h.line.text)]
+    if not served:
+        return None
+    line, actual = served[0].line.text, int(served[0].match.group("port"))
     local = re.search(r"//(?:127\.0\.0\.1|localhost):", line) is not None
     loopback = (
         " It also listens on the loopback address only: have it bind 0.0.0.0 (or read $PORT "
@@ -1152,7 +1177,7 @@ def _timeout(finding: Finding) -> Verdict | None:
 
 
 def _only_consequences(failure: Failure) -> bool:
-    """Every reason given is a cancellation: nothing else failed first that we can see."""
+    """Every reason given is a consequence: nothing else failed first that we can see."""
     reasons = [
         line for line in failure_lines(failure) if line.source in ("cause", "details") and line.text
     ]
@@ -1273,7 +1298,7 @@ RULES: tuple[tuple[Rule, ...], ...] = (
     (
         Rule(
             "timeout",
-            (CONSEQUENCE,),
+            (CANCELLED,),
             _cancelled,
             when=_only_consequences,
             consequences=True,
@@ -1329,7 +1354,8 @@ def _unknown(failure: Failure, lines: Sequence[Line]) -> Diagnosis:
         if line.source in ("cause", "details", "command_output", "health_reason")
         and not line.consequence
     ]
-    evidence = reasons[:1] or ([failure.what.strip()] if failure.what.strip() else [])
+    said = [line.text for line in lines if line.source in ("cause", "details")]
+    evidence = reasons[:1] or said[:1] or ([failure.what.strip()] if failure.what.strip() else [])
     return Diagnosis(
         cause="unknown",
         summary="HiveMind's rules do not recognise this failure; the evidence is its cause line.",

@@ -204,6 +204,16 @@ def test_the_port_the_app_listens_on_becomes_the_fix(line: str, port: int) -> No
     assert line in diagnosis.evidence
 
 
+def test_a_metrics_or_debugger_listener_is_not_the_apps_port() -> None:
+    log = [
+        "Debugger listening on ws://127.0.0.1:9229/6f1c2a",
+        "metrics server listening on port 9100",
+        "web listening on port 8080",
+    ]
+    diagnosis = classify(unhealthy(log, base_spec()))
+    assert diagnosis.fix is not None and diagnosis.fix.spec_changes == {"app.port": 8080}
+
+
 def test_a_log_port_equal_to_the_spec_port_is_not_a_wrong_port() -> None:
     diagnosis = classify(unhealthy(["Listening on port 8000"], base_spec()))
     assert diagnosis.cause == "timeout"
@@ -217,6 +227,19 @@ def test_a_key_error_that_is_not_the_environments_is_not_a_missing_variable() ->
         "KeyError: 'EUR'",
     ]
     assert classify(unhealthy(log, base_spec())).cause != "missing_env_var"
+
+
+def test_a_quota_without_a_known_code_is_looked_up_for_its_own_service() -> None:
+    failure = provision_failure(
+        "DatabaseInstanceAA8A5FDE (AWS::RDS::DBInstance): Resource handler returned message: "
+        '"Cannot exceed quota for DBParameterGroups: 50" (HandlerErrorCode: ServiceLimitExceeded)',
+        spec=base_spec(region="eu-west-2"),
+    )
+    diagnosis = classify(failure)
+    assert diagnosis.cause == "service_quota" and diagnosis.fix is not None
+    assert diagnosis.fix.command == (
+        "aws service-quotas list-service-quotas --service-code rds --region eu-west-2"
+    )
 
 
 def test_a_failure_no_rule_knows_is_unknown_with_its_cause_line_as_evidence() -> None:
