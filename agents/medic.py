@@ -24,6 +24,7 @@ The corpus of real failure messages that measures `classify` lives in
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -323,14 +324,16 @@ _SERVICE_PREFIXES = {
 _SERVICE_OF_CODE = {"UnauthorizedOperation": "ec2", "Client.UnauthorizedOperation": "ec2"}
 
 
-def _known_actions() -> list[str]:
+@functools.cache
+def _known_actions() -> tuple[str, ...]:
+    """The actions `hivemind iam-policy` grants."""
     from hivemind.iam_policy import policy_document
 
     actions: set[str] = set()
     for statement in policy_document()["Statement"]:
         listed = statement["Action"]
         actions.update([listed] if isinstance(listed, str) else listed)
-    return sorted(actions)
+    return tuple(sorted(actions))
 
 
 def _action_of(finding: Finding) -> tuple[str | None, str, str | None]:
