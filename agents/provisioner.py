@@ -329,6 +329,8 @@ events; the reason must be the event's own text.
             return proposal.model_copy(update={"root_failure": fallback_root})
         if is_consequence(root.reason):
             raise Rejected(f"{root.logical_id}'s {root.reason!r} is a consequence, not a cause")
+        if root.logical_id == inputs.stack_name and timeline.real_failures():
+            raise Rejected("the stack's own status is not the cause: a resource failed first")
         matching = [
             e
             for e in timeline.events
