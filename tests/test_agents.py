@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -20,13 +21,14 @@ from harness import EXAMPLES, REPO_ROOT
 from langchain_core.messages import AIMessage
 from pydantic import BaseModel
 
-from hivemind.cost import CostLine
+from hivemind.cost import CostEstimate, CostLine
 from hivemind.deployer.health import TargetHealth, TargetsUnhealthy
 from hivemind.deployer.release import DeployFailed
 from hivemind.gates import Finding
 from hivemind.records import CheckResult, InstanceRelease
 from hivemind.resolve import spec_for_repo
 from hivemind.spec import DeploymentSpec, Provenance, Source
+from hivemind.synth import SynthResult
 from hivemind_agents.base import Advisor, Agent, Answer
 from hivemind_agents.compiler import Compiler, CompilerInput, PlanExplanation
 from hivemind_agents.deployer import Deployer as DeployerAgent
@@ -258,6 +260,26 @@ def test_sheriff_reads_hivemind_acknowledgements_from_the_constructs() -> None:
     assert all(len(a.reason) >= MIN_REASON_LENGTH for a in acknowledgements())
     source = (REPO_ROOT / "constructs" / "acknowledge.py").read_text()
     assert f"MIN_REASON_LENGTH = {MIN_REASON_LENGTH}\n" in source
+
+
+def test_sheriff_and_compiler_read_a_synth_result(spec: DeploymentSpec) -> None:
+    cost = CostEstimate(
+        region="us-east-1", lines=COSTS, total_usd=224.23, prices_as_of="2025-01",
+        price_source="test", assumptions=(),
+    )  # fmt: skip
+    result = SynthResult(
+        deployment_id=DEPLOYMENT, stack_name=STACK, template_file=f"cdk.out/{STACK}.template.json",
+        template_bytes=21000, resources=RESOURCES, cost=cost, provisioning_seconds=900,
+        critical_path=[], findings=[asdict(SSH_TO_THE_WORLD), asdict(NO_SUCH_INSTANCE_TYPE)],
+        notes=["The app pins Python 3.11."],
+    )  # fmt: skip
+
+    sheriff_inputs = SheriffInput.from_synth(result, spec, operator_cidr="203.0.113.7/32")
+    plan_inputs = CompilerInput.from_synth(spec, result)
+
+    assert sheriff_inputs.findings == (SSH_TO_THE_WORLD, NO_SUCH_INSTANCE_TYPE)
+    assert plan_inputs.cost_lines == COSTS and plan_inputs.total_usd == 224.23
+    assert plan_inputs.notes == ("The app pins Python 3.11.",)
 
 
 def test_sheriff_tools_answer_from_the_notes_and_the_spec(ssh_spec: DeploymentSpec) -> None:
@@ -788,8 +810,10 @@ FAILED_CREATE = [
 FAILED_INPUT = ProvisionerInput.from_api(STACK, reversed(FAILED_CREATE))  # newest first
 
 
-def test_provisioner_finds_the_root_failure_not_the_cancellations() -> None:
-    report = ProvisionerAgent().fallback(FAILED_INPUT)
+@pytest.mark.parametrize("order", ["newest first", "oldest first"])
+def test_provisioner_finds_the_root_failure_not_the_cancellations(order: str) -> None:
+    events = reversed(FAILED_CREATE) if order == "newest first" else FAILED_CREATE
+    report = ProvisionerAgent().fallback(ProvisionerInput.from_api(STACK, events))
 
     assert report.outcome == "failed"
     root = report.root_failure
@@ -877,12 +901,19 @@ def test_provisioner_uses_a_valid_model_answer() -> None:
                                     "reason": "The instance type is not supported.",
                                     "explanation": "x"}),
          "no event of WebBlue1 says"),
+        (provisioning(root_failure={"logical_id": STACK, "resource_type": STACK_TYPE,
+                                    "status": "ROLLBACK_COMPLETE", "reason": "",
+                                    "explanation": "The stack rolled back."}),
+         "the stack's own status is not the cause"),
         (provisioning(outcome="succeeded", root_failure=None), "events say failed"),
         (provisioning(slowest=[{"logical_id": "Vpc", "resource_type": "AWS::EC2::VPC",
                                 "action": "create", "seconds": 300, "status": "CREATE_COMPLETE"}]),
          "Vpc took 13 s, not 300 s"),
     ],
-    ids=["cancellation-as-root", "paraphrased-reason", "wrong-outcome", "made-up-duration"],
+    ids=[
+        "cancellation-as-root", "paraphrased-reason", "stack-as-root", "wrong-outcome",
+        "made-up-duration",
+    ],
 )  # fmt: skip
 def test_provisioner_rejects_an_answer_the_events_do_not_support(
     report: dict[str, Any], why: str
