@@ -23,6 +23,8 @@ from harness import REPO_ROOT, make_spec, run_cli
 from sandbox_harness import Clients, outputs
 
 from hivemind.deployment_ids import new_deployment_id, stack_name
+from hivemind.ops.logs import fetch_log_events
+from hivemind.ops.window import window
 from hivemind.records import RecordStore, ResourceRecord, Status
 from hivemind.sandbox import control
 
@@ -234,6 +236,28 @@ def test_show_logs_says_plainly_when_there_is_nothing(sandbox: Sandbox) -> None:
     gone = status(sandbox, deployment.ident, "--show-logs")
     assert gone.returncode == 0, gone.stderr[-3000:]
     assert f"the log group {deployment.log_group} does not exist" in gone.stdout
+
+
+def test_a_window_with_too_many_events_is_narrowed_to_its_end(sandbox: Sandbox) -> None:
+    deployment = deploy(sandbox)
+    now = datetime.now(UTC)
+    minutes_ago = [3 * k + 1 for k in range(19, -1, -1)]  # 58 .. 1, every 3 minutes
+    ship(
+        sandbox,
+        deployment,
+        deployment.instances[0],
+        [(now - timedelta(minutes=m), f"line {m} minutes ago") for m in minutes_ago],
+    )
+    fetched = fetch_log_events(
+        sandbox.aws.logs, deployment.log_group, window("1h", now=now), max_events=5
+    )
+    assert fetched.narrowed
+    assert fetched.start == now - timedelta(minutes=15)
+    assert [e.message for e in fetched.events] == [
+        f"line {m} minutes ago" for m in (13, 10, 7, 4, 1)
+    ]
+    everything = fetch_log_events(sandbox.aws.logs, deployment.log_group, window("1h", now=now))
+    assert not everything.narrowed and len(everything.events) == 20
 
 
 def put_metric(
@@ -482,6 +506,22 @@ def test_show_traces_lists_the_apps_requests_with_their_faults(sandbox: Sandbox)
     ]
 
 
+def test_traces_under_another_service_name_are_explained(sandbox: Sandbox) -> None:
+    deployment = deploy(sandbox, "renamed", xray=True)
+    now = time.time()
+    trace_id = f"1-{int(now) - 20:08x}-{7:024x}"
+    sandbox.aws.xray.put_trace_segments(
+        TraceSegmentDocuments=[segment("Flask", trace_id, now - 20, 0.02, 200, p="health")]
+    )
+    traces = status_json(sandbox, deployment.ident, "--show-traces")["ops"]["traces"]
+    assert traces["requests"] == []
+    assert traces["note"].startswith("no traced requests to renamed in the last 1h; ")
+    assert "the window has traces of Flask" in traces["note"]
+    assert traces["note"].endswith(
+        "the app's X-Ray SDK must name its segments renamed (AWS_XRAY_TRACING_NAME=renamed)"
+    )
+
+
 def test_show_traces_says_how_to_turn_tracing_on(sandbox: Sandbox) -> None:
     deployment = deploy(sandbox)
     result = status(sandbox, deployment.ident, "--show-traces")
@@ -551,10 +591,9 @@ def test_report_is_written_and_its_path_printed(sandbox: Sandbox) -> None:
     assert (folder / "report.html").read_text().lstrip().lower().startswith("<!doctype html")
 
 
-def test_status_without_flags_imports_no_ops_code(sandbox: Sandbox) -> None:
-    deployment = deploy(sandbox)
+def imported_modules(sandbox: Sandbox, *args: str) -> set[str]:
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "hivemind", "status", deployment.ident],
+        [sys.executable, "-X", "importtime", "-m", "hivemind", *args],
         cwd=REPO_ROOT,
         env={**os.environ, **sandbox.env},
         capture_output=True,
@@ -562,10 +601,19 @@ def test_status_without_flags_imports_no_ops_code(sandbox: Sandbox) -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    imported = {
+    return {
         line.split("|")[-1].strip()
         for line in proc.stderr.splitlines()
         if line.startswith("import time:")
     }
+
+
+def test_status_without_flags_and_dashboard_stay_light(sandbox: Sandbox) -> None:
+    deployment = deploy(sandbox)
+    imported = imported_modules(sandbox, "status", deployment.ident)
     assert not {m for m in imported if m.startswith("hivemind.ops")}
     assert not {m for m in imported if m.split(".")[0] in ("aws_cdk", "boto3", "moto")}
+    # The dashboard's URL comes from the record: no AWS client at all.
+    imported = imported_modules(sandbox, "dashboard", deployment.ident, "--print")
+    assert "hivemind.ops.dashboard" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("botocore", "boto3", "aws_cdk")}

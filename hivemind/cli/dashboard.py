@@ -14,7 +14,7 @@ import click
     "--print",
     "print_only",
     is_flag=True,
-    envvar="HIVEMIND_PRINT_ONLY",
+    envvar="HIVEMIND_NO_BROWSER",
     show_envvar=True,
     help="Print the URL instead of opening a browser.",
 )

@@ -23,6 +23,8 @@ from hivemind.ops.window import Window
 MAX_TRACES: Final = 100
 _SLICE: Final = timedelta(hours=6)  # the longest time range GetTraceSummaries takes
 _BATCH: Final = 5  # trace ids per BatchGetTraces call
+_MAX_PAGES: Final = 20  # of summaries per slice
+_NAMES_SHOWN: Final = 5
 
 TRACING_OFF: Final = (
     "tracing is off for this deployment: deploy it with --xray (or `xray: true` in "
@@ -90,7 +92,7 @@ def recent_traces(
         action="xray:GetTraceSummaries",
         where=where,
     ):
-        candidates, limited = _candidate_ids(xray, service, window, limit)
+        candidates, limited, others = _candidate_ids(xray, service, window, limit)
     requests: list[TracedRequest] = []
     with explained(
         what="could not read the deployment's traces", action="xray:BatchGetTraces", where=where
@@ -98,11 +100,24 @@ def recent_traces(
         for first in range(0, len(candidates), _BATCH):
             page = xray.batch_get_traces(TraceIds=candidates[first : first + _BATCH])
             for trace in page.get("Traces", []):
-                request = _request(trace, service)
+                documents = _documents(trace)
+                request = _request(trace, documents, service)
                 if request is not None:
                     requests.append(request)
+                else:
+                    others |= {str(d["name"]) for d in documents if d.get("name")}
     requests.sort(key=lambda r: r.start, reverse=True)
-    note = "" if requests else f"no traced requests to {service} in the last {window.since}"
+    note = ""
+    if not requests:
+        note = f"no traced requests to {service} in the last {window.since}"
+        if others:
+            # The group selects service("<app>"): an app that names its segments otherwise
+            # is traced, but not as this deployment.
+            named = ", ".join(sorted(others)[:_NAMES_SHOWN])
+            note += (
+                f"; the window has traces of {named}: the app's X-Ray SDK must name its "
+                f"segments {service} (AWS_XRAY_TRACING_NAME={service})"
+            )
     return TracesReport(
         enabled=True,
         group=group,
@@ -113,21 +128,28 @@ def recent_traces(
     )
 
 
-def _candidate_ids(xray: Any, service: str, window: Window, limit: int) -> tuple[list[str], bool]:
-    """Trace ids of the window, newest slice first; True when there were more."""
+def _candidate_ids(
+    xray: Any, service: str, window: Window, limit: int
+) -> tuple[list[str], bool, set[str]]:
+    """Trace ids of the window, newest slice first; whether there were more; and the
+    services named by the summaries skipped as not the app's."""
     ids: list[str] = []
+    others: set[str] = set()
+    limited = False
     end = window.end
     while end > window.start:
         start = max(window.start, end - _SLICE)
         request: dict[str, Any] = {"StartTime": start, "EndTime": end, "Sampling": False}
         found: list[dict[str, Any]] = []
-        while True:
+        for _ in range(_MAX_PAGES):
             page = xray.get_trace_summaries(**request)
             found += page.get("TraceSummaries", [])
             token = page.get("NextToken")
             if not token:
                 break
             request["NextToken"] = token
+        else:
+            limited = True  # a busy account: the newest of what was read
         found.sort(key=_summary_start, reverse=True)
         for summary in found:
             names = {
@@ -137,12 +159,13 @@ def _candidate_ids(xray: Any, service: str, window: Window, limit: int) -> tuple
                 if name
             }
             if names and service not in names:
-                continue  # the summary says whose it is, and it is not ours
+                others |= names  # the summary says whose it is, and it is not ours
+                continue
             if len(ids) == limit:
-                return ids, True
+                return ids, True, others
             ids.append(summary["Id"])
         end = start
-    return ids, False
+    return ids, limited, others
 
 
 def _summary_start(summary: dict[str, Any]) -> float:
@@ -156,15 +179,23 @@ def _summary_start(summary: dict[str, Any]) -> float:
         return 0.0
 
 
-def _request(trace: dict[str, Any], service: str) -> TracedRequest | None:
-    """The app's segment of `trace` as a request, or None when the app is not in it."""
+def _documents(trace: dict[str, Any]) -> list[dict[str, Any]]:
     documents = []
     for segment in trace.get("Segments", []):
         try:
-            documents.append(json.loads(segment["Document"]))
+            document = json.loads(segment["Document"])
         except (KeyError, ValueError):
             continue
-    ours = [d for d in documents if isinstance(d, dict) and d.get("name") == service]
+        if isinstance(document, dict):
+            documents.append(document)
+    return documents
+
+
+def _request(
+    trace: dict[str, Any], documents: list[dict[str, Any]], service: str
+) -> TracedRequest | None:
+    """The app's segment of `trace` as a request, or None when the app is not in it."""
+    ours = [d for d in documents if d.get("name") == service]
     if not ours:
         return None
     # The entry segment: the one the others hang under (no parent, or the earliest).
