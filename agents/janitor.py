@@ -329,7 +329,7 @@ def _items_for(inputs: JanitorInput, logical_id: str) -> list[CleanupItem]:
     base = {"logical_id": logical_id, "resource_type": resource_type, "physical_id": physical}
     items: list[CleanupItem] = []
     if listed is not None and listed.status == "DELETE_FAILED":
-        items.append(CleanupItem(**base, **_delete_failed(listed, definition)))
+        items.append(CleanupItem(**base, **_delete_failed(listed, definition, inputs.stack_name)))
     elif listed is not None and listed.status == "DELETE_SKIPPED":
         items.append(
             CleanupItem(
@@ -353,7 +353,9 @@ def _items_for(inputs: JanitorInput, logical_id: str) -> list[CleanupItem]:
     return items
 
 
-def _delete_failed(listed: StackResource, definition: dict[str, Any]) -> dict[str, Any]:
+def _delete_failed(
+    listed: StackResource, definition: dict[str, Any], stack_name: str
+) -> dict[str, Any]:
     reason = listed.reason
     lowered = reason.lower()
     physical = listed.physical_id or listed.logical_id
@@ -395,7 +397,7 @@ def _delete_failed(listed: StackResource, definition: dict[str, Any]) -> dict[st
             "cause": "already_gone",
             "problem": "It no longer exists (deleted outside CloudFormation); the stack still "
             "lists it, so the retry must skip it.",
-            "manual_step": f"aws cloudformation delete-stack --stack-name STACK "
+            "manual_step": f"aws cloudformation delete-stack --stack-name {stack_name} "
             f"--retain-resources {listed.logical_id} (hivemind destroy does this itself)",
         }
     return found | {
