@@ -480,6 +480,24 @@ def test_janitor_finds_what_blocked_the_delete_and_how_to_clear_each() -> None:
     assert "1 will outlive it: AppLogs" in plan.summary
 
 
+def test_janitor_skips_what_is_already_gone_on_the_retry() -> None:
+    gone = JanitorInput(
+        stack_name=STACK,
+        stack_status="DELETE_FAILED",
+        template=TEMPLATE,
+        resources=(
+            resource("DatabaseInstance", "AWS::RDS::DBInstance", "hm-notes-db", "DELETE_FAILED",
+                     "DBInstance hm-notes-db not found (Service: Rds, Status Code: 404)"),
+        ),
+    )  # fmt: skip
+
+    (item,) = [i for i in Janitor().fallback(gone).items if i.effect == "blocks"]
+
+    assert item.cause == "already_gone"
+    assert item.manual_step is not None
+    assert f"--stack-name {STACK} --retain-resources DatabaseInstance" in item.manual_step
+
+
 def test_janitor_warns_before_the_delete_from_the_template() -> None:
     live = JanitorInput(
         stack_name=STACK,
