@@ -49,7 +49,8 @@ from hivemind.spec import (
     Source,
     field_paths,
 )
-from hivemind_agents.base import Agent, Rejected
+
+from .base import Agent, Rejected
 
 Cause = Literal[
     "missing_permission",
@@ -1469,7 +1470,7 @@ def _describe_spec(spec: DeploymentSpec | None) -> list[str]:
     return ["Spec:"] + [f"  {path} = {value}" for path, value in values.items()]
 
 
-class Medic(Agent[Failure, Diagnosis]):  # type: ignore[misc]
+class Medic(Agent[Failure, Diagnosis]):
     """Why a stage failed, with evidence from the failure's own text, and the fix."""
 
     name: ClassVar[str] = "medic"
