@@ -512,7 +512,10 @@ def test_the_agent_publishes_the_hosts_memory_and_disk_by_instance_id(
     dimension_sets = [
         {d["Name"]: d["Value"] for d in metric["Dimensions"]} for metric in listed["Metrics"]
     ]
-    full = next(d for d in dimension_sets if len(d) > 1 and d["InstanceId"] == web.instance_id)
+    ours = [d for d in dimension_sets if d["InstanceId"] == web.instance_id]
+    # Each series once, however many data points it has: by instance, and per disk.
+    assert sorted(len(d) for d in ours) == [1, 3]
+    full = next(d for d in ours if len(d) > 1)
     assert sorted(full) == ["InstanceId", "fstype", "path"] and full["path"] == "/"
 
 

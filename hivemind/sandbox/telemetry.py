@@ -42,10 +42,12 @@ Period=60 sums (or averages) the rounds of each minute. moto keeps metric data i
 and scans all of it for every query, so the sandbox keeps what it published for
 `RETENTION` (3 hours, a dashboard's default range) and drops older data points.
 
-`install()` makes moto's GetMetricStatistics match dimensions exactly, as CloudWatch does
-(moto matched any series that has the asked dimensions among others, so a query by
-LoadBalancer alone also summed the per-target-group series). moto computes no
-percentiles: p50 or p99 give no value.
+`install()` fixes two things of moto's that these metrics run into: GetMetricStatistics
+matches dimensions exactly, as CloudWatch does (moto matched any series that has the
+asked dimensions among others, so a query by LoadBalancer alone also summed the
+per-target-group series), and ListMetrics lists a series of two or more dimensions once
+(moto listed it once per data point). moto computes no percentiles: p50 or p99 give no
+value.
 """
 
 from __future__ import annotations
@@ -100,11 +102,21 @@ _installed = False
 
 def install() -> None:
     """Make GetMetricStatistics answer for the series whose dimensions are exactly the
-    ones asked for (idempotent)."""
+    ones asked for, and ListMetrics tell series apart by their dimensions as a set
+    (idempotent)."""
     global _installed
     if _installed:
         return
-    from moto.cloudwatch.models import CloudWatchBackend
+    from moto.cloudwatch import models
+    from moto.cloudwatch.models import CloudWatchBackend, Dimension
+
+    def same_dimensions(metric_dimensions: list[Dimension], dimensions: list[Dimension]) -> bool:
+        # moto's own compares every dimension with every other one: never equal for two.
+        return sorted((d.name, d.value) for d in metric_dimensions) == sorted(
+            (d.name, d.value) for d in dimensions
+        )
+
+    models.are_dimensions_same = same_dimensions
 
     original = CloudWatchBackend.get_metric_statistics
 
