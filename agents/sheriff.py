@@ -602,7 +602,7 @@ def _remedy(finding: Finding, inputs: SheriffInput, item: FindingExplanation) ->
         updates["fix"] = (
             "The stage-1 profile does this on purpose to save cost; the production profile "
             "gives the database Multi-AZ, 7-day backups and deletion protection "
-            "(`hivemind upgrade ID --to-production`, or profile: production in hivemind.yaml)."
+            "(--profile production, or profile: production in hivemind.yaml)."
         )
     elif rule in _SETTING_RULES or _is_plain_http_listener(finding):
         setting = _SETTING_RULES.get(rule, "access.certificate_arn")

@@ -316,14 +316,27 @@ class Conductor:
     def _synth(self, record: DeploymentRecord, spec: DeploymentSpec) -> SynthResult:
         result = synthesize(spec, record.deployment_id, record.folder)
         if result.blocking_findings:
+            from hivemind_agents.sheriff import Sheriff, SheriffInput
+
             rules = ", ".join(
                 sorted({f"{f['rule']} on {f['resource']}" for f in result.blocking_findings})
             )
+            review = self.parts.advisor.ask(Sheriff(), SheriffInput.from_synth(result, spec))
+            details = [
+                f"{item.rule} on {item.resource}: {item.what} Fix: {item.fix}"
+                for item in review.value.findings
+            ]
+            changes = review.value.spec_changes()
+            next_step = f"`hivemind synth --spec {record.folder / 'spec.json'}` explains each"
+            if changes:
+                flags = " ".join(f"--set {p}={_shown(p, v)}" for p, v in changes.items())
+                next_step = f"`hivemind retry {record.deployment_id} {flags}` ({review.provenance})"
             raise StageFailed(
                 "the security and lint gates found problems",
                 where="synth",
                 cause=rules,
-                next_step=f"`hivemind synth --spec {record.folder / 'spec.json'}` explains each",
+                details=details,
+                next_step=next_step,
             )
         return result
 
@@ -358,6 +371,7 @@ class Conductor:
             }
         )
         record.log(f"provisioned: {synth.stack_name} is {outcome.stack_status}")
+        self._advise(record, "provisioner", lambda: self._explain_provisioning(synth.stack_name))
         return record.save(state)
 
     # --- the app on the instances -----------------------------------------------------
@@ -387,6 +401,7 @@ class Conductor:
     def _release(self, record: DeploymentRecord, spec: DeploymentSpec) -> DeploymentState:
         """The deploy and verify stages, then the deployment is `deployed`."""
         instances = self._stage(record, "deploy", lambda: self._deploy_app(record, spec))
+        self._advise(record, "deployer", lambda: self._explain_deploy(record, spec))
         checks: list[CheckResult] = self._stage(
             record,
             "verify",
@@ -486,6 +501,15 @@ class Conductor:
         return results
 
     def _verify_failure(self, record: DeploymentRecord, results: list[CheckResult]) -> None:
+        from hivemind_agents.qa import QA, QAInput
+
+        def explain() -> None:
+            verdict = self.parts.advisor.ask(
+                QA(), QAInput(checks=tuple(results), deployment_id=record.deployment_id)
+            )
+            self.parts.say(f"QA: {verdict.value.summary}")
+
+        self._advise(record, "qa", explain)
         failed = [r for r in results if r.status == "failed"]
         if failed:
             raise StageFailed(
@@ -496,6 +520,39 @@ class Conductor:
                 next_step=f"`hivemind status {record.deployment_id}` shows every check; fix "
                 f"the cause, then `hivemind retry {record.deployment_id}`",
             )
+
+    def _advise(self, record: DeploymentRecord, agent: str, explain: Callable[[], None]) -> None:
+        """Run an agent's explanation; it informs, so its failure never fails a stage."""
+        try:
+            explain()
+        except Exception as problem:
+            record.log(f"{agent}: no explanation ({type(problem).__name__}: {problem})")
+
+    def _explain_provisioning(self, stack: str) -> None:
+        """Provisioner's summary of the stack operation: how long, and what was slowest."""
+        from hivemind_agents.provisioner import Provisioner as ProvisionerAgent
+        from hivemind_agents.provisioner import ProvisionerInput
+
+        paginator = self.parts.cloudformation.get_paginator("describe_stack_events")
+        events = [e for page in paginator.paginate(StackName=stack) for e in page["StackEvents"]]
+        report = self.parts.advisor.ask(
+            ProvisionerAgent(), ProvisionerInput.from_api(stack, events)
+        ).value
+        slowest = ", ".join(f"{r.logical_id} {r.seconds:.0f}s" for r in report.slowest[:3])
+        self.parts.say(f"{report.headline}" + (f" Slowest: {slowest}." if slowest else ""))
+
+    def _explain_deploy(self, record: DeploymentRecord, spec: DeploymentSpec) -> None:
+        """Deployer's summary of the release: the slowest step, and what would help."""
+        from hivemind_agents.deployer import Deployer as DeployerAgent
+        from hivemind_agents.deployer import DeployerInput
+
+        releases = tuple(record.load().releases)
+        report = self.parts.advisor.ask(
+            DeployerAgent(), DeployerInput(releases=releases, spec=spec)
+        ).value
+        self.parts.say(report.headline)
+        for note in report.notes:
+            self.parts.say(f"  note: {note}")
 
     def _bootstrap(self, record: DeploymentRecord, provisioner: Provisioner) -> None:
         question = (

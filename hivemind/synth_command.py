@@ -27,11 +27,45 @@ class DeployedComparison:
 
 
 @dataclass(frozen=True)
+class Advice:
+    """What the agents say about a plan: why it is what it is (Compiler) and what the
+    gates' findings mean (Sheriff), each with who said it."""
+
+    explanation: Any  # hivemind_agents.compiler.PlanExplanation
+    explained_by: str
+    review: Any = None  # hivemind_agents.sheriff.SecurityReview, when there are findings
+    reviewed_by: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "explanation": self.explanation.model_dump(mode="json"),
+            "explained_by": self.explained_by,
+            "review": self.review.model_dump(mode="json") if self.review else None,
+            "reviewed_by": self.reviewed_by or None,
+        }
+
+
+def advise(spec: DeploymentSpec, result: SynthResult, advisor: Any = None) -> Advice:
+    """Ask Compiler why the plan is what it is, and Sheriff about any gate findings."""
+    from hivemind_agents.base import Advisor
+    from hivemind_agents.compiler import Compiler, CompilerInput
+    from hivemind_agents.sheriff import Sheriff, SheriffInput
+
+    advisor = advisor or Advisor()
+    explanation = advisor.ask(Compiler(), CompilerInput.from_synth(spec, result))
+    if not result.findings:
+        return Advice(explanation.value, explanation.provenance)
+    review = advisor.ask(Sheriff(), SheriffInput.from_synth(result, spec))
+    return Advice(explanation.value, explanation.provenance, review.value, review.provenance)
+
+
+@dataclass(frozen=True)
 class SynthReport:
     spec: DeploymentSpec
     out_dir: Path
     result: SynthResult
     comparison: DeployedComparison | None
+    advice: Advice | None = None
 
     @property
     def blocked(self) -> bool:
@@ -44,6 +78,8 @@ class SynthReport:
             **self.result.model_dump(mode="json"),
             "blocked": self.blocked,
         }
+        if self.advice is not None:
+            data["advice"] = self.advice.as_dict()
         if self.comparison is not None:
             diff = self.comparison.diff
             data["changes"] = {
@@ -86,7 +122,11 @@ class SynthReport:
         minutes = result.provisioning_seconds / 60
         path = " -> ".join(f"{s['logical_id']} ({s['seconds']}s)" for s in result.critical_path)
         lines += ["", f"Estimated provisioning time: {minutes:.0f} min", f"  critical path: {path}"]
+        if self.advice is not None:
+            lines += ["", self._why()]
         lines += ["", self._gates()]
+        if self.advice is not None and self.advice.review is not None:
+            lines += ["", self._review()]
         if self.comparison is not None:
             lines += ["", self._changes()]
         notes = [*self.spec.notes, *self.result.notes]
@@ -105,6 +145,28 @@ class SynthReport:
         return f"Gates: {len(findings)} finding(s)\n" + table(
             ["level", "tool", "rule", "resource", "message -> fix"], rows
         )
+
+    def _why(self) -> str:
+        assert self.advice is not None
+        explanation = self.advice.explanation
+        lines = [f"Why this plan ({self.advice.explained_by}):"]
+        for point in explanation.points:
+            lines.append(f"  {point.title}: {point.text}")
+            if point.change_with:
+                lines.append(f"    change with: {point.change_with}")
+        return "\n".join(lines)
+
+    def _review(self) -> str:
+        assert self.advice is not None and self.advice.review is not None
+        review = self.advice.review
+        lines = [f"What the findings mean ({self.advice.reviewed_by}): {review.summary}"]
+        for item in review.findings:
+            lines.append(f"  {item.rule} on {item.resource}: {item.what}")
+            lines.append(f"    why it matters: {item.why_it_matters}")
+            lines.append(f"    fix: {item.fix}")
+            for change in item.spec_changes:
+                lines.append(f"    set {change.path} = {json.dumps(change.value)}")
+        return "\n".join(lines)
 
     def _changes(self) -> str:
         assert self.comparison is not None
@@ -126,11 +188,15 @@ class SynthReport:
 
 
 def plan_with_changes(
-    spec: DeploymentSpec, folder: Path, result: SynthResult, deployed: dict[str, Any] | None
+    spec: DeploymentSpec,
+    folder: Path,
+    result: SynthResult,
+    deployed: dict[str, Any] | None,
+    advisor: Any = None,
 ) -> str:
     """The synth report, with what would change against `deployed` when there is one."""
     comparison = _compare(spec, folder, result, deployed) if deployed is not None else None
-    return SynthReport(spec, folder, result, comparison).render()
+    return SynthReport(spec, folder, result, comparison, advise(spec, result, advisor)).render()
 
 
 def _compare(
@@ -168,7 +234,7 @@ def run_synth(
     if deployment_id:
         deployed = _deployed_template(result.stack_name, spec.region)
         comparison = _compare(spec, out, result, deployed, prices)
-    return SynthReport(spec, out, result, comparison)
+    return SynthReport(spec, out, result, comparison, advise(spec, result, advisor))
 
 
 def load_spec(

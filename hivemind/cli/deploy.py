@@ -112,7 +112,7 @@ def deploy(
     from hivemind.deployment_ids import new_deployment_id
     from hivemind.errors import BadInputError
     from hivemind.recon.source import open_repo
-    from hivemind.synth_command import SynthReport, load_spec
+    from hivemind.synth_command import load_spec, plan_with_changes
 
     progress = lambda line: click.echo(line, err=True)  # noqa: E731
     region = params.get("region") or default_region()
@@ -134,7 +134,9 @@ def deploy(
         spec,
         deployment_id,
         source,
-        plan=lambda result, folder, _deployed: SynthReport(spec, folder, result, None).render(),
+        plan=lambda result, folder, deployed: plan_with_changes(
+            spec, folder, result, deployed, advisor
+        ),
     )
     _done(state)
 
@@ -213,9 +215,8 @@ def retry(
 
     record = RecordStore().get(deployment_id)
     spec = record.spec()
-    conductor = _conductor(
-        spec.region, yes, no_input, health_timeout, advisor_from(llm, llm_region, spec.region)
-    )
+    advisor = advisor_from(llm, llm_region, spec.region)
+    conductor = _conductor(spec.region, yes, no_input, health_timeout, advisor)
     changes: dict[str, object] = {
         path: _setting_value(value)
         for path, value in pairs(settings, "--set", "--set app.port=3000").items()
@@ -231,7 +232,7 @@ def retry(
         conductor.retry(
             deployment_id,
             plan=lambda result, folder, deployed: plan_with_changes(
-                record.spec(), folder, result, deployed
+                record.spec(), folder, result, deployed, advisor
             ),
         )
     )
