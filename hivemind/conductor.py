@@ -51,6 +51,7 @@ from hivemind.records import (
 from hivemind.spec import DeploymentSpec, Provenance
 from hivemind.spec import Source as SpecSource
 from hivemind.synth import SynthResult, synthesize
+from hivemind.template_diff import template_of
 from hivemind_agents.base import Advisor
 
 # Shows the plan: the synth result, its folder, and the template deployed now (if any).
@@ -309,7 +310,7 @@ class Conductor:
         if stack_status(self.parts.cloudformation, stack) in (None, "ROLLBACK_COMPLETE"):
             return None
         body = self.parts.cloudformation.get_template(StackName=stack)["TemplateBody"]
-        return body if isinstance(body, dict) else dict(json.loads(body))
+        return template_of(body)
 
     # --- stages ---------------------------------------------------------------------
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hivemind.aws import client
 from hivemind.cli.render import table
 from hivemind.reconcile import Reconciled, reconcile_record
-from hivemind.records import RecordStore
+from hivemind.records import DeploymentState, RecordStore, Status
+
+# A failed deployment left this long is probably forgotten: suggest removing it.
+STALE_FAILURE = timedelta(hours=24)
 
 if TYPE_CHECKING:  # the ops views are imported only when one is asked for
     from hivemind.ops.overview import OpsReport, OpsRequest
@@ -20,6 +24,7 @@ class StatusReport:
     result: Reconciled
     ops: OpsReport | None = None
     report_file: Path | None = None
+    health: Any = None  # the Ops agent's Answer[HealthReport], with logs or metrics
 
     def as_dict(self) -> dict[str, Any]:
         found = {
@@ -33,6 +38,14 @@ class StatusReport:
             found["ops"] = {name: view for name, view in views.items() if view is not None}
         if self.report_file is not None:
             found["report"] = str(self.report_file)
+        if self.health is not None:
+            found["health"] = {
+                **self.health.value.model_dump(mode="json"),
+                "by": self.health.provenance,
+            }
+        stale = stale_failure(self.result.state)
+        if stale:
+            found["suggestion"] = stale
         return found
 
     def render(self) -> str:
@@ -55,6 +68,28 @@ class StatusReport:
             lines.append(f"  estimated ${state.monthly_usd:,.2f}/month")
         if state.failed_stage:
             lines.append(f"  failed at: {state.failed_stage}")
+        if state.diagnosis is not None and state.status == Status.FAILED:
+            found = state.diagnosis
+            lines.append(f"  medic: {found.summary} [{found.cause}] (by {found.by})")
+            for path, value in ((found.fix or {}).get("spec_changes") or {}).items():
+                lines.append(f"    fix: set {path} = {value}")
+            for name in (found.fix or {}).get("env_needed") or []:
+                lines.append(f"    fix: give {name} a value (retry --env {name}=VALUE)")
+            command = (found.fix or {}).get("command")
+            if command:
+                lines.append(f"    run: {command}")
+        stale = stale_failure(state)
+        if stale:
+            lines.append(f"  ! {stale}")
+        if state.agent_calls:
+            used = [c for c in state.agent_calls if c.source == "model"]
+            tokens_in = sum(c.input_tokens for c in state.agent_calls)
+            tokens_out = sum(c.output_tokens for c in state.agent_calls)
+            seconds = sum(c.seconds for c in state.agent_calls)
+            lines.append(
+                f"  model calls: {len(state.agent_calls)} ({len(used)} answers used), "
+                f"{tokens_in:,} tokens in, {tokens_out:,} out, {seconds:.1f}s"
+            )
         if self.result.changed:
             lines.append(f"  record corrected: {self.result.note}")
         elif self.result.note:
@@ -88,9 +123,28 @@ class StatusReport:
             from hivemind.ops.render import render_ops
 
             lines += render_ops(self.ops)
+        if self.health is not None:
+            health = self.health.value
+            lines += ["", f"Health: {health.health} ({self.health.provenance}). {health.summary}"]
+            for finding in health.findings:
+                lines.append(f"  {finding.severity:8} {finding.subject}: {finding.what}")
+                lines.append(f"           next: {finding.look_next}")
         if self.report_file is not None:
             lines += ["", f"report: {self.report_file}"]
         return "\n".join(lines)
+
+
+def stale_failure(state: DeploymentState, now: datetime | None = None) -> str:
+    """A suggestion to destroy a deployment failed for more than a day, else ""."""
+    if state.status != Status.FAILED:
+        return ""
+    age = (now or datetime.now(UTC)) - datetime.fromisoformat(state.updated_at)
+    if age < STALE_FAILURE:
+        return ""
+    return (
+        f"failed {age.days or 1} day(s) ago and still costs about ${state.monthly_usd:,.2f}/month "
+        f"while its resources are left for debugging: `hivemind destroy {state.deployment_id}`"
+    )
 
 
 def show_status(
@@ -98,6 +152,7 @@ def show_status(
     *,
     ops: OpsRequest | None = None,
     report: Literal["markdown", "html"] | None = None,
+    advisor: Any = None,
 ) -> StatusReport:
     """The deployment's record reconciled with its stack; with `ops`, the ops views it
     asks for (logs, metrics, costs, traces, dashboard); with `report`, the deployment's
@@ -115,9 +170,14 @@ def show_status(
         from hivemind.ops.overview import collect_ops
 
         gathered = collect_ops(result.state, record.spec(), ops, window, client)
+    health = None
+    if gathered is not None and (gathered.logs is not None or gathered.metrics is not None):
+        from hivemind.ops.health import health_report
+
+        health = health_report(gathered, deployment_id, advisor)
     report_file = None
     if report is not None:
         from hivemind.report import write_report
 
         report_file = write_report(record, fmt=report)
-    return StatusReport(result, gathered, report_file)
+    return StatusReport(result, gathered, report_file, health)

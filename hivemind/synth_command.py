@@ -17,7 +17,7 @@ from hivemind.paths import home
 from hivemind.resolve import Overrides, spec_for_repo
 from hivemind.spec import DeploymentSpec
 from hivemind.synth import SynthResult, synthesize
-from hivemind.template_diff import TemplateDiff, diff_templates
+from hivemind.template_diff import TemplateDiff, diff_templates, template_of
 
 
 @dataclass(frozen=True)
@@ -303,4 +303,4 @@ def _deployed_template(stack: str, region: str) -> dict[str, Any]:
             "no AWS credentials to read the deployed template with",
             next_step="run `hivemind doctor` to see what is missing",
         ) from None
-    return body if isinstance(body, dict) else json.loads(body)
+    return template_of(body)

@@ -7,13 +7,19 @@ from typing import Literal
 
 import click
 
+from hivemind.cli.options import llm_options
+
 
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the deployments as JSON.")
 def list_deployments(as_json: bool) -> None:
-    """List the deployments recorded on this machine ($HIVEMIND_HOME/deployments)."""
+    """List the deployments recorded on this machine ($HIVEMIND_HOME/deployments).
+
+    A deployment that failed more than a day ago is flagged: its resources were left
+    for debugging and still cost money."""
     from hivemind.cli.render import table  # lazy: keeps --help light
     from hivemind.records import RecordStore
+    from hivemind.status_command import stale_failure
 
     states = RecordStore().states()
     if as_json:
@@ -26,6 +32,10 @@ def list_deployments(as_json: bool) -> None:
         [s.deployment_id, s.status.value, s.app, s.region, s.profile, s.updated_at] for s in states
     ]
     click.echo(table(["id", "status", "app", "region", "profile", "updated"], rows))
+    for state in states:
+        stale = stale_failure(state)
+        if stale:
+            click.echo(f"! {state.deployment_id} {stale}")
 
 
 @click.command()
@@ -81,6 +91,7 @@ def list_deployments(as_json: bool) -> None:
     show_default=True,
     help="The report's format: report.md or report.html.",
 )
+@llm_options
 def status(
     deployment_id: str,
     as_json: bool,
@@ -93,12 +104,15 @@ def status(
     lines: int,
     write_report: bool,
     report_format: Literal["markdown", "html"],
+    llm: str | None,
+    llm_region: str | None,
 ) -> None:
     """Show a deployment's status, checked against its CloudFormation stack.
 
     When the record and the stack disagree (say the CLI was killed mid-deploy),
     the record is corrected and the change is shown. The --show-* flags add what
-    the deployment is doing now, over the window --since gives.
+    the deployment is doing now, over the window --since gives; with logs or metrics,
+    the Ops agent says how healthy it looks and what to look at next.
 
     \b
     Examples:
@@ -122,5 +136,15 @@ def status(
             since=since,
             lines=lines,
         )
-    report = show_status(deployment_id, ops=ops, report=report_format if write_report else None)
+    advisor = None
+    if ops is not None and (show_logs or show_metrics) and llm:
+        from hivemind.cli.options import advisor_from, default_region
+
+        advisor = advisor_from(llm, llm_region, default_region())
+    report = show_status(
+        deployment_id,
+        ops=ops,
+        report=report_format if write_report else None,
+        advisor=advisor,
+    )
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else report.render())
