@@ -5,7 +5,8 @@
 3. Turn off RDS deletion protection; with --skip-snapshot delete the databases
    without a final snapshot (replicas first), else CloudFormation keeps one.
 4. Delete the stack, following its events; on DELETE_FAILED, retry once, then list
-   each resource left with its id and the command that removes it.
+   each resource left with its id and the command that removes it, and Janitor's
+   reading of why it stayed and what the template or the operator must change.
 5. Check that nothing tagged with the id remains; mark the deployment destroyed and
    write the savings report.
 """
@@ -48,11 +49,16 @@ class DestroyResult:
 
 class Destroyer:
     def __init__(
-        self, clients: Callable[[str], Any], display: ProgressDisplay, say: Callable[[str], None]
+        self,
+        clients: Callable[[str], Any],
+        display: ProgressDisplay,
+        say: Callable[[str], None],
+        advisor: Any = None,  # the agents' Advisor; None: HiveMind's rules
     ) -> None:
         self.client = clients
         self.display = display
         self.say = say
+        self.advisor = advisor
 
     def plan(self, record: DeploymentRecord) -> list[tuple[str, str, float]]:
         """(physical or logical id, type, monthly cost) of everything that will go."""
@@ -107,7 +113,9 @@ class Destroyer:
                 )
                 self._delete_stack(state.stack_name, len(planned), retain=gone)
         leftovers = self._leftovers(state)
+        cleanup: list[str] = []
         if leftovers:
+            cleanup = self._cleanup_advice(record, state.stack_name)
             failed = record.save(
                 record.load().model_copy(
                     update={
@@ -121,7 +129,7 @@ class Destroyer:
                 f"{failed.deployment_id} is not fully "
                 f"{'rolled back' if rollback else 'destroyed'}: {len(leftovers)} resource(s) left",
                 where="rollback" if rollback else "destroy",
-                details=[f"{x.arn}  (remove with: {x.remove_with})" for x in leftovers],
+                details=[f"{x.arn}  (remove with: {x.remove_with})" for x in leftovers] + cleanup,
                 next_step=f"run `hivemind destroy {failed.deployment_id}` again, or remove them "
                 "with the commands shown",
             )
@@ -231,6 +239,47 @@ class Destroyer:
                 return progress.failed or [ResourceState(stack_name, "stack", status, "")]
             time.sleep(POLL_SECONDS)
         raise HiveMindError(f"timed out deleting {stack_name}", where="destroy")
+
+    def _cleanup_advice(self, record: DeploymentRecord, stack_name: str) -> list[str]:
+        """Janitor's reading of what blocks the stack's deletion: one line per resource
+        (problem, template change, manual step). Advice only: never raises."""
+        from hivemind.template_diff import template_of
+        from hivemind_agents.base import Advisor
+        from hivemind_agents.janitor import Janitor, JanitorInput, StackResource
+
+        cloudformation = self.client("cloudformation")
+        try:
+            status = stack_status(cloudformation, stack_name)
+            resources: list[Any] = []
+            template: dict[str, Any] = {}
+            if status is not None:
+                resources = self._stack_resources(stack_name)
+                body = cloudformation.get_template(StackName=stack_name)["TemplateBody"]
+                template = template_of(body)
+            answer = (self.advisor or Advisor()).ask(
+                Janitor(),
+                JanitorInput(
+                    stack_name=stack_name,
+                    stack_status=status,
+                    resources=tuple(StackResource.from_api(r) for r in resources),
+                    template=template,
+                ),
+            )
+        except Exception as problem:
+            record.log(f"janitor: no advice ({type(problem).__name__}: {problem})")
+            return []
+        plan = answer.value
+        lines = [f"janitor ({answer.provenance}): {plan.summary}"]
+        for item in plan.items:
+            lines.append(f"{item.logical_id} ({item.effect}): {item.problem}")
+            if item.template_change is not None:
+                change = item.template_change
+                lines.append(f"  template: set {change.attribute} to {change.value!r}")
+            if item.manual_step:
+                lines.append(f"  then: {item.manual_step}")
+        for line in lines:
+            record.log(line)
+        return lines
 
     def _leftovers(self, state: DeploymentState) -> list[Leftover]:
         left = [

@@ -261,8 +261,34 @@ _LOG_GROUPS = ("arn:aws:logs:*:*:log-group:/hivemind/*", "arn:aws:logs:*:*:log-g
 _SECRETS = "arn:aws:secretsmanager:*:*:secret:hivemind*"
 
 
-def policy_document() -> dict[str, Any]:
-    """The policy, as a dict ready for `json.dumps`."""
+def policy_document(llm_model: str | None = None) -> dict[str, Any]:
+    """The policy, as a dict ready for `json.dumps`; with `llm_model` (a Bedrock model
+    id, `--llm bedrock:<id>`), also the right to invoke that model for the agents."""
+    document = _policy()
+    if llm_model:
+        document["Statement"].append(
+            {
+                "Sid": "AgentsModel",
+                "Effect": "Allow",
+                "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+                # A model id, or an inference profile (which routes to the model in
+                # several regions, so both resource kinds are named).
+                "Resource": [
+                    f"arn:aws:bedrock:*::foundation-model/{_base_model(llm_model)}",
+                    f"arn:aws:bedrock:*:*:inference-profile/{llm_model}",
+                ],
+            }
+        )
+    return document
+
+
+def _base_model(model_id: str) -> str:
+    """`us.anthropic.claude-…` (an inference profile) → `anthropic.claude-…`."""
+    region_prefix, _, rest = model_id.partition(".")
+    return rest if region_prefix in ("us", "eu", "apac", "global") and rest else model_id
+
+
+def _policy() -> dict[str, Any]:
     actions = {a for group in ACTIONS_BY_RESOURCE_TYPE.values() for a in group}
     unscoped = sorted(
         a for a in actions | set(_COMMON_EC2) | set(_TAGGING) if not a.startswith(_SCOPED_PREFIXES)

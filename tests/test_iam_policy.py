@@ -59,3 +59,22 @@ def test_the_command_prints_the_document() -> None:
     result = run_cli("iam-policy")
     assert result.returncode == 0
     assert json.loads(result.stdout) == policy_document()
+
+
+def test_with_a_model_the_agents_may_invoke_that_model_only() -> None:
+    result = run_cli("iam-policy", "--llm", "bedrock:us.anthropic.claude-3-5-haiku-20241022-v1:0")
+    assert result.returncode == 0, result.stderr
+    statement = json.loads(result.stdout)["Statement"][-1]
+    assert statement["Sid"] == "AgentsModel"
+    assert statement["Action"] == ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+    assert statement["Resource"] == [
+        "arn:aws:bedrock:*::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0",
+        "arn:aws:bedrock:*:*:inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0",
+    ]
+    assert "bedrock:InvokeModel" not in allowed_actions()  # not without --llm
+
+
+def test_a_model_of_another_provider_is_bad_input() -> None:
+    result = run_cli("iam-policy", "--llm", "openai:gpt-4o")
+    assert result.returncode == 2
+    assert "bedrock:<model-id>" in result.stderr

@@ -147,12 +147,20 @@ def test_a_failed_delete_is_reported_and_a_second_destroy_completes(
         "delete",
         "--times",
         "2",
+        "--code",
+        "OperationNotPermitted",
+        "--message",
+        "Load balancer cannot be deleted because deletion protection is enabled",
         env=hivemind,
     )
     first = run_cli("destroy", ident, "--yes", env=hivemind)
     assert first.returncode == 1
     assert "is not fully destroyed" in first.stderr
     assert "remove with:" in first.stderr
+    # Janitor reads why it stayed, and what turns the protection off.
+    assert "janitor (HiveMind's rules)" in first.stderr
+    assert "Deletion protection is on" in first.stderr
+    assert "deletion_protection.enabled,Value=false" in first.stderr
     second = run_cli("destroy", ident, "--yes", env=hivemind)
     assert second.returncode == 0, second.stderr[-3000:]
     assert left_behind(sandbox_home) == {}
