@@ -93,6 +93,8 @@ class Failure(BaseModel):
     command_output: str = ""  # the failed SSH command's stderr/stdout tail
     health_reason: str = ""  # the load balancer's reason code and description
     app_log: list[str] = Field(default_factory=list)  # the app's log tail
+    # Errors Ops found in the app's recent CloudWatch log ("3 x KeyError: 'X' (app.py:9)").
+    log_errors: list[str] = Field(default_factory=list)
     spec: DeploymentSpec | None = None
 
 
@@ -1492,6 +1494,9 @@ class Medic(Agent[Failure, Diagnosis]):
             parts.append(f"Load balancer health: {inputs.health_reason}")
         if inputs.app_log:
             parts += ["App log (tail):"] + [f"  {line}" for line in inputs.app_log]
+        if inputs.log_errors:
+            parts += ["Errors in the app's recent log, grouped:"]
+            parts += [f"  {line}" for line in inputs.log_errors]
         return "\n".join(parts + _describe_spec(inputs.spec))
 
     def fallback(self, inputs: Failure) -> Diagnosis:
@@ -1590,7 +1595,7 @@ def check_diagnosis(failure: Failure, diagnosis: Diagnosis) -> None:
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "medic_corpus.jsonl"
 # The spec every corpus entry's "spec" overrides apply to: a stage-1 Flask app with
 # PostgreSQL, as `hivemind spec show` would resolve it.
-CORPUS_DEPLOYMENT_ID = "shop-k2j4m6p8q1"
+CORPUS_DEPLOYMENT_ID = "shop-k2j4m6p7q3"
 CORPUS_BASE_SPEC: dict[str, Any] = {
     "app": {
         "name": "shop",

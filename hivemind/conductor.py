@@ -64,6 +64,8 @@ _STAGE_STATUS = {
 # Stages after the stack exists: a retry of one of these does not touch the stack
 # (unless the spec changed since it was provisioned).
 _ON_BOX_STAGES = ("deploy", "verify")
+# The most recent app log lines Medic reads when a failure carried none.
+LOG_LINES_FOR_MEDIC = 60
 # How many of Medic's fixes one command applies before it gives up and reports.
 MAX_FIXES = 2
 # What to do with a fix Medic proposes: ask, accept (--yes), or only report (--no-input).
@@ -180,11 +182,17 @@ class Conductor:
                 self._pack(record, self._recorded_source(state.source))
                 return self._release(record, spec)
             result = self._stage(record, "synth", lambda: self._synth(record, spec))
-            self.parts.say(plan(result, record.folder, self._deployed_template(state.stack_name)))
+            deployed = self._deployed_template(state.stack_name)
+            self.parts.say(plan(result, record.folder, deployed))
             if not confirm(f"Retry {deployment_id}?"):
                 raise RefusedError("nothing was changed: the retry was declined")
             self._pack(record, self._recorded_source(state.source))
-            self._provision(record, result)
+            if state.failed_stage in _ON_BOX_STAGES and _unchanged(deployed, record, result):
+                # The spec changed where the stack does not (say app.env): no provisioning.
+                self.parts.say("The stack needs no change; resuming at the deploy stage.")
+                record.update(provisioned_spec=_digest(spec))
+            else:
+                self._provision(record, result)
             return self._release(record, spec)
 
     def change_spec(
@@ -273,7 +281,10 @@ class Conductor:
         try:
             from hivemind_agents.medic import Medic
 
-            failure = _failure_of(record.deployment_id, stage, error, record.spec())
+            spec = record.spec()
+            failure = _failure_of(record.deployment_id, stage, error, spec)
+            if stage in _ON_BOX_STAGES:
+                failure = self._with_recent_log(record, spec, failure)
             answer = self.parts.advisor.ask(Medic(), failure)
             found = answer.value
             diagnosis = Diagnosis(
@@ -290,6 +301,33 @@ class Conductor:
         record.update(diagnosis=diagnosis)
         record.log(f"medic: {diagnosis.cause}: {diagnosis.summary} (by {diagnosis.by})")
         self.parts.say(_render_diagnosis(diagnosis))
+
+    def _with_recent_log(self, record: DeploymentRecord, spec: DeploymentSpec, failure: Any) -> Any:
+        """The failure with what Ops finds in the app's last 15 minutes of CloudWatch
+        Logs: the grouped errors, and the lines themselves when the error carried no log
+        tail. Best effort: the diagnosis goes on without it."""
+        from hivemind.ops.detect import detect_log_errors
+        from hivemind.ops.logs import fetch_log_events
+        from hivemind.ops.window import window
+
+        group = record.load().outputs.get("AppLogGroup")
+        if not group:
+            return failure
+        try:
+            fetched = fetch_log_events(self.parts.client("logs"), group, window("15m"))
+        except Exception as problem:
+            record.log(f"medic: the app's log was not read ({type(problem).__name__}: {problem})")
+            return failure
+        lines = [event.message for event in fetched.events]
+        groups = detect_log_errors(lines, spec.app.language)
+        found = [
+            f"{g.count} x {g.signature}" + (f" ({g.location})" if g.location else "")
+            for g in groups
+        ]
+        changes: dict[str, object] = {"log_errors": found}
+        if not failure.app_log:
+            changes["app_log"] = lines[-LOG_LINES_FOR_MEDIC:]
+        return failure.model_copy(update=changes)
 
     def _keep_agent_calls(self, deployment_id: str) -> None:
         """Move the model calls made so far into the deployment record."""
@@ -658,6 +696,18 @@ def _url(spec: DeploymentSpec, outputs: dict[str, str]) -> str | None:
     if not host:
         return None
     return f"{'https' if spec.access.certificate_arn else 'http'}://{host}"
+
+
+def _unchanged(
+    deployed: dict[str, Any] | None, record: DeploymentRecord, result: SynthResult
+) -> bool:
+    """True when the synthesized template changes no resource of the deployed one."""
+    if deployed is None:
+        return False
+    from hivemind.template_diff import diff_templates
+
+    proposed = json.loads((record.folder / result.template_file).read_text(encoding="utf-8"))
+    return diff_templates(deployed, proposed).empty
 
 
 def _digest(spec: DeploymentSpec) -> str:

@@ -106,14 +106,21 @@ class Provisioner:
         self._follow(progress, stack_name, since)
         self.display.finish()
         status = stack_status(self.cloudformation, stack_name)
-        ok = process.returncode == 0 and status in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
+        tail = cli_log.read_text("utf-8").splitlines()[-_TAIL_LINES:]
+        # CloudFormation's answer to an update that changes nothing: the stack is already
+        # what was asked for.
+        unchanged = bool(tail) and tail[-1].strip() == "No updates are to be performed."
+        ok = (process.returncode == 0 or unchanged) and status in (
+            "CREATE_COMPLETE",
+            "UPDATE_COMPLETE",
+        )
         return ProvisionResult(
             ok=ok,
             stack_status=status,
             outputs=_outputs(outputs_file, stack_name) or self._stack_outputs(stack_name),
             failures=progress.failed,
             seconds=time.monotonic() - started,
-            cli_tail="\n".join(cli_log.read_text("utf-8").splitlines()[-_TAIL_LINES:]),
+            cli_tail="\n".join(tail),
         )
 
     def bootstrapped(self) -> bool:

@@ -167,6 +167,10 @@ def test_a_failing_build_fails_the_deploy_stage_and_retry_resumes_there(
     assert f"hivemind retry {ident}" in failed.stderr
     state = status(env, ident)
     assert (state["status"], state["failed_stage"]) == ("failed", "deploy")
+    # Medic names the cause and how to reproduce it (the spec's build command).
+    assert state["diagnosis"]["cause"] == "build_failure"
+    assert "pip install -r requirements.txt" in (state["diagnosis"]["fix"]["command"] or "")
+    assert "Medic:" in failed.stdout
 
     shutil.copy(EXAMPLES / "flask-notes" / "requirements.txt", app / "requirements.txt")
     retried = run_cli("retry", ident, "--yes", env=env)
@@ -192,6 +196,8 @@ def test_an_app_that_never_gets_healthy_is_reported_with_its_log(
     assert "app log of i-" in failed.stderr and "express-hello listening" in failed.stderr
     state = status(env, ident)
     assert (state["status"], state["failed_stage"]) == ("failed", "deploy")
+    assert state["diagnosis"]["cause"] == "timeout"
+    assert "--health-timeout" in state["diagnosis"]["fix"]["command"]
     run_cli("sandbox", "fault", "--clear", env=env)
     destroy(env, home, ident)
 

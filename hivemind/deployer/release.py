@@ -36,6 +36,8 @@ from hivemind.spec import DeploymentSpec
 
 KEEP_RELEASES = 3
 LOCAL_HEALTH_SECONDS = 90.0
+# An app that exits this many times while it should be starting will not start.
+RESTARTS_BEFORE_GIVING_UP = 3
 _TAIL = 20
 DATABASE_NAME = "app"  # the database the stack creates (hivemind_constructs.database)
 _SCHEMES = {"postgres": "postgresql", "mysql": "mysql"}
@@ -285,7 +287,12 @@ class _Steps:
             self.run(f"sudo systemctl is-active {self.spec.app.name}", step="start", with_log=True)
             return
         url = f"http://{self.instance.private_ip}:{port}{self.spec.app.health_path}"
-        probe = _ANSWERS.format(url=url, seconds=LOCAL_HEALTH_SECONDS)
+        probe = _ANSWERS.format(
+            url=url,
+            seconds=LOCAL_HEALTH_SECONDS,
+            unit=self.spec.app.name,
+            restarts=RESTARTS_BEFORE_GIVING_UP,
+        )
         self.run(f"python3 -c {shlex.quote(probe)}", step="health check", with_log=True)
 
     def prune(self) -> None:
@@ -300,12 +307,27 @@ class _Steps:
         self.result.kept_releases = keep
 
 
-# Waits for any HTTP answer below 500 from the app (the load balancer's check is stricter).
+# Waits for any HTTP answer below 500 from the app (the load balancer's check is stricter);
+# gives up early on an app that keeps exiting (systemd restarting it, or giving up on it).
 _ANSWERS = """
-import sys, time, urllib.error, urllib.request
+import subprocess, sys, time, urllib.error, urllib.request
 deadline = time.time() + {seconds}
 last = "no answer"
+def restarts():
+    shown = subprocess.run(
+        ["systemctl", "show", "-p", "NRestarts", "--value", "{unit}"],
+        capture_output=True, text=True,
+    ).stdout.strip()
+    return int(shown) if shown.isdigit() else 0
+def failed():
+    return subprocess.run(["systemctl", "is-failed", "--quiet", "{unit}"]).returncode == 0
 while time.time() < deadline:
+    if restarts() >= {restarts} or failed():
+        sys.stderr.write(
+            "the app keeps exiting: systemd restarted {unit} %d times (last: %s)\\n"
+            % (restarts(), last)
+        )
+        sys.exit(1)
     try:
         with urllib.request.urlopen("{url}", timeout=3) as answer:
             sys.exit(0)
