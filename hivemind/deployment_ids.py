@@ -33,7 +33,7 @@ def check_deployment_id(value: str) -> str:
     if not DEPLOYMENT_ID_PATTERN.match(value):
         raise BadInputError(
             f"{value!r} is not a deployment id",
-            cause="deployment ids look like shop-k2j4m6p8q1: the app's name, a dash, "
+            cause="deployment ids look like shop-k2j4m6p7q3: the app's name, a dash, "
             f"{SUFFIX_LENGTH} letters a-z and digits 2-7",
             next_step="copy the id from `hivemind status` or the deploy report",
         )

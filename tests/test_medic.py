@@ -82,7 +82,7 @@ def test_a_corpus_fix_makes_a_valid_spec_with_medics_provenance(entry: CorpusEnt
 def test_fixes_apply_to_a_spec_resolved_from_a_real_repository() -> None:
     _, spec = spec_for_repo(str(EXAMPLES / "flask-notes"))
     failure = Failure(
-        deployment_id="flask-notes-k2j4m6p8q1",
+        deployment_id="flask-notes-k2j4m6p7q3",
         stage="provision",
         what="CloudFormation could not create the stack (it is ROLLBACK_COMPLETE)",
         cause="WebBlue1D8CD25BC (AWS::EC2::Instance): We currently do not have sufficient "
@@ -115,7 +115,7 @@ def test_a_spec_change_to_an_unknown_field_or_an_invalid_value_is_bad_input() ->
 
 def provision_failure(*reasons: str, spec: DeploymentSpec | None = None) -> Failure:
     return Failure(
-        deployment_id="shop-k2j4m6p8q1",
+        deployment_id="shop-k2j4m6p7q3",
         stage="provision",
         what="CloudFormation could not create the stack (it is ROLLBACK_COMPLETE)",
         cause=reasons[0],
@@ -151,7 +151,7 @@ def test_the_first_root_reason_wins_and_cancellations_are_never_the_cause() -> N
 
 def build_failure(*stderr: str) -> Failure:
     return Failure(
-        deployment_id="shop-k2j4m6p8q1",
+        deployment_id="shop-k2j4m6p7q3",
         stage="deploy",
         what="build failed on i-0a1b2c3d4e5f60718 (10.0.0.23)",
         cause=stderr[-1],
@@ -177,7 +177,7 @@ def test_throttling_or_a_timeout_inside_a_build_is_a_build_failure() -> None:
 def unhealthy(app_log: list[str], spec: DeploymentSpec | None) -> Failure:
     reason = "i-0a1b2c3d4e5f60718 is unhealthy (Target.FailedHealthChecks Health checks failed)"
     return Failure(
-        deployment_id="shop-k2j4m6p8q1",
+        deployment_id="shop-k2j4m6p7q3",
         stage="deploy",
         what="the load balancer did not report every instance healthy within 300 s",
         cause=reason,

@@ -28,8 +28,8 @@ def dashboard(deployment_id: str, print_only: bool, as_json: bool) -> None:
 
     \b
     Examples:
-      hivemind dashboard shop-k2j4m6p8q1
-      hivemind dashboard shop-k2j4m6p8q1 --print
+      hivemind dashboard shop-k2j4m6p7q3
+      hivemind dashboard shop-k2j4m6p7q3 --print
     """
     from hivemind.ops.dashboard import dashboard_link, open_in_browser  # lazy
     from hivemind.records import RecordStore

@@ -206,8 +206,8 @@ def retry(
 
     \b
     Examples:
-      hivemind retry shop-k2j4m6p8q1
-      hivemind retry shop-k2j4m6p8q1 --set app.port=3000 --env SECRET_KEY=dev-only
+      hivemind retry shop-k2j4m6p7q3
+      hivemind retry shop-k2j4m6p7q3 --set app.port=3000 --env SECRET_KEY=dev-only
     """
     from hivemind.records import RecordStore
     from hivemind.spec import Provenance, Source

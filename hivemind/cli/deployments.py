@@ -116,10 +116,10 @@ def status(
 
     \b
     Examples:
-      hivemind status shop-k2j4m6p8q1 --json
-      hivemind status shop-k2j4m6p8q1 --show-logs --since 15m
-      hivemind status shop-k2j4m6p8q1 --show-metrics --show-traces --since 6h
-      hivemind status shop-k2j4m6p8q1 --show-costs --show-dashboard --json
+      hivemind status shop-k2j4m6p7q3 --json
+      hivemind status shop-k2j4m6p7q3 --show-logs --since 15m
+      hivemind status shop-k2j4m6p7q3 --show-metrics --show-traces --since 6h
+      hivemind status shop-k2j4m6p7q3 --show-costs --show-dashboard --json
     """
     from hivemind.status_command import show_status  # lazy: no aws_cdk on this path
 

@@ -33,7 +33,7 @@ def destroy(deployment_id: str, yes: bool, force: bool, skip_snapshot: bool) -> 
 
     \b
     Example:
-      hivemind destroy shop-k2j4m6p8q1 --yes
+      hivemind destroy shop-k2j4m6p7q3 --yes
     """
     _tear_down(
         deployment_id, yes=yes or force, skip_snapshot=skip_snapshot, rollback=False, force=force
@@ -49,7 +49,7 @@ def rollback(deployment_id: str, yes: bool) -> None:
 
     \b
     Example:
-      hivemind rollback shop-k2j4m6p8q1 --yes
+      hivemind rollback shop-k2j4m6p7q3 --yes
     """
     _tear_down(deployment_id, yes=yes, skip_snapshot=True, rollback=True, force=False)
 

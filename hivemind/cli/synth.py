@@ -73,7 +73,7 @@ def synth(
       hivemind synth examples/flask-notes
       hivemind synth . --stage-1 --xray --out ./review
       hivemind synth --spec spec.json --json
-      hivemind synth . --deployment-id shop-k2j4m6p8q1   # what would change
+      hivemind synth . --deployment-id shop-k2j4m6p7q3   # what would change
     """
     from hivemind.synth_command import run_synth
 
