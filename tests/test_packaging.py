@@ -15,8 +15,10 @@ from hivemind import toolchain
 
 PROBE = """
 import constructs, hivemind, hivemind_constructs.stack, hivemind_templates
+import hivemind.ops.detect, hivemind_agents.medic
 print(constructs.__file__); print(constructs.Construct.__module__)
 print(hivemind.__file__); print(hivemind_constructs.stack.__file__)
+print(hivemind_agents.medic.__file__)
 """
 
 
@@ -34,7 +36,7 @@ def _probe(cwd: Path, env: dict[str, str] | None = None) -> list[str]:
 
 
 def test_constructs_is_pypis_from_the_repo_root() -> None:
-    constructs_file, module, _hivemind, ours = _probe(REPO_ROOT)
+    constructs_file, module, _hivemind, ours, _agents = _probe(REPO_ROOT)
     assert "site-packages" in constructs_file
     assert module.startswith("constructs")
     assert Path(ours).parent == REPO_ROOT / "constructs"
@@ -88,10 +90,13 @@ def test_a_wheel_install_works_from_any_directory(tmp_path: Path) -> None:
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    constructs_file, _module, hivemind_file, ours = _probe(elsewhere, {"PYTHONPATH": str(target)})
+    constructs_file, _module, hivemind_file, ours, agents = _probe(
+        elsewhere, {"PYTHONPATH": str(target)}
+    )
     assert "site-packages" in constructs_file and str(target) not in constructs_file
     assert hivemind_file.startswith(str(target))
     assert ours.startswith(str(target / "hivemind_constructs"))
+    assert agents.startswith(str(target / "hivemind_agents"))
     help_run = subprocess.run(
         [sys.executable, "-m", "hivemind", "--help"],
         cwd=elsewhere,
