@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -159,3 +160,65 @@ def test_status_corrects_a_killed_deploy_from_the_stack(
     assert "status reconciled: provisioning -> failed" in (record.folder / "events.log").read_text()
     again = show_status(DEPLOYMENT_ID)
     assert not again.result.changed
+
+
+def test_a_deployment_failed_over_a_day_ago_is_flagged_for_destroy(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path / "deployments")
+    record = store.create(make_spec("stage-1", "postgres", False), DEPLOYMENT_ID, STACK)
+    recent = record.update(status=Status.FAILED, failed_stage="deploy", monthly_usd=46.39)
+    from hivemind.status_command import stale_failure
+
+    assert stale_failure(recent) == ""
+    two_days_ago = (datetime.now(UTC) - timedelta(days=2)).isoformat(timespec="seconds")
+    old = recent.model_copy(update={"updated_at": two_days_ago})
+    record.state_file.write_text(old.model_dump_json())
+    assert "hivemind destroy shop-abcdefghij" in stale_failure(old)
+    assert "$46.39/month" in stale_failure(old)
+    deployed = old.model_copy(update={"status": Status.DEPLOYED})
+    assert stale_failure(deployed) == ""
+
+    listed = subprocess.run(
+        [sys.executable, "-m", "hivemind", "list"],
+        env={**os.environ, "HIVEMIND_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "! shop-abcdefghij failed 2 day(s) ago" in listed.stdout
+    assert "`hivemind destroy shop-abcdefghij`" in listed.stdout
+
+
+@mock_aws
+def test_status_shows_medics_diagnosis_model_calls_and_the_destroy_suggestion(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from hivemind.records import AgentCall, Diagnosis
+
+    monkeypatch.setenv("HIVEMIND_HOME", str(tmp_path))
+    record = RecordStore().create(make_spec("stage-1", "none", False), DEPLOYMENT_ID, STACK)
+    boto3.client("cloudformation", region_name="eu-west-1").create_stack(
+        StackName=STACK, TemplateBody=TINY_TEMPLATE
+    )
+    diagnosis = Diagnosis(
+        stage="deploy",
+        cause="wrong_port",
+        summary="The app listens on port 3000, not on app.port 8080.",
+        evidence=["express-hello listening on port 3000"],
+        fix={"explanation": "Use the port it listens on.", "spec_changes": {"app.port": 3000}},
+    )
+    calls = [AgentCall(agent="medic", source="model", model="bedrock:m", input_tokens=900,
+                       output_tokens=120, seconds=1.5)]  # fmt: skip
+    state = record.update(
+        status=Status.FAILED, failed_stage="deploy", diagnosis=diagnosis, agent_calls=calls
+    )
+    old = (datetime.now(UTC) - timedelta(days=3)).isoformat(timespec="seconds")
+    record.state_file.write_text(state.model_copy(update={"updated_at": old}).model_dump_json())
+
+    report = show_status(DEPLOYMENT_ID)
+    text = report.render()
+    assert "medic: The app listens on port 3000, not on app.port 8080. [wrong_port]" in text
+    assert "fix: set app.port = 3000" in text
+    assert "model calls: 1 (1 answers used), 900 tokens in, 120 out" in text
+    assert "! failed 3 day(s) ago" in text
+    assert "hivemind destroy shop-abcdefghij" in report.as_dict()["suggestion"]
