@@ -239,7 +239,7 @@ def _profile(spec: DeploymentSpec) -> PlanPoint:
             "database without replica or backups, to try the app cheaply "
             f"({_why(spec, 'profile')})."
         )
-        change = "--profile production (profile: production in hivemind.yaml) when it should stay up"
+        change = "--profile production (profile: production in hivemind.yaml) to keep it up"
     return PlanPoint(title="Profile", text=text, fields=_refs(spec, "profile"), change_with=change)
 
 
