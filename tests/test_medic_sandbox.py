@@ -1,0 +1,219 @@
+"""Medic against the sandbox, as a user meets it: each cause of failure reproduced (AWS's
+own error wording replayed by sandbox faults, or a broken copy of an example app), the
+diagnosis printed with its evidence and kept in the record, and the fix checked; where
+the fix is a spec change, accepting it (--yes) resumes the deployment at the failed
+stage and it ends deployed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import EXAMPLES, run_cli
+
+from hivemind.sandbox import control
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    home = tmp_path_factory.mktemp("medic-home")
+    yield home
+    control.down(home)
+
+
+@pytest.fixture
+def env(home: Path) -> Iterator[dict[str, str]]:
+    yield {"HIVEMIND_HOME": str(home), "HIVEMIND_SANDBOX": "1"}
+    info = control.status(home)
+    if info is not None:
+        control.clear_faults(info)
+
+
+def fault(env: dict[str, str], resource_type: str, code: str, message: str) -> None:
+    armed = run_cli(
+        "sandbox", "fault", "--resource-type", resource_type, "--on", "create",
+        "--code", code, "--message", message, env=env,
+    )  # fmt: skip
+    assert armed.returncode == 0, armed.stderr
+
+
+def deploy(env: dict[str, str], app: Path, *extra: str) -> tuple[Any, str]:
+    result = run_cli("deploy", str(app), "--stage-1", "--region", REGION, *extra, env=env)
+    line = next(x for x in result.stderr.splitlines() if x.startswith("Deployment "))
+    return result, line.split()[1]
+
+
+def status(env: dict[str, str], ident: str) -> dict[str, Any]:
+    result = run_cli("status", ident, "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def destroy(env: dict[str, str], ident: str) -> None:
+    destroyed = run_cli("destroy", ident, "--yes", "--skip-snapshot", env=env)
+    assert destroyed.returncode == 0, destroyed.stderr[-3000:]
+
+
+def diagnosis(env: dict[str, str], ident: str) -> dict[str, Any]:
+    state = status(env, ident)
+    assert state["status"] == "failed", state["status"]
+    found = state["diagnosis"]
+    assert found is not None, "no diagnosis was recorded"
+    assert found["by"] == "HiveMind's rules"  # no model configured: the fallback
+    return dict(found)
+
+
+PERMISSION = (
+    "You are not authorized to perform this operation. User: "
+    "arn:aws:iam::123456789012:user/deployer is not authorized to perform: "
+    "ec2:RunInstances on resource: arn:aws:ec2:us-east-1:123456789012:instance/* "
+    "because no identity-based policy allows the ec2:RunInstances action. Encoded "
+    "authorization failure message: 4GIOHlTkIaWHQD0Q0m6XSnuUMCm-abc"
+)
+QUOTA = (
+    "You have requested more vCPU capacity than your current vCPU limit of 0 allows for "
+    "the instance bucket that the specified instance type belongs to. Please visit "
+    "http://aws.amazon.com/contact-us/ec2-request to request an adjustment to this limit."
+)
+INVALID = "Health check interval must be greater than the timeout."
+THROTTLED = "Rate exceeded"
+
+
+def capacity(instance_type: str) -> str:
+    return (
+        f"We currently do not have sufficient {instance_type} capacity in the Availability "
+        "Zone you requested (us-east-1a). Our system will be working on provisioning "
+        f"additional capacity. You can currently get {instance_type} capacity by not "
+        "specifying an Availability Zone in your request or choosing us-east-1b, us-east-1c."
+    )
+
+
+def test_provisioning_failures_are_diagnosed_and_a_capacity_fix_resumes_the_deployment(
+    env: dict[str, str],
+) -> None:
+    app = EXAMPLES / "express-hello"
+    fault(env, "AWS::EC2::Instance", "UnauthorizedOperation", PERMISSION)
+    failed, ident = deploy(env, app, "--yes")
+    assert failed.returncode == 1
+    assert "CloudFormation could not create the stack" in failed.stderr
+    found = diagnosis(env, ident)
+    assert found["cause"] == "missing_permission"
+    assert found["fix"]["permission"]["action"] == "ec2:RunInstances"
+    assert found["fix"]["permission"]["statement"]["Effect"] == "Allow"
+    assert "Medic:" in failed.stdout and "ec2:RunInstances" in failed.stdout
+    assert '"Effect": "Allow"' in failed.stdout  # the statement to add, printed
+    assert any("not authorized to perform: ec2:RunInstances" in e for e in found["evidence"])
+
+    # The same deployment, retried into each other failure in turn.
+    for resource_type, code, message, cause in [
+        ("AWS::EC2::Instance", "VcpuLimitExceeded", QUOTA, "service_quota"),
+        ("AWS::ElasticLoadBalancingV2::TargetGroup", "ValidationError", INVALID,
+         "invalid_parameter"),
+        ("AWS::EC2::Instance", "Throttling", THROTTLED, "throttling"),
+    ]:  # fmt: skip
+        fault(env, resource_type, code, message)
+        retried = run_cli("retry", ident, "--yes", env=env)
+        assert retried.returncode == 1, retried.stderr[-3000:]
+        found = diagnosis(env, ident)
+        assert found["cause"] == cause, (code, found)
+        assert any(message[:40] in line for line in found["evidence"]), found["evidence"]
+
+    # Capacity: the fix is another instance type; --yes applies it and resumes.
+    before = run_cli("spec", "show", str(app), "--stage-1", "--json", env=env)
+    instance_type = json.loads(before.stdout)["compute"]["instance_type"]
+    fault(env, "AWS::EC2::Instance", "InsufficientInstanceCapacity", capacity(instance_type))
+    resumed = run_cli("retry", ident, "--yes", env=env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "Fix applied. Resuming" in resumed.stdout
+    state = status(env, ident)
+    assert state["status"] == "deployed" and state["diagnosis"] is None
+    spec = json.loads(
+        (Path(env["HIVEMIND_HOME"]) / "deployments" / ident / "spec.json").read_text()
+    )
+    assert spec["compute"]["instance_type"] != instance_type
+    assert spec["provenance"]["compute.instance_type"]["evidence"] == "Medic's fix, accepted"
+    destroy(env, ident)
+
+
+def test_a_wrong_port_is_found_in_the_app_log_and_the_fix_resumes(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    app = tmp_path / "express-hello"
+    shutil.copytree(EXAMPLES / "express-hello", app, symlinks=True)
+    server = app / "server.js"
+    server.write_text(
+        server.read_text().replace("Number(process.env.PORT) || 3000", "3000")
+    )  # the bug: PORT is ignored
+    (app / "hivemind.yaml").write_text("app:\n  port: 8080\n")
+    failed, ident = deploy(env, app, "--yes", "--no-input", "--health-timeout", "20")
+    assert failed.returncode == 1
+    found = diagnosis(env, ident)
+    assert found["cause"] == "wrong_port", found
+    assert found["fix"]["spec_changes"] == {"app.port": 3000}
+    assert f"hivemind retry {ident} --set app.port=3000" in failed.stdout
+    assert any("3000" in line for line in found["evidence"])
+
+    resumed = run_cli("retry", ident, "--set", "app.port=3000", "--yes", env=env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    state = status(env, ident)
+    assert state["status"] == "deployed"
+    names = [s["name"] for s in state["stages"]]
+    assert names.count("provision") == 2  # the port is in the stack: provisioned again
+    destroy(env, ident)
+
+
+def test_a_missing_environment_variable_is_named_and_given_on_retry(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    app = tmp_path / "express-hello"
+    shutil.copytree(EXAMPLES / "express-hello", app, symlinks=True)
+    server = app / "server.js"
+    server.write_text(
+        server.read_text().replace(
+            "const app = express();",
+            "if (!process.env.SESSION_SECRET) {\n"
+            '  throw new Error("Missing required environment variable SESSION_SECRET");\n'
+            "}\nconst app = express();",
+        )
+    )
+    failed, ident = deploy(env, app, "--yes", "--no-input", "--health-timeout", "20")
+    assert failed.returncode == 1
+    found = diagnosis(env, ident)
+    assert found["cause"] == "missing_env_var", found
+    assert found["fix"]["env_needed"] == ["SESSION_SECRET"]
+    assert f"hivemind retry {ident} --env SESSION_SECRET=VALUE" in failed.stdout
+
+    resumed = run_cli("retry", ident, "--env", "SESSION_SECRET=not-a-real-secret", "--yes", env=env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    state = status(env, ident)
+    assert state["status"] == "deployed"
+    assert [s["name"] for s in state["stages"]].count("provision") == 1  # app.env: no stack change
+    destroy(env, ident)
+
+
+def test_an_unreachable_database_is_diagnosed_from_the_app_log(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    app = tmp_path / "flask-notes"
+    shutil.copytree(EXAMPLES / "flask-notes", app)
+    code = app / "app.py"
+    code.write_text(
+        code.read_text().replace(
+            'os.environ["DATABASE_URL"]',
+            'os.environ.get("NOTES_DB", "postgresql://notes:notes@127.0.0.1:1/notes")',
+        )
+    )  # the bug: another variable than the one HiveMind sets, and a local fallback
+    failed, ident = deploy(env, app, "--yes", "--no-input", "--health-timeout", "20")
+    assert failed.returncode == 1
+    found = diagnosis(env, ident)
+    assert found["cause"] == "database_unreachable", found
+    assert any(
+        "Connection refused" in line or "port 1 failed" in line for line in found["evidence"]
+    )
+    destroy(env, ident)
