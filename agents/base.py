@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
 
+from hivemind.records import AgentCall
+
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import BaseMessage
@@ -78,19 +80,6 @@ class Agent(ABC, Generic[InputT, OutputT]):
 
         May also return a narrowed proposal (e.g. with unsupported items dropped)."""
         return proposal
-
-
-@dataclass(frozen=True)
-class AgentCall:
-    """One time an agent was asked: which answer was used, and what the model cost."""
-
-    agent: str
-    source: Literal["model", "fallback"]
-    model: str | None = None
-    input_tokens: int = 0
-    output_tokens: int = 0
-    seconds: float = 0.0
-    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -145,16 +134,7 @@ class Advisor:
         except Exception as error:  # any model failure means: use the rules
             cause = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
             return self._fall_back(agent, inputs, started, tally, f"the model failed: {cause}")
-        self.calls.append(
-            AgentCall(
-                agent=agent.name,
-                source="model",
-                model=self.model_name,
-                input_tokens=tally.input_tokens,
-                output_tokens=tally.output_tokens,
-                seconds=round(time.monotonic() - started, 3),
-            )
-        )
+        self._count(agent, "model", started, tally)
         self.log(f"agent {agent.name}: answered by {self.model_name}")
         return Answer(value, "model", self.model_name)
 
@@ -167,10 +147,21 @@ class Advisor:
         note: str,
     ) -> Answer[OutputT]:
         self.log(f"agent {agent.name}: {note}; using HiveMind's rules instead")
+        self._count(agent, "fallback", started, tally, note)
+        return Answer(agent.fallback(inputs), "fallback", self.model_name, note)
+
+    def _count(
+        self,
+        agent: Agent[Any, Any],
+        source: Literal["model", "fallback"],
+        started: float,
+        tally: _Tally,
+        note: str = "",
+    ) -> None:
         self.calls.append(
             AgentCall(
                 agent=agent.name,
-                source="fallback",
+                source=source,
                 model=self.model_name,
                 input_tokens=tally.input_tokens,
                 output_tokens=tally.output_tokens,
@@ -178,7 +169,6 @@ class Advisor:
                 note=note,
             )
         )
-        return Answer(agent.fallback(inputs), "fallback", self.model_name, note)
 
     def _converse(
         self,

@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, cast
+from typing import Annotated, Any, ClassVar, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -65,19 +65,7 @@ Cause = Literal[
     "throttling",
     "unknown",
 ]
-CAUSES: tuple[Cause, ...] = (
-    "missing_permission",
-    "service_quota",
-    "capacity",
-    "invalid_parameter",
-    "wrong_port",
-    "missing_env_var",
-    "database_unreachable",
-    "build_failure",
-    "timeout",
-    "throttling",
-    "unknown",
-)
+CAUSES: tuple[Cause, ...] = get_args(Cause)
 
 
 class Failure(BaseModel):

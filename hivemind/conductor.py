@@ -36,7 +36,6 @@ from hivemind.progress import ProgressDisplay
 from hivemind.provision import Provisioner, ProvisionResult
 from hivemind.reconcile import stack_status
 from hivemind.records import (
-    AgentCall,
     CheckResult,
     DeploymentRecord,
     DeploymentState,
@@ -335,7 +334,7 @@ class Conductor:
         if not calls or not self.parts.store.record(deployment_id).exists():
             return
         record = self.parts.store.get(deployment_id)
-        kept = [AgentCall(**vars(call)) for call in calls]
+        kept = list(calls)
         calls.clear()
         record.update(agent_calls=[*record.load().agent_calls, *kept])
 
