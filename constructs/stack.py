@@ -5,7 +5,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, CfnParameter, IStackSynthesizer, Stack
 from constructs import Construct
 
-from hivemind.deployment_ids import SSH_PUBLIC_KEY_PARAMETER, stack_name
+from hivemind.deployment_ids import SSH_PUBLIC_KEY_PARAMETER, TAG_DEPLOYMENT_ID, stack_name
 from hivemind.spec import COLORS, DeploymentSpec
 from hivemind_constructs.dashboard import MonitoredResources, Monitoring
 from hivemind_constructs.database import Database
@@ -14,7 +14,6 @@ from hivemind_constructs.tracing import Tracing
 from hivemind_constructs.web_tier import WebTier
 
 # Tag names are defined once; every resource in the stack carries them.
-TAG_DEPLOYMENT_ID = "hivemind:deployment-id"
 TAG_APP = "hivemind:app"
 TAG_PROFILE = "hivemind:profile"
 NAT_GATEWAYS = {"stage-1": 0, "production": 2}

@@ -8,6 +8,8 @@ import secrets
 
 from hivemind.errors import BadInputError
 
+# The tag every resource of a deployment carries, its value the deployment's id.
+TAG_DEPLOYMENT_ID = "hivemind:deployment-id"
 SUFFIX_LENGTH = 10
 DEPLOYMENT_ID_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,22}[a-z0-9]-[a-z2-7]{10}$")
 PREVIEW_SUFFIX = "preview"

@@ -20,6 +20,7 @@ from typing import Any
 
 from hivemind.deployer.access import remove_keys
 from hivemind.deployer.source import ARCHIVE_NAME
+from hivemind.deployment_ids import TAG_DEPLOYMENT_ID
 from hivemind.errors import HiveMindError
 from hivemind.progress import ProgressDisplay, ResourceState, StackProgress
 from hivemind.reconcile import stack_status
@@ -27,7 +28,6 @@ from hivemind.records import DeploymentRecord, DeploymentState, Status, write_at
 
 POLL_SECONDS = 2.0
 DELETE_LIMIT_SECONDS = 2 * 3600
-TAG_DEPLOYMENT_ID = "hivemind:deployment-id"
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hivemind.deployment_ids import stack_name
+from hivemind.deployment_ids import TAG_DEPLOYMENT_ID, stack_name
 from hivemind.destroy import ended
 from hivemind.records import RecordStore, Status
-
-TAG_DEPLOYMENT_ID = "hivemind:deployment-id"
 
 
 @dataclass(frozen=True)

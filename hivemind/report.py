@@ -29,6 +29,7 @@ from typing import Final, Literal
 from hivemind.cost import ENGINE_NAMES, HOURS_PER_MONTH
 from hivemind.deployer.access import KEY_FILE, KNOWN_HOSTS_FILE, SSH_USER, ssh_folder, ssh_port
 from hivemind.deployer.release import Layout
+from hivemind.deployment_ids import TAG_DEPLOYMENT_ID
 from hivemind.records import (
     EVENTS_FILE,
     IN_PROGRESS,
@@ -706,7 +707,7 @@ def _ssh(facts: _Facts) -> list[Block]:
         )
     ]
     if not state.releases:
-        tag = f"Name=tag:{_deployment_tag()},Values={facts.id}"
+        tag = f"Name=tag:{TAG_DEPLOYMENT_ID},Values={facts.id}"
         lookup = _sh("aws ec2 describe-instances --filters {t} --region {r}", t=tag, r=state.region)
         blocks.append(
             para(
@@ -822,7 +823,7 @@ def _costs(facts: _Facts, actual: ActualCosts | None) -> tuple[Block, ...]:
         blocks.append(
             para(
                 "Not known yet. AWS Cost Explorer shows them filtered on the tag ",
-                Code(f"{_deployment_tag()}={facts.id}"),
+                Code(f"{TAG_DEPLOYMENT_ID}={facts.id}"),
                 " once that tag is activated as a cost allocation tag.",
             )
         )
@@ -958,13 +959,6 @@ def _stage_advice(facts: _Facts, stage: str) -> list[Text]:
             (f"Failed check {c.name}: {c.detail}",) for c in state.checks if c.status == "failed"
         ]
     return []
-
-
-def _deployment_tag() -> str:
-    # Imported here: hivemind.destroy writes reports, so it may import this module.
-    from hivemind.destroy import TAG_DEPLOYMENT_ID
-
-    return TAG_DEPLOYMENT_ID
 
 
 def _cli_offers(command: str, option: str | None = None) -> bool:

@@ -70,7 +70,7 @@ def deployment_costs(ce: Any, state: DeploymentState, today: date) -> CostReport
 
     # The tag key is defined once, on the Python side in hivemind.orphans (the stack
     # applies the same key); imported here so `status` without --show-costs skips it.
-    from hivemind.orphans import TAG_DEPLOYMENT_ID
+    from hivemind.deployment_ids import TAG_DEPLOYMENT_ID
 
     created = datetime.fromisoformat(state.created_at).date()
     start = max(min(created, today), today - timedelta(days=MAX_DAYS - 1))
