@@ -253,7 +253,7 @@ class Destroyer:
             resources: list[Any] = []
             template: dict[str, Any] = {}
             if status is not None:
-                resources = self._stack_resources(stack_name)
+                resources = self._with_reasons(stack_name, self._stack_resources(stack_name))
                 body = cloudformation.get_template(StackName=stack_name)["TemplateBody"]
                 template = template_of(body)
             answer = (self.advisor or Advisor()).ask(
@@ -280,6 +280,26 @@ class Destroyer:
         for line in lines:
             record.log(line)
         return lines
+
+    def _with_reasons(
+        self, stack_name: str, resources: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The resources, each with its latest status reason from the stack's events (a
+        resource summary need not carry one)."""
+        events = self.client("cloudformation").describe_stack_events(StackName=stack_name)
+        latest: dict[str, str] = {}
+        for event in events["StackEvents"]:  # newest first
+            reason = event.get("ResourceStatusReason")
+            if reason and event["LogicalResourceId"] not in latest:
+                latest[event["LogicalResourceId"]] = str(reason)
+        return [
+            {
+                **r,
+                "ResourceStatusReason": r.get("ResourceStatusReason")
+                or latest.get(r["LogicalResourceId"], ""),
+            }
+            for r in resources
+        ]
 
     def _leftovers(self, state: DeploymentState) -> list[Leftover]:
         left = [
