@@ -470,6 +470,7 @@ def test_faults_are_armed_listed_and_cleared(sandbox: SandboxServer) -> None:
             "remaining": 2,
             "message": "Fault injected by the HiveMind sandbox: delete of AWS::RDS::* fails",
             "match": "",
+            "code": "",
         }
     ]
     with pytest.raises(control.SandboxError, match="on must be one of create, update, del"):
