@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hivemind.deployer.release import read_details
 from hivemind.errors import HiveMindError
 from hivemind.records import InstanceRelease
 from hivemind.spec import DeploymentSpec
@@ -116,27 +117,15 @@ class DeployFailure(BaseModel):
             step = "load balancer health check" if "load balancer" in where else "deploy"
             ids = _INSTANCE_ID.findall(f"{error.cause or ''} {' '.join(error.details)}")
             instance = ids[0] if ids else ""
-        exit_code, command, stderr, app_log = None, "", [], []
-        for detail in error.details:
-            if detail.startswith("exit code "):
-                number = detail.removeprefix("exit code ").strip()
-                exit_code = int(number) if number.lstrip("-").isdigit() else None
-            elif detail.startswith("command: "):
-                command = detail.removeprefix("command: ")
-            elif detail.startswith("stderr: "):
-                stderr.append(detail.removeprefix("stderr: "))
-            elif detail.startswith("app log: "):
-                app_log.append(detail.removeprefix("app log: "))
-            elif detail.startswith("  "):  # TargetsUnhealthy: "app log of i-...:" then lines
-                app_log.append(detail.strip())
+        lines = read_details(error.details)
         return cls(
             instance_id=instance,
             step=step,
             cause=error.cause or error.what,
-            command=command,
-            exit_code=exit_code,
-            stderr_tail=tuple(stderr),
-            app_log_tail=tuple(app_log),
+            command=lines.command,
+            exit_code=lines.exit_code,
+            stderr_tail=lines.stderr,
+            app_log_tail=lines.app_log,
         )
 
     def text(self) -> str:

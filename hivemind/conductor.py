@@ -27,7 +27,7 @@ from hivemind.deployer.access import (
     pin_host_keys,
 )
 from hivemind.deployer.health import TargetsUnhealthy, wait_until_healthy
-from hivemind.deployer.release import Deployer, Release
+from hivemind.deployer.release import APP_LOG_OF, Deployer, Release, read_details
 from hivemind.deployer.source import SourcePackage, package_source
 from hivemind.deployer.tunnel import describe_endpoint
 from hivemind.deployment_ids import SSH_PUBLIC_KEY_PARAMETER, stack_name
@@ -503,7 +503,7 @@ class Conductor:
                 for target in unhealthy.unhealthy:
                     instance = by_id.get(target.instance_id)
                     if instance is not None:
-                        details.append(f"app log of {target.instance_id}:")
+                        details.append(f"{APP_LOG_OF}{target.instance_id}:")
                         details += [f"  {line}" for line in deployer.log_tail(instance)]
                 unhealthy.details = details
                 unhealthy.next_step = (
@@ -728,32 +728,16 @@ def _failure_of(deployment_id: str, stage: str, error: BaseException, spec: Depl
 
     what = error.what if isinstance(error, HiveMindError) else str(error)
     cause = (error.cause or "") if isinstance(error, HiveMindError) else ""
-    lines = list(error.details) if isinstance(error, HiveMindError) else []
-    command_output: list[str] = []
-    app_log: list[str] = []
-    details: list[str] = []
-    in_app_log = False
-    for line in lines:
-        if line.startswith("stderr: "):
-            command_output.append(line.removeprefix("stderr: "))
-        elif line.startswith("app log: "):
-            app_log.append(line.removeprefix("app log: "))
-        elif line.startswith("app log of "):
-            in_app_log = True
-        elif in_app_log and line.startswith("  "):
-            app_log.append(line[2:])
-        else:
-            in_app_log = False
-            details.append(line)
+    lines = read_details(error.details if isinstance(error, HiveMindError) else [])
     return Failure(
         deployment_id=deployment_id,
         stage=stage,
         what=what,
         cause=cause,
-        details=details,
-        command_output="\n".join(command_output),
+        details=list(lines.other),
+        command_output="\n".join(lines.stderr),
         health_reason=cause if isinstance(error, TargetsUnhealthy) else "",
-        app_log=app_log,
+        app_log=list(lines.app_log),
         spec=spec,
     )
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,53 @@ _SCHEMES = {"postgres": "postgresql", "mysql": "mysql"}
 
 class DeployFailed(HiveMindError):
     """A step of the on-box deploy failed on one instance."""
+
+
+# How a deploy failure's detail lines begin (DeployFailed here; the app log of an
+# unhealthy target in the Conductor): `read_details` sorts them back out.
+EXIT_CODE = "exit code "
+COMMAND = "command: "
+STDERR = "stderr: "
+APP_LOG = "app log: "
+APP_LOG_OF = "app log of "  # "app log of i-...:", then the log's lines indented by two
+
+
+@dataclass(frozen=True)
+class FailureDetails:
+    """A deploy failure's detail lines, sorted back into what they say."""
+
+    exit_code: int | None = None
+    command: str = ""
+    stderr: tuple[str, ...] = ()
+    app_log: tuple[str, ...] = ()
+    other: tuple[str, ...] = ()  # every other line, in order (exit code and command too)
+
+
+def read_details(details: Iterable[str]) -> FailureDetails:
+    """The detail lines of a DeployFailed or TargetsUnhealthy, sorted out."""
+    exit_code, command = None, ""
+    stderr: list[str] = []
+    app_log: list[str] = []
+    other: list[str] = []
+    in_app_log = False
+    for line in details:
+        if line.startswith(STDERR):
+            stderr.append(line.removeprefix(STDERR))
+        elif line.startswith(APP_LOG):
+            app_log.append(line.removeprefix(APP_LOG))
+        elif line.startswith(APP_LOG_OF):
+            in_app_log = True
+        elif in_app_log and line.startswith("  "):
+            app_log.append(line[2:])
+        else:
+            in_app_log = False
+            other.append(line)
+            if line.startswith(EXIT_CODE):
+                number = line.removeprefix(EXIT_CODE).strip()
+                exit_code = int(number) if number.lstrip("-").isdigit() else None
+            elif line.startswith(COMMAND):
+                command = line.removeprefix(COMMAND)
+    return FailureDetails(exit_code, command, tuple(stderr), tuple(app_log), tuple(other))
 
 
 @dataclass(frozen=True)
@@ -185,10 +232,10 @@ class _Steps:
         """Run `command`; on failure raise DeployFailed with its output's tail."""
         done = self.connection.run(command, hide=True, warn=True, in_stream=False)
         if done.exited != 0:
-            details = [f"exit code {done.exited}", f"command: {_short(command)}"]
-            details += [f"stderr: {line}" for line in _tail(done.stderr or done.stdout)]
+            details = [f"{EXIT_CODE}{done.exited}", f"{COMMAND}{_short(command)}"]
+            details += [f"{STDERR}{line}" for line in _tail(done.stderr or done.stdout)]
             if with_log:
-                details += [f"app log: {line}" for line in _log_tail(self.connection, self.layout)]
+                details += [f"{APP_LOG}{line}" for line in _log_tail(self.connection, self.layout)]
             raise DeployFailed(
                 f"{step} failed on {self.instance.instance_id} ({self.instance.address})",
                 where=f"deploy, {step} on {self.instance.instance_id}",
