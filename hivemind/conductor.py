@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,11 +250,7 @@ class Conductor:
         needed = [str(name) for name in fix.get("env_needed") or []]
         if not changes and not needed:
             return None
-        retry_flags = " ".join(
-            [f"--set {path}={_shown(path, value)}" for path, value in changes.items()]
-            + [f"--env {name}=VALUE" for name in needed]
-        )
-        by_hand = f"`hivemind retry {deployment_id} {retry_flags}`"
+        by_hand = _retry_command(deployment_id, changes, needed)
         if self.parts.fixes == "report":
             self.parts.say(f"To apply Medic's fix: {by_hand}")
             return None
@@ -367,8 +363,8 @@ class Conductor:
             changes = review.value.spec_changes()
             next_step = f"`hivemind synth --spec {record.folder / 'spec.json'}` explains each"
             if changes:
-                flags = " ".join(f"--set {p}={_shown(p, v)}" for p, v in changes.items())
-                next_step = f"`hivemind retry {record.deployment_id} {flags}` ({review.provenance})"
+                command = _retry_command(record.deployment_id, changes)
+                next_step = f"{command} ({review.provenance})"
             raise StageFailed(
                 "the security and lint gates found problems",
                 where="synth",
@@ -399,13 +395,14 @@ class Conductor:
         )
         costs = {line.logical_id: line.monthly_usd for line in synth.cost.lines}
         resources = self._resources(synth.stack_name, costs)
+        spec = record.spec()
         state = record.load().model_copy(
             update={
                 "outputs": outcome.outputs,
                 "resources": resources,
                 "monthly_usd": synth.cost.total_usd,
-                "url": _url(record.spec(), outcome.outputs),
-                "provisioned_spec": _digest(record.spec()),
+                "url": _url(spec, outcome.outputs),
+                "provisioned_spec": _digest(spec),
             }
         )
         record.log(f"provisioned: {synth.stack_name} is {outcome.stack_status}")
@@ -720,6 +717,15 @@ def _shown(path: str, value: object) -> str:
     if path == "app.env" and isinstance(value, dict):
         return "{" + ", ".join(sorted(value)) + "}"
     return json.dumps(value) if not isinstance(value, str) else value
+
+
+def _retry_command(
+    deployment_id: str, changes: Mapping[str, object], env_needed: Sequence[str] = ()
+) -> str:
+    """The `hivemind retry` that applies these spec changes (and asks for these values)."""
+    flags = [f"--set {path}={_shown(path, value)}" for path, value in changes.items()]
+    flags += [f"--env {name}=VALUE" for name in env_needed]
+    return f"`hivemind retry {deployment_id} {' '.join(flags)}`"
 
 
 def _failure_of(deployment_id: str, stage: str, error: BaseException, spec: DeploymentSpec) -> Any:
