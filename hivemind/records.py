@@ -14,7 +14,7 @@ import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, Final, Literal
@@ -55,6 +55,10 @@ IN_PROGRESS = frozenset(
     {Status.PROVISIONING, Status.DEPLOYING, Status.VERIFYING, Status.UPDATING,
      Status.ROLLING_BACK, Status.DESTROYING}
 )  # fmt: skip
+
+
+# A deployment failed this long ago is probably forgotten: HiveMind suggests destroying it.
+STALE_FAILURE: Final = timedelta(hours=24)
 
 
 def now() -> str:
@@ -182,6 +186,16 @@ class DeploymentState(BaseModel):
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in reversed(self.stages) if s.name == name), None)
+
+    def failed_for(self, at: datetime | None = None) -> timedelta | None:
+        """How long it has been failed (since its failed stage ended, else since it was
+        last updated); None when it is neither failed nor failed to roll back."""
+        if self.status not in (Status.FAILED, Status.ROLLBACK_FAILED):
+            return None
+        stage = self.stage(self.failed_stage or "")
+        since = datetime.fromisoformat((stage.finished_at if stage else None) or self.updated_at)
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+        return (at or datetime.now(UTC)) - since
 
 
 class DeploymentRecord:

@@ -33,6 +33,7 @@ from hivemind.deployment_ids import TAG_DEPLOYMENT_ID
 from hivemind.records import (
     EVENTS_FILE,
     IN_PROGRESS,
+    STALE_FAILURE,
     DeploymentRecord,
     DeploymentState,
     RecordStore,
@@ -52,7 +53,6 @@ REPORT_FILES: Final[Mapping[str, str]] = {"markdown": "report.md", "html": "repo
 AVAILABILITY_ZONES: Final = 2
 PLANNED_NAT_GATEWAYS: Final[Mapping[str, int]] = {"stage-1": 0, "production": 2}
 DATABASE_PORTS: Final[Mapping[str, int]] = {"postgres": 5432, "mysql": 3306}
-STALE_FAILURE: Final = timedelta(hours=24)
 EVENT_LINES: Final = 30
 _ENDED = (Status.DESTROYED, Status.ROLLED_BACK)
 _TEARDOWN_STAGES = ("destroy", "rollback")
@@ -355,9 +355,7 @@ class _Facts:
         )
 
     def failed_for(self) -> timedelta | None:
-        result = self.state.stage(self.state.failed_stage or "")
-        since = _parse_time((result.finished_at if result else None) or self.state.updated_at)
-        return self.now - since if since else None
+        return self.state.failed_for(self.now)
 
 
 def _summary(facts: _Facts) -> tuple[Block, ...]:

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from hivemind.aws import client
 from hivemind.cli.render import table
 from hivemind.reconcile import Reconciled, reconcile_record
-from hivemind.records import DeploymentState, RecordStore, Status
-
-# A failed deployment left this long is probably forgotten: suggest removing it.
-STALE_FAILURE = timedelta(hours=24)
+from hivemind.records import STALE_FAILURE, DeploymentState, RecordStore, Status
 
 if TYPE_CHECKING:  # the ops views are imported only when one is asked for
     from hivemind.ops.overview import OpsReport, OpsRequest
@@ -136,10 +133,8 @@ class StatusReport:
 
 def stale_failure(state: DeploymentState, now: datetime | None = None) -> str:
     """A suggestion to destroy a deployment failed for more than a day, else ""."""
-    if state.status != Status.FAILED:
-        return ""
-    age = (now or datetime.now(UTC)) - datetime.fromisoformat(state.updated_at)
-    if age < STALE_FAILURE:
+    age = state.failed_for(now)
+    if state.status != Status.FAILED or age is None or age < STALE_FAILURE:
         return ""
     return (
         f"failed {age.days or 1} day(s) ago and still costs about ${state.monthly_usd:,.2f}/month "
