@@ -131,29 +131,13 @@ def diff_templates(deployed: Mapping[str, Any], proposed: Mapping[str, Any]) -> 
 
 def template_of(body: str | Mapping[str, Any]) -> dict[str, Any]:
     """A GetTemplate body as a dict: boto3 gives a dict for JSON bodies, and the text
-    itself for YAML ones (the CDK CLI sends YAML). CloudFormation's short-form tags
-    (`!Ref`) become their long forms (`{"Ref": ...}`)."""
+    itself for YAML ones (the CDK CLI sends YAML), read with cfn-lint's CloudFormation
+    YAML reader (short forms such as `!Ref` become their long forms)."""
     if isinstance(body, Mapping):
         return dict(body)
-    import yaml
+    from cfnlint.decode import cfn_yaml  # type: ignore[import-untyped]
 
-    class _Loader(yaml.SafeLoader):
-        pass
-
-    def long_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-        name = suffix if suffix == "Ref" else f"Fn::{suffix}"
-        if isinstance(node, yaml.ScalarNode):
-            value: Any = loader.construct_scalar(node)
-            if suffix == "GetAtt" and isinstance(value, str):
-                value = value.split(".", 1)
-        elif isinstance(node, yaml.SequenceNode):
-            value = loader.construct_sequence(node, deep=True)
-        else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-        return {name: value}
-
-    _Loader.add_multi_constructor("!", long_form)
-    parsed = yaml.load(body, Loader=_Loader)
+    parsed = cfn_yaml.loads(body)
     if not isinstance(parsed, dict):
         raise ValueError("the template is not a mapping")
-    return parsed
+    return dict(parsed)
