@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from hivemind.ops.detect import anomalies
 from hivemind.ops.overview import OpsReport
 
 
@@ -30,20 +29,22 @@ def ops_input(report: OpsReport, deployment_id: str, dashboard: str | None = Non
             )
     found = []
     if report.metrics is not None:
-        for series in report.metrics.series:
-            for anomaly in anomalies(series):
-                sign = 1 if anomaly.direction == "high" else -1
-                found.append(
-                    MetricAnomaly(
-                        metric=series.query.metric,
-                        resource=series.query.resource,
-                        value=anomaly.value,
-                        z_score=sign * abs(anomaly.score),
-                        at=anomaly.timestamp,
-                        unit=str(series.query.unit),
-                        baseline=anomaly.median,
-                    )
+        # The view found the anomalies already; each names its series by label.
+        series_of = {series.label: series for series in report.metrics.series}
+        for anomaly in report.metrics.anomalies:
+            query = series_of[anomaly.series].query
+            sign = 1 if anomaly.direction == "high" else -1
+            found.append(
+                MetricAnomaly(
+                    metric=query.metric,
+                    resource=query.resource,
+                    value=anomaly.value,
+                    z_score=sign * abs(anomaly.score),
+                    at=anomaly.timestamp,
+                    unit=str(query.unit),
+                    baseline=anomaly.median,
                 )
+            )
     minutes = max(1, round((report.end - report.start).total_seconds() / 60))
     return OpsInput(
         deployment_id=deployment_id,
