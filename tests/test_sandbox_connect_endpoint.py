@@ -551,15 +551,25 @@ class _Bridge:
         self._tunnel.close()
 
     def _from_tunnel(self) -> None:
-        with contextlib.suppress(OSError, ConnectionClosed):
+        # Read the tunnel to its end even once the local side is gone: a reader that
+        # stops leaves the server's close frame unread behind a full queue, and the
+        # client then gives up on the handshake (1006) after its close timeout.
+        local_open = True
+        with contextlib.suppress(ConnectionClosed):
             for message in self._tunnel:
                 assert isinstance(message, bytes)
-                self._local.sendall(message)
+                if local_open:
+                    try:
+                        self._local.sendall(message)
+                    except OSError:
+                        local_open = False
         with contextlib.suppress(OSError):
             self._local.shutdown(socket.SHUT_WR)
 
     def close(self) -> int | None:
         """Close both ends; the close code the tunnel ended with."""
+        with contextlib.suppress(OSError):
+            self._local.shutdown(socket.SHUT_RDWR)  # wakes the reader blocked in recv()
         self._local.close()
         self._tunnel.close()
         for thread in self._threads:
