@@ -5,7 +5,12 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, CfnParameter, IStackSynthesizer, Stack
 from constructs import Construct
 
-from hivemind.deployment_ids import SSH_PUBLIC_KEY_PARAMETER, TAG_DEPLOYMENT_ID, stack_name
+from hivemind.deployment_ids import (
+    SSH_PUBLIC_KEY_PARAMETER,
+    STANDBY_TOKEN_PARAMETER,
+    TAG_DEPLOYMENT_ID,
+    stack_name,
+)
 from hivemind.spec import COLORS, DeploymentSpec
 from hivemind_constructs.dashboard import MonitoredResources, Monitoring
 from hivemind_constructs.database import Database
@@ -56,6 +61,20 @@ class DeploymentStack(Stack):
             type="String",
             description="The deployment's SSH public key (OpenSSH ed25519), set by hivemind deploy",
         )
+        # Only a load balancer has a standby rule (an app that serves no port has none).
+        standby_token = (
+            CfnParameter(
+                self,
+                STANDBY_TOKEN_PARAMETER,
+                type="String",
+                no_echo=True,
+                min_length=32,
+                description="The header value that reaches the standby colour through the "
+                "load balancer (blue-green checks), set by hivemind deploy",
+            ).value_as_string
+            if spec.app.port is not None
+            else None
+        )
         self.web = WebTier(
             self,
             "Web",
@@ -64,6 +83,7 @@ class DeploymentStack(Stack):
             app_subnets=self.network.app_subnets,
             user_data=user_data,
             ssh_public_key=ssh_public_key.value_as_string,
+            standby_token=standby_token,
             key_pair_name=stack_name(deployment_id),
         )
         self.database: Database | None = None

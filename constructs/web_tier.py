@@ -1,4 +1,9 @@
-"""The web tier: blue and green instance sets from one launch template, behind an ALB."""
+"""The web tier: blue and green instance sets from one launch template, behind an ALB.
+
+The listener forwards to the active colour's target group; a rule forwards requests that
+carry the standby header and token to the standby colour's group, which is how a
+blue-green update checks the new instances through the load balancer before switching.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ from aws_cdk import aws_elasticloadbalancingv2_targets as targets
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from hivemind.deployment_ids import STANDBY_HEADER
 from hivemind.spec import COLORS, Color, DeploymentSpec
 from hivemind_constructs.acknowledge import acknowledge
 
 ROOT_VOLUME_GIB = 16
+STANDBY_RULE_PRIORITY = 10
 # The instance role's only permissions: Session Manager, the CloudWatch agent, X-Ray writes.
 MANAGED_POLICIES = ("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy")
 XRAY_POLICY = "AWSXrayWriteOnlyAccess"
@@ -40,6 +47,7 @@ class WebTier(Construct):
         user_data: str,
         ssh_public_key: str,
         key_pair_name: str,
+        standby_token: str | None,
     ) -> None:
         super().__init__(scope, construct_id)
         app = spec.app
@@ -178,9 +186,12 @@ class WebTier(Construct):
         self.listener: elbv2.ApplicationListener | None = None
         self.target_groups: dict[Color, elbv2.ApplicationTargetGroup] = {}
         if app.port is not None:
-            self._load_balancer(spec, vpc, app.port)
+            assert standby_token is not None, "a load balancer needs the standby token"
+            self._load_balancer(spec, vpc, app.port, standby_token)
 
-    def _load_balancer(self, spec: DeploymentSpec, vpc: ec2.IVpc, port: int) -> None:
+    def _load_balancer(
+        self, spec: DeploymentSpec, vpc: ec2.IVpc, port: int, standby_token: str
+    ) -> None:
         alb_security_group = ec2.SecurityGroup(
             self,
             "LoadBalancerSecurityGroup",
@@ -264,3 +275,12 @@ class WebTier(Construct):
                 default_target_groups=[active],
                 open=False,
             )
+        standby = next(c for c in COLORS if c != spec.compute.active_color)
+        elbv2.ApplicationListenerRule(
+            self,
+            "StandbyRule",
+            listener=self.listener,
+            priority=STANDBY_RULE_PRIORITY,
+            conditions=[elbv2.ListenerCondition.http_header(STANDBY_HEADER, [standby_token])],
+            target_groups=[self.target_groups[standby]],
+        )

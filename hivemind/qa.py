@@ -39,10 +39,16 @@ class Target:
     listener_ports: tuple[int, ...]
     instances: tuple[tuple[str, str], ...]  # (instance id, private address)
     database: tuple[str, int] | None
+    # Sent with every HTTP check: the standby rule's header checks a blue-green update's
+    # new instances through the load balancer before the switch.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def target_of(
-    spec: DeploymentSpec, outputs: dict[str, str], instances: list[tuple[str, str]]
+    spec: DeploymentSpec,
+    outputs: dict[str, str],
+    instances: list[tuple[str, str]],
+    headers: dict[str, str] | None = None,
 ) -> Target:
     host = outputs.get("LoadBalancerDns")
     https = spec.access.certificate_arn is not None
@@ -50,7 +56,8 @@ def target_of(
     database = None
     if outputs.get("DatabaseEndpoint") and outputs.get("DatabasePort"):
         database = (outputs["DatabaseEndpoint"], int(outputs["DatabasePort"]))
-    return Target(url, host, (80, 443) if https else (80,), tuple(instances), database)
+    ports = (80, 443) if https else (80,)
+    return Target(url, host, ports, tuple(instances), database, tuple((headers or {}).items()))
 
 
 def verify(spec: DeploymentSpec, target: Target, run_on: RunOnInstance) -> list[CheckResult]:
@@ -60,8 +67,9 @@ def verify(spec: DeploymentSpec, target: Target, run_on: RunOnInstance) -> list[
         why = "the app serves no HTTP port, so there is no load balancer"
         results.append(CheckResult(name="http health", status="not_applicable", detail=why))
     else:
-        results.append(_http("http health", target.url + spec.app.health_path, ok_below=400))
-        results.append(_http("http /", target.url + "/", ok_below=500))
+        url, headers = target.url, dict(target.headers)
+        results.append(_http("http health", url + spec.app.health_path, headers, ok_below=400))
+        results.append(_http("http /", url + "/", headers, ok_below=500))
         for port in target.listener_ports:
             assert target.host is not None
             results.append(_port(f"load balancer port {port}", target.host, port))
@@ -105,10 +113,11 @@ def verify(spec: DeploymentSpec, target: Target, run_on: RunOnInstance) -> list[
     return results
 
 
-def _http(name: str, url: str, *, ok_below: int) -> CheckResult:
+def _http(name: str, url: str, headers: dict[str, str], *, ok_below: int) -> CheckResult:
     started = time.monotonic()
+    request = urllib.request.Request(url, headers=headers)
     try:
-        with _NO_PROXY.open(urllib.request.Request(url), timeout=HTTP_TIMEOUT) as answer:
+        with _NO_PROXY.open(request, timeout=HTTP_TIMEOUT) as answer:
             code = answer.status
     except urllib.error.HTTPError as error:
         code = error.code

@@ -21,7 +21,11 @@ REGION = "eu-west-1"  # make_spec's region: the templates are region-agnostic an
 SSH_PUBLIC_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGm4lFOnD6MWwBpmHuO0mmb1B6mZtKxxTfmJYWdKMbGR test"
 )
-KEY_PARAMETERS = [{"ParameterKey": "SshPublicKey", "ParameterValue": SSH_PUBLIC_KEY}]
+STANDBY_TOKEN = "t" * 40
+KEY_PARAMETERS = [
+    {"ParameterKey": "SshPublicKey", "ParameterValue": SSH_PUBLIC_KEY},
+    {"ParameterKey": "StandbyToken", "ParameterValue": STANDBY_TOKEN},
+]
 
 
 @dataclass(frozen=True)

@@ -349,6 +349,18 @@ def test_blue_green_is_a_spec_change(tmp_path: Path) -> None:
     (listener,) = synth.resources("AWS::ElasticLoadBalancingV2::Listener").values()
     target = listener["Properties"]["DefaultActions"][0]["TargetGroupArn"]["Ref"]
     assert target.startswith("WebGreenTargets")
+    # The standby colour (blue) is reached through the load balancer only with the
+    # standby header carrying the token, a NoEcho parameter: how an update checks it.
+    (rule,) = synth.resources("AWS::ElasticLoadBalancingV2::ListenerRule").values()
+    assert rule["Properties"]["Actions"][0]["TargetGroupArn"]["Ref"].startswith("WebBlueTargets")
+    (condition,) = rule["Properties"]["Conditions"]
+    assert condition["Field"] == "http-header"
+    assert condition["HttpHeaderConfig"] == {
+        "HttpHeaderName": "X-HiveMind-Standby",
+        "Values": [{"Ref": "StandbyToken"}],
+    }
+    token = synth.json["Parameters"]["StandbyToken"]
+    assert token["NoEcho"] is True and token["MinLength"] == 32
 
 
 @pytest.mark.parametrize("example", ["flask-notes", "express-hello", "fastapi-mysql"])

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from sandbox_harness import (
     KEY_PARAMETERS,
     SSH_PUBLIC_KEY,
+    STANDBY_TOKEN,
     Clients,
     Synthesized,
     bootstrapped,
@@ -515,6 +516,7 @@ def test_the_cdk_cli_deploys_into_the_sandbox(
             "--outputs-file",
             str(outputs_file),
             f"--parameters=SshPublicKey={SSH_PUBLIC_KEY}",
+            f"--parameters=StandbyToken={STANDBY_TOKEN}",
         )
         assert result.returncode == 0, result.stderr[-3000:]
         return dict(json.loads(outputs_file.read_text())[template.stack_name])

@@ -14,6 +14,8 @@
   (production) through the stack's EC2 Instance Connect Endpoint (`tunnel.py`), with no
   SSH port open to the internet. `HIVEMIND_SSH_PORT` names another port than 22 (the
   sandbox serves its hosts on 2222).
+* The standby token (`ssh/standby_token`, 0600) opens the load balancer's standby rule:
+  the header that reaches the new instances of a blue-green update before the switch.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -35,6 +38,7 @@ SSH_USER = "ec2-user"  # Amazon Linux 2023's login user
 SSH_PORT_VARIABLE = "HIVEMIND_SSH_PORT"
 KEY_FILE = "id_ed25519"
 KNOWN_HOSTS_FILE = "known_hosts"
+STANDBY_TOKEN_FILE = "standby_token"
 _KEYS_BEGIN = "-----BEGIN SSH HOST KEY KEYS-----"
 _KEYS_END = "-----END SSH HOST KEY KEYS-----"
 # Strongest first: the key type we pin when the instance offers several.
@@ -54,6 +58,21 @@ def ssh_port() -> int:
 
 def ssh_folder(record_folder: Path) -> Path:
     return record_folder / "ssh"
+
+
+def ensure_standby_token(record_folder: Path) -> str:
+    """The deployment's standby token (the value of the standby rule's header), made on
+    first use and kept beside the SSH key, readable by the operator only."""
+    folder = ssh_folder(record_folder)
+    path = folder / STANDBY_TOKEN_FILE
+    if path.is_file():
+        return path.read_text("utf-8").strip()
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    return token
 
 
 def ensure_key_pair(record_folder: Path) -> str:
@@ -88,7 +107,7 @@ def ensure_key_pair(record_folder: Path) -> str:
 def remove_keys(record_folder: Path) -> None:
     """Forget the deployment's private key and pinned host keys (after destroy)."""
     folder = ssh_folder(record_folder)
-    for name in (KEY_FILE, f"{KEY_FILE}.pub", KNOWN_HOSTS_FILE):
+    for name in (KEY_FILE, f"{KEY_FILE}.pub", KNOWN_HOSTS_FILE, STANDBY_TOKEN_FILE):
         (folder / name).unlink(missing_ok=True)
     if folder.is_dir() and not any(folder.iterdir()):
         folder.rmdir()
