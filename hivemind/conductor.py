@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,27 +25,38 @@ from hivemind.deployer.access import (
     connect,
     describe_instances,
     ensure_key_pair,
+    ensure_standby_token,
     pin_host_keys,
 )
 from hivemind.deployer.health import TargetsUnhealthy, wait_until_healthy
 from hivemind.deployer.release import APP_LOG_OF, Deployer, Release, read_details
-from hivemind.deployer.source import SourcePackage, package_source
+from hivemind.deployer.source import package_source
 from hivemind.deployer.tunnel import describe_endpoint
-from hivemind.deployment_ids import SSH_PUBLIC_KEY_PARAMETER, stack_name
+from hivemind.deployment_ids import (
+    SSH_PUBLIC_KEY_PARAMETER,
+    STANDBY_HEADER,
+    STANDBY_TOKEN_PARAMETER,
+    stack_name,
+)
 from hivemind.errors import BadInputError, HiveMindError, RefusedError
 from hivemind.progress import ProgressDisplay
 from hivemind.provision import Provisioner, ProvisionResult
 from hivemind.reconcile import stack_status
 from hivemind.records import (
+    MAX_RETRIES,
     CheckResult,
     DeploymentRecord,
     DeploymentState,
     Diagnosis,
+    InstanceRelease,
     RecordStore,
+    ReleaseEvent,
     ResourceRecord,
     SourceRecord,
     StageResult,
     Status,
+    UpdateKind,
+    UpdateProgress,
     now,
 )
 from hivemind.spec import DeploymentSpec, Provenance
@@ -118,6 +130,7 @@ class Conductor:
             return self._recover(deployment_id, error, plan)
         finally:
             self._keep_agent_calls(deployment_id)
+            self._keep_report(deployment_id)
 
     def _deploy(
         self, spec: DeploymentSpec, deployment_id: str, source: Source, plan: Plan
@@ -142,20 +155,32 @@ class Conductor:
     def _nothing_created(self, record: DeploymentRecord, why: str) -> None:
         record.update(status=Status.DESTROYED, note=why)
 
-    def retry(self, deployment_id: str, *, plan: Plan) -> DeploymentState:
+    def retry(self, deployment_id: str, *, plan: Plan, force: bool = False) -> DeploymentState:
         """Resume a failed deployment at its failed stage. After a deploy or verify
         failure (and no change to the spec since it was provisioned): pack the app again
         and redeploy, the stack untouched. Otherwise: synthesize again, show the plan and
         what would change against the stack as it stands, confirm, provision, then
-        deploy and verify. A new failure is diagnosed, as in `deploy`."""
+        deploy and verify. A new failure is diagnosed, as in `deploy`. After MAX_RETRIES
+        retries of one deployment, another needs `force`."""
         try:
-            return self._retry(deployment_id, plan)
+            return self._retry(deployment_id, plan, counted=True, force=force)
         except HiveMindError as error:
             return self._recover(deployment_id, error, plan)
         finally:
             self._keep_agent_calls(deployment_id)
+            self._keep_report(deployment_id)
 
-    def _retry(self, deployment_id: str, plan: Plan, *, confirmed: bool = False) -> DeploymentState:
+    def _retry(
+        self,
+        deployment_id: str,
+        plan: Plan,
+        *,
+        confirmed: bool = False,
+        counted: bool = False,
+        force: bool = False,
+    ) -> DeploymentState:
+        """Resume at the failed stage; `counted` (the user's `retry`, not Medic's
+        resumption after an accepted fix) counts against MAX_RETRIES."""
         record = self.parts.store.get(deployment_id)
         confirm = (lambda _question: True) if confirmed else self.parts.confirm
         with record.lock("retry"):
@@ -163,6 +188,14 @@ class Conductor:
             if state.status != Status.FAILED:
                 raise RefusedError(
                     f"{deployment_id} is {state.status.value}, not failed: nothing to retry"
+                )
+            if counted and state.retry_count >= MAX_RETRIES and not force:
+                raise RefusedError(
+                    f"{deployment_id} has been retried {state.retry_count} times",
+                    cause=f"the last failure: {_last_error(state)}",
+                    next_step=f"`hivemind status {deployment_id}` shows Medic's diagnosis; "
+                    f"fix the cause, then `hivemind retry {deployment_id} --force`, or "
+                    f"`hivemind destroy {deployment_id}`",
                 )
             spec = record.spec()
             if state.source is None:
@@ -178,14 +211,16 @@ class Conductor:
                 )
                 if not confirm(f"Retry {deployment_id}?"):
                     raise RefusedError("nothing was changed: the retry was declined")
-                self._pack(record, self._recorded_source(state.source))
+                self._resume(record, counted)
+                self._pack(record, self._recorded_source(state.source), state.source.version)
                 return self._release(record, spec)
             result = self._stage(record, "synth", lambda: self._synth(record, spec))
             deployed = self._deployed_template(state.stack_name)
             self.parts.say(plan(result, record.folder, deployed))
             if not confirm(f"Retry {deployment_id}?"):
                 raise RefusedError("nothing was changed: the retry was declined")
-            self._pack(record, self._recorded_source(state.source))
+            self._resume(record, counted)
+            self._pack(record, self._recorded_source(state.source), state.source.version)
             if state.failed_stage in _ON_BOX_STAGES and _unchanged(deployed, record, result):
                 # The spec changed where the stack does not (say app.env): no provisioning.
                 self.parts.say("The stack needs no change; resuming at the deploy stage.")
@@ -193,6 +228,14 @@ class Conductor:
             else:
                 self._provision(record, result)
             return self._release(record, spec)
+
+    def _resume(self, record: DeploymentRecord, counted: bool) -> None:
+        """Clear the recorded failure before resuming; a user's retry is counted."""
+        state = record.load()
+        count = state.retry_count + counted
+        record.update(retry_count=count, diagnosis=None, note="")
+        if counted:
+            record.log(f"retry {count} at the {state.failed_stage} stage")
 
     def change_spec(
         self, deployment_id: str, changes: dict[str, object], provenance: Provenance
@@ -212,6 +255,347 @@ class Conductor:
             shown = ", ".join(f"{path}={_shown(path, value)}" for path, value in changes.items())
             record.log(f"spec changed: {shown} ({provenance.describe()})")
             return spec
+
+    # --- day-2: update --------------------------------------------------------------
+
+    def update(
+        self,
+        deployment_id: str,
+        *,
+        version: str | None,
+        rolling: bool,
+        plan: Plan,
+    ) -> DeploymentState:
+        """Put a new release in service without dropping a request.
+
+        * `version` names a release still kept on every serving instance (its release
+          id, or its commit): switch back to it, one instance at a time (the `current`
+          link, no build).
+        * `rolling`: one instance at a time: take it out of the load balancer, let it
+          drain, deploy, health check, put it back.
+        * otherwise blue-green: the standby colour gets instances (a stack update), the
+          release is deployed and checked there through the load balancer's standby
+          rule, the listener switches, the live URL is checked, the old colour removed.
+
+        A failure before the switch leaves the old release serving and removes what the
+        update added; a failed check after it switches back. Either way the error is
+        raised after the deployment is `deployed` again on its old release."""
+        try:
+            record = self.parts.store.get(deployment_id)
+            with record.lock("update"):
+                state = record.load()
+                if state.status != Status.DEPLOYED:
+                    raise RefusedError(
+                        f"{deployment_id} is {state.status.value}: only a deployed "
+                        "deployment is updated",
+                        next_step=f"`hivemind retry {deployment_id}` resumes a failed one"
+                        if state.status == Status.FAILED
+                        else f"`hivemind status {deployment_id}`",
+                    )
+                if state.source is None:
+                    raise BadInputError(
+                        f"{deployment_id} has no recorded source (it was made by an older "
+                        "HiveMind)",
+                        next_step=f"`hivemind destroy {deployment_id}`, then deploy again",
+                    )
+                spec = record.spec()
+                kept = _kept_release(state, version)
+                if kept is not None and kept == _serving_release(state):
+                    self.parts.say(f"{deployment_id} already serves release {kept}.")
+                    return state
+                if kept is not None:
+                    return self._switch_release(record, spec, kept)
+                if rolling:
+                    return self._rolling_update(record, spec, version)
+                return self._blue_green(record, spec, version, plan)
+        finally:
+            self._keep_agent_calls(deployment_id)
+            self._keep_report(deployment_id)
+
+    def _blue_green(
+        self, record: DeploymentRecord, spec: DeploymentSpec, version: str | None, plan: Plan
+    ) -> DeploymentState:
+        state = record.load()
+        assert state.source is not None
+        blue = _active_color(state.outputs, spec)
+        green = "green" if blue == "blue" else "blue"
+        packed = self._pack(record, self._recorded_source(state.source), version, remember=False)
+        how = Provenance(source=SpecSource.USER, evidence="hivemind update (blue-green)")
+        both = spec.with_changes({"compute.standby_count": spec.compute.count}, how)
+        switched = both.with_changes({"compute.active_color": green}, how)
+        done = switched.with_changes({"compute.standby_count": 0}, how)
+        result = self._stage(record, "synth", lambda: self._synth(record, both))
+        self.parts.say(plan(result, record.folder, self._deployed_template(state.stack_name)))
+        count = spec.compute.count
+        if not self.parts.confirm(
+            f"Update {record.deployment_id} to release {packed.release_id}: {count} new "
+            f"{green} instance(s) while it runs, then the {blue} ones are removed?"
+        ):
+            raise RefusedError("nothing was changed: the update was declined")
+        serving = state.releases
+        record.update(
+            status=Status.UPDATING,
+            update=UpdateProgress(
+                how="blue-green",
+                release_id=packed.release_id,
+                version=version,
+                from_color=blue,
+            ),
+        )
+        try:
+            record.save_spec(both)
+            self._provision(record, result, f"provision {green}")
+            self._progress(record, f"{green} provisioned")
+            instances = self._stage(
+                record,
+                f"deploy {green}",
+                lambda: self._deploy_app(record, both, packed, green),
+            )
+            token = ensure_standby_token(record.folder)
+            self._stage(
+                record,
+                f"verify {green}",
+                lambda: self._verify(record, both, instances, {STANDBY_HEADER: token}),
+                check=lambda results: self._verify_failure(record, results),
+            )
+            self._progress(record, f"{green} verified")
+        except HiveMindError as error:
+            self._restore_spec(record, spec, f"remove {green}", serving, error)
+            raise
+        try:
+            self._provision_spec(record, switched, "switch")
+            self._progress(record, "switched")
+            checks: list[CheckResult] = self._stage(
+                record,
+                "verify live",
+                lambda: self._verify(record, switched, instances),
+                check=lambda results: self._verify_failure(record, results),
+            )
+        except HiveMindError as error:
+            self.parts.say(f"Switching back to {blue} ...")
+            self._restore_spec(record, spec, "switch back", serving, error, via=both)
+            raise
+        self._provision_spec(record, done, f"retire {blue}")
+        return self._in_service(record, packed, "blue-green", checks)
+
+    def _rolling_update(
+        self, record: DeploymentRecord, spec: DeploymentSpec, version: str | None
+    ) -> DeploymentState:
+        state = record.load()
+        assert state.source is not None
+        color = _active_color(state.outputs, spec)
+        if len(_instance_ids(state.outputs, color)) < 2:
+            raise RefusedError(
+                f"{record.deployment_id} runs on one instance: a rolling update would stop "
+                "the app while that instance is updated",
+                next_step=f"`hivemind update {record.deployment_id}` (blue-green, the default) "
+                "updates it without downtime",
+            )
+        packed = self._pack(record, self._recorded_source(state.source), version, remember=False)
+        ids = _instance_ids(state.outputs, color)
+        if not self.parts.confirm(
+            f"Update {record.deployment_id} to release {packed.release_id}, one of its "
+            f"{len(ids)} instances at a time?"
+        ):
+            raise RefusedError("nothing was changed: the update was declined")
+        release = self._release_of(record, packed)
+        deployer = self._deployer(record, spec)
+        return self._roll(
+            record,
+            spec,
+            packed,
+            "rolling",
+            lambda instance: deployer.deploy_one(release, instance),
+        )
+
+    def _switch_release(
+        self, record: DeploymentRecord, spec: DeploymentSpec, release_id: str
+    ) -> DeploymentState:
+        state = record.load()
+        assert state.source is not None
+        event = next((e for e in reversed(state.history) if e.release_id == release_id), None)
+        packed = state.source.model_copy(
+            update={
+                "release_id": release_id,
+                "commit": event.commit if event else None,
+                "version": event.version if event else None,
+                "files": 0,
+                "note": "",
+            }
+        )
+        color = _active_color(state.outputs, spec)
+        count = len(_instance_ids(state.outputs, color))
+        how = "one instance at a time" if count > 1 else "its one instance restarts (a pause)"
+        if not self.parts.confirm(
+            f"Switch {record.deployment_id} back to release {release_id}, kept on its "
+            f"instances ({how})?"
+        ):
+            raise RefusedError("nothing was changed: the switch was declined")
+        deployer = self._deployer(record, spec)
+        return self._roll(
+            record,
+            spec,
+            packed,
+            "switch",
+            lambda instance: deployer.activate(release_id, [instance])[0],
+        )
+
+    def _roll(
+        self,
+        record: DeploymentRecord,
+        spec: DeploymentSpec,
+        packed: SourceRecord,
+        how: UpdateKind,
+        action: Callable[[Instance], InstanceRelease],
+    ) -> DeploymentState:
+        """Run `action` on the serving instances one at a time (out of the load balancer
+        while it runs), then check the live URL. A failure switches every instance it
+        reached back to the release that was serving."""
+        from hivemind.deployer.rolling import RollingFailed
+
+        state = record.load()
+        previous = _serving_release(state)
+        color = _active_color(state.outputs, spec)
+        record.update(
+            status=Status.UPDATING,
+            update=UpdateProgress(how=how, release_id=packed.release_id, version=packed.version),
+        )
+        instances = self._instances(record, spec, color)
+        deployer = self._deployer(record, spec)
+        group = state.outputs.get(f"{color.capitalize()}TargetGroupArn")
+        stage = "switch release" if how == "switch" else "rolling deploy"
+        try:
+            results = self._stage(
+                record,
+                stage,
+                lambda: self._one_at_a_time(record, spec, group, instances, action),
+            )
+            checks: list[CheckResult] = self._stage(
+                record,
+                "verify live",
+                lambda: self._verify(record, spec, instances),
+                check=lambda results: self._verify_failure(record, results),
+            )
+        except HiveMindError as error:
+            reached = instances
+            if isinstance(error, RollingFailed):
+                done = {r.instance_id for r in error.updated} | {error.failed.instance_id}
+                reached = [i for i in instances if i.instance_id in done]
+            if reached:
+                self.parts.say(
+                    f"Switching {len(reached)} instance(s) back to release {previous} ..."
+                )
+                self._stage(
+                    record,
+                    "switch back",
+                    lambda: self._one_at_a_time(
+                        record,
+                        spec,
+                        group,
+                        reached,
+                        lambda i: deployer.activate(previous, [i])[0],
+                    ),
+                )
+            self._back_in_service(record, state.releases, error)
+            raise
+        merged = {r.instance_id: r for r in [*state.releases, *results]}
+        record.update(releases=list(merged.values()))
+        return self._in_service(record, packed, how, checks)
+
+    def _one_at_a_time(
+        self,
+        record: DeploymentRecord,
+        spec: DeploymentSpec,
+        group: str | None,
+        instances: list[Instance],
+        action: Callable[[Instance], InstanceRelease],
+    ) -> list[InstanceRelease]:
+        """`action` on each instance in turn, each out of the load balancer meanwhile
+        (an app that serves no port has no load balancer: one after the other)."""
+        from hivemind.deployer.rolling import RollingUpdate
+
+        def told(instance: Instance) -> InstanceRelease:
+            self.parts.say(f"  {instance.instance_id} ({instance.private_ip}) ...")
+            return action(instance)
+
+        if group is None or spec.app.port is None:
+            return [told(instance) for instance in instances]
+        roller = RollingUpdate(
+            self.parts.client("elbv2"),
+            group,
+            spec.app.port,
+            log=record.log,
+            healthy_timeout=self.parts.health_timeout,
+            allow_downtime=len(instances) < 2,
+        )
+        return roller.run(instances, told)
+
+    def _provision_spec(self, record: DeploymentRecord, spec: DeploymentSpec, stage: str) -> None:
+        """Make `spec` the record's and the stack's: synthesize (gates run) and provision."""
+        record.save_spec(spec)
+        result = self._stage(record, "synth", lambda: self._synth(record, spec))
+        self._provision(record, result, stage)
+
+    def _restore_spec(
+        self,
+        record: DeploymentRecord,
+        spec: DeploymentSpec,
+        stage: str,
+        serving: list[InstanceRelease],
+        error: HiveMindError,
+        *,
+        via: DeploymentSpec | None = None,
+    ) -> None:
+        """Undo a blue-green update: provision `via` first when given (the listener back
+        on the old colour while both exist), then the old spec (the new colour removed)."""
+        if via is not None:
+            self._provision_spec(record, via, stage)
+        self._provision_spec(record, spec, stage if via is None else "remove new instances")
+        self._back_in_service(record, serving, error)
+
+    def _back_in_service(
+        self, record: DeploymentRecord, serving: list[InstanceRelease], error: HiveMindError
+    ) -> None:
+        state = record.load()
+        note = (
+            f"the update to {state.update.release_id if state.update else '?'} failed "
+            f"({error.cause or error.what}); release {_serving_release(state)} serves as before"
+        )
+        record.update(
+            status=Status.DEPLOYED, failed_stage=None, update=None, releases=serving, note=note
+        )
+        record.log(f"update: {note}")
+        self.parts.say(f"{record.deployment_id}: {note}")
+
+    def _progress(self, record: DeploymentRecord, phase: str) -> None:
+        update = record.load().update
+        if update is not None:
+            record.update(update=update.model_copy(update={"phase": phase}))
+        record.log(f"update: {phase}")
+
+    def _in_service(
+        self,
+        record: DeploymentRecord,
+        packed: SourceRecord,
+        how: UpdateKind,
+        checks: list[CheckResult],
+    ) -> DeploymentState:
+        """The release is in service: the record says so, and where it came from."""
+        state = record.load()
+        state = state.model_copy(
+            update={
+                "status": Status.DEPLOYED,
+                "failed_stage": None,
+                "note": "",
+                "checks": checks,
+                "diagnosis": None,
+                "update": None,
+                "source": packed,
+                "history": [*state.history, _in_service(packed, how)],
+            }
+        )
+        record.log(f"updated ({how}): release {packed.release_id} in service")
+        return record.save(state)
 
     # --- Medic ----------------------------------------------------------------------
 
@@ -334,6 +718,13 @@ class Conductor:
         calls.clear()
         record.update(agent_calls=[*record.load().agent_calls, *kept])
 
+    def _keep_report(self, deployment_id: str) -> None:
+        """The deployment's report, written after every command that changed it."""
+        from hivemind.report import keep_report
+
+        if self.parts.store.record(deployment_id).exists():
+            keep_report(self.parts.store.get(deployment_id))
+
     def _recorded_source(self, source: SourceRecord) -> Source:
         return Source(source.ref, self.parts.open_source(source.ref), source.subdir)
 
@@ -374,7 +765,9 @@ class Conductor:
             )
         return result
 
-    def _provision(self, record: DeploymentRecord, synth: SynthResult) -> DeploymentState:
+    def _provision(
+        self, record: DeploymentRecord, synth: SynthResult, stage: str = "provision"
+    ) -> DeploymentState:
         provisioner = Provisioner(
             self.parts.cloudformation, self.parts.environment, self.parts.display, record.log
         )
@@ -383,13 +776,13 @@ class Conductor:
             self._stage(record, "bootstrap", lambda: self._bootstrap(record, provisioner))
         outcome: ProvisionResult = self._stage(
             record,
-            "provision",
+            stage,
             lambda: provisioner.provision(
                 record.cdk_out,
                 synth.stack_name,
                 total,
                 record.folder / "cdk-cli.log",
-                {SSH_PUBLIC_KEY_PARAMETER: ensure_key_pair(record.folder)},
+                _parameters(record),
             ),
             check=lambda r: None if r.ok else self._provision_failure(record, r),
         )
@@ -411,31 +804,47 @@ class Conductor:
 
     # --- the app on the instances -----------------------------------------------------
 
-    def _pack(self, record: DeploymentRecord, source: Source) -> SourcePackage:
-        """Pack the release into the record (before anything is created, so a bad
-        source fails early); the record remembers where it came from."""
-        package = package_source(source.path, source.subdir, record.folder)
-        record.update(
-            source=SourceRecord(
-                ref=source.ref,
-                subdir=source.subdir,
-                commit=package.commit,
-                release_id=package.release_id,
-                files=package.files,
-                note=package.note,
-            )
+    def _pack(
+        self,
+        record: DeploymentRecord,
+        source: Source,
+        version: str | None = None,
+        *,
+        remember: bool = True,
+    ) -> SourceRecord:
+        """Pack the release (the checkout, or the commit, tag or branch `version`) into
+        the record, before anything is created, so a bad source fails early. With
+        `remember`, the record's `source` says where it came from (an update remembers
+        it once the release is in service)."""
+        package = package_source(source.path, source.subdir, record.folder, ref=version)
+        packed = SourceRecord(
+            ref=source.ref,
+            subdir=source.subdir,
+            version=version,
+            commit=package.commit,
+            release_id=package.release_id,
+            files=package.files,
+            note=package.note,
         )
+        if remember:
+            record.update(source=packed)
         record.log(
             f"packed release {package.release_id}: {package.files} files, {package.bytes} bytes"
             + (f" ({package.note})" if package.note else "")
         )
         if package.note:
             self.parts.say(f"note: {package.note}")
-        return package
+        return packed
 
     def _release(self, record: DeploymentRecord, spec: DeploymentSpec) -> DeploymentState:
         """The deploy and verify stages, then the deployment is `deployed`."""
-        instances = self._stage(record, "deploy", lambda: self._deploy_app(record, spec))
+        state = record.load()
+        assert state.source is not None
+        packed = state.source
+        color = _active_color(state.outputs, spec)
+        instances = self._stage(
+            record, "deploy", lambda: self._deploy_app(record, spec, packed, color)
+        )
         self._advise(record, "deployer", lambda: self._explain_deploy(record, spec))
         checks: list[CheckResult] = self._stage(
             record,
@@ -450,20 +859,20 @@ class Conductor:
                 "note": "",
                 "checks": checks,
                 "diagnosis": None,
+                "history": [*record.load().history, _in_service(packed, "deploy")],
             }
         )
         record.log(f"deployed: {state.url or 'no URL (the app serves no port)'}")
         return record.save(state)
 
-    def _deploy_app(self, record: DeploymentRecord, spec: DeploymentSpec) -> list[Instance]:
-        state = record.load()
-        assert state.source is not None
-        outputs = state.outputs
-        color = outputs.get("ActiveColor", spec.compute.active_color)
-        ids = [i for i in outputs.get(f"{color.capitalize()}InstanceIds", "").split(",") if i]
-        ids = [i for i in ids if i != "-"]
+    def _instances(
+        self, record: DeploymentRecord, spec: DeploymentSpec, color: str
+    ) -> list[Instance]:
+        """The colour's instances as the stack says, their host keys pinned."""
+        outputs = record.load().outputs
+        ids = _instance_ids(outputs, color)
         if not ids:
-            raise StageFailed("the stack has no instances to deploy to", where="deploy")
+            raise StageFailed(f"the stack has no {color} instances to deploy to", where="deploy")
         ec2 = self.parts.client("ec2")
         endpoint = None
         if outputs.get("ConnectEndpointId"):
@@ -471,48 +880,77 @@ class Conductor:
         instances = describe_instances(ec2, ids, endpoint)
         self.parts.say(f"Pinning the host keys of {len(instances)} instance(s) ...")
         pin_host_keys(ec2, instances, record.folder)
-        release = Release(
+        return instances
+
+    def _deployer(self, record: DeploymentRecord, spec: DeploymentSpec) -> Deployer:
+        return Deployer(spec, record.deployment_id, record.folder, log=record.log)
+
+    def _release_of(self, record: DeploymentRecord, packed: SourceRecord) -> Release:
+        return Release(
             archive=record.folder / "release.tar.gz",
-            release_id=state.source.release_id,
-            commit=state.source.commit,
-            outputs=outputs,
+            release_id=packed.release_id,
+            commit=packed.commit,
+            outputs=record.load().outputs,
         )
+
+    def _deploy_app(
+        self, record: DeploymentRecord, spec: DeploymentSpec, packed: SourceRecord, color: str
+    ) -> list[Instance]:
+        """Deploy the packed release to the colour's instances, then wait until the load
+        balancer reports each healthy in the colour's target group."""
+        instances = self._instances(record, spec, color)
+        release = self._release_of(record, packed)
         self.parts.say(
             f"Deploying release {release.release_id} to {len(instances)} instance(s) ..."
         )
-        deployer = Deployer(spec, record.deployment_id, record.folder, log=record.log)
+        deployer = self._deployer(record, spec)
         results = deployer.deploy(release, instances)
         record.update(releases=results)
-        group = outputs.get(f"{color.capitalize()}TargetGroupArn")
-        if group:
-            self.parts.say("Waiting for the load balancer to report every instance healthy ...")
-            try:
-                waited = wait_until_healthy(
-                    self.parts.client("elbv2"),
-                    group,
-                    ids,
-                    timeout=self.parts.health_timeout,
-                    progress=record.log,
-                )
-            except TargetsUnhealthy as unhealthy:
-                by_id = {i.instance_id: i for i in instances}
-                details = []
-                for target in unhealthy.unhealthy:
-                    instance = by_id.get(target.instance_id)
-                    if instance is not None:
-                        details.append(f"{APP_LOG_OF}{target.instance_id}:")
-                        details += [f"  {line}" for line in deployer.log_tail(instance)]
-                unhealthy.details = details
-                unhealthy.next_step = (
-                    f"fix the app (its health path is {spec.app.health_path}), then "
-                    f"`hivemind retry {record.deployment_id}` (it resumes at the deploy stage)"
-                )
-                raise
-            record.log(f"deploy: every target healthy after {waited:.1f}s")
+        self._wait_healthy(record, spec, deployer, color, instances)
         return instances
 
+    def _wait_healthy(
+        self,
+        record: DeploymentRecord,
+        spec: DeploymentSpec,
+        deployer: Deployer,
+        color: str,
+        instances: list[Instance],
+    ) -> None:
+        group = record.load().outputs.get(f"{color.capitalize()}TargetGroupArn")
+        if not group:
+            return
+        self.parts.say("Waiting for the load balancer to report every instance healthy ...")
+        try:
+            waited = wait_until_healthy(
+                self.parts.client("elbv2"),
+                group,
+                [i.instance_id for i in instances],
+                timeout=self.parts.health_timeout,
+                progress=record.log,
+            )
+        except TargetsUnhealthy as unhealthy:
+            by_id = {i.instance_id: i for i in instances}
+            details = []
+            for target in unhealthy.unhealthy:
+                instance = by_id.get(target.instance_id)
+                if instance is not None:
+                    details.append(f"{APP_LOG_OF}{target.instance_id}:")
+                    details += [f"  {line}" for line in deployer.log_tail(instance)]
+            unhealthy.details = details
+            unhealthy.next_step = (
+                f"fix the app (its health path is {spec.app.health_path}), then "
+                f"`hivemind retry {record.deployment_id}` (it resumes at the deploy stage)"
+            )
+            raise
+        record.log(f"deploy: every {color} target healthy after {waited:.1f}s")
+
     def _verify(
-        self, record: DeploymentRecord, spec: DeploymentSpec, instances: list[Instance]
+        self,
+        record: DeploymentRecord,
+        spec: DeploymentSpec,
+        instances: list[Instance],
+        headers: dict[str, str] | None = None,
     ) -> list[CheckResult]:
         from hivemind import qa
 
@@ -527,7 +965,7 @@ class Conductor:
 
         state = record.load()
         target = qa.target_of(
-            spec, state.outputs, [(i.instance_id, i.private_ip) for i in instances]
+            spec, state.outputs, [(i.instance_id, i.private_ip) for i in instances], headers
         )
         results = qa.verify(spec, target, run_on)
         record.update(checks=results)
@@ -685,6 +1123,60 @@ class Conductor:
         stages = [s for s in state.stages if s is not stage and s != stage] + [done]
         record.save(state.model_copy(update={"stages": stages}))
         record.log(f"stage {stage.name}: {outcome}" + (f" ({error})" if error else ""))
+
+
+def _parameters(record: DeploymentRecord) -> dict[str, str]:
+    """The stack's parameters: the SSH public key, and the standby token when the app
+    serves a port (only a load balancer has the standby rule)."""
+    parameters = {SSH_PUBLIC_KEY_PARAMETER: ensure_key_pair(record.folder)}
+    if record.spec().app.port is not None:
+        parameters[STANDBY_TOKEN_PARAMETER] = ensure_standby_token(record.folder)
+    return parameters
+
+
+def _serving_release(state: DeploymentState) -> str:
+    """The release in service (records made before the history existed: the packed one)."""
+    if state.serving is not None:
+        return state.serving.release_id
+    assert state.source is not None
+    return state.source.release_id
+
+
+def _kept_release(state: DeploymentState, version: str | None) -> str | None:
+    """The release `version` names when every serving instance still keeps it: its
+    release id, or (at least 7 hex digits of) the commit of a release that served. A
+    tag or branch is never taken for a kept release: it may have moved since."""
+    if not version or not state.releases:
+        return None
+    candidates = [version]
+    if re.fullmatch(r"[0-9a-f]{7,40}", version):
+        candidates += [
+            e.release_id for e in reversed(state.history) if (e.commit or "").startswith(version)
+        ]
+    for release_id in candidates:
+        if all(release_id in r.kept_releases for r in state.releases):
+            return release_id
+    return None
+
+
+def _last_error(state: DeploymentState) -> str:
+    stage = state.stage(state.failed_stage or "")
+    return (stage.error if stage and stage.error else None) or state.note or "unknown"
+
+
+def _active_color(outputs: Mapping[str, str], spec: DeploymentSpec) -> str:
+    return outputs.get("ActiveColor", spec.compute.active_color)
+
+
+def _instance_ids(outputs: Mapping[str, str], color: str) -> list[str]:
+    listed = outputs.get(f"{color.capitalize()}InstanceIds", "").split(",")
+    return [i for i in listed if i and i != "-"]
+
+
+def _in_service(packed: SourceRecord, how: UpdateKind) -> ReleaseEvent:
+    return ReleaseEvent(
+        release_id=packed.release_id, commit=packed.commit, version=packed.version, how=how
+    )
 
 
 def _url(spec: DeploymentSpec, outputs: dict[str, str]) -> str | None:

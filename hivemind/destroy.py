@@ -25,6 +25,7 @@ from hivemind.errors import HiveMindError
 from hivemind.progress import ProgressDisplay, ResourceState, StackProgress
 from hivemind.reconcile import stack_status
 from hivemind.records import DeploymentRecord, DeploymentState, Status, write_atomically
+from hivemind.report import keep_report
 
 POLL_SECONDS = 2.0
 DELETE_LIMIT_SECONDS = 2 * 3600
@@ -125,6 +126,7 @@ class Destroyer:
                     }
                 )
             )
+            keep_report(record)
             raise HiveMindError(
                 f"{failed.deployment_id} is not fully "
                 f"{'rolled back' if rollback else 'destroyed'}: {len(leftovers)} resource(s) left",
@@ -144,6 +146,7 @@ class Destroyer:
         result = DestroyResult(done, planned)
         self._report(record, result)
         record.log(f"destroyed: saving ${result.savings:,.2f}/month")
+        keep_report(record)
         return result
 
     # --- steps ----------------------------------------------------------------------

@@ -57,6 +57,9 @@ IN_PROGRESS = frozenset(
 )  # fmt: skip
 
 
+# How many times `retry` resumes one deployment before it asks for --force.
+MAX_RETRIES: Final = 3
+
 # A deployment failed this long ago is probably forgotten: HiveMind suggests destroying it.
 STALE_FAILURE: Final = timedelta(hours=24)
 
@@ -95,6 +98,7 @@ class SourceRecord(BaseModel):
 
     ref: str  # the repository as given: a path or a git URL
     subdir: str = "."
+    version: str | None = None  # the commit, tag or branch asked for; None: the checkout
     commit: str | None = None
     release_id: str
     files: int = 0
@@ -112,6 +116,34 @@ class InstanceRelease(BaseModel):
     commit: str | None = None
     seconds: dict[str, float] = Field(default_factory=dict)
     kept_releases: list[str] = Field(default_factory=list)
+
+
+UpdateKind = Literal["deploy", "blue-green", "rolling", "switch"]
+
+
+class ReleaseEvent(BaseModel):
+    """A release that went into service: which, from where, how, and when."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    release_id: str
+    commit: str | None = None
+    version: str | None = None  # the --version REF it was packed from; None: the checkout
+    how: UpdateKind
+    at: str = Field(default_factory=now)
+
+
+class UpdateProgress(BaseModel):
+    """The update under way (or interrupted): what it brings and how far it got."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    how: UpdateKind
+    release_id: str
+    version: str | None = None
+    from_color: str | None = None  # blue-green: the colour serving before the update
+    phase: str = "started"  # the last step that finished
+    started_at: str = Field(default_factory=now)
 
 
 class CheckResult(BaseModel):
@@ -183,6 +215,16 @@ class DeploymentState(BaseModel):
     # A digest of the spec the stack was last provisioned from: a retry after the spec
     # changed (Medic's fix, `retry --set`) provisions again.
     provisioned_spec: str | None = None
+    # Retries of this deployment so far (`retry` allows MAX_RETRIES unless --force).
+    retry_count: int = 0
+    # The releases that went into service, oldest first; the last one is serving.
+    history: list[ReleaseEvent] = Field(default_factory=list)
+    update: UpdateProgress | None = None
+
+    @property
+    def serving(self) -> ReleaseEvent | None:
+        """The release in service now (None before the first deploy finished)."""
+        return self.history[-1] if self.history else None
 
     def stage(self, name: str) -> StageResult | None:
         return next((s for s in reversed(self.stages) if s.name == name), None)

@@ -20,7 +20,7 @@ import math
 import re
 import shlex
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -328,6 +328,16 @@ def write_report(
     path = record.folder / REPORT_FILES[fmt]
     write_atomically(path, report_text(report_of(record), fmt))
     return path
+
+
+def keep_report(record: DeploymentRecord, log: Callable[[str], None] | None = None) -> None:
+    """Write the Markdown report after a command changed the deployment (deploy, retry,
+    update, upgrade, destroy). Best effort: a report that cannot be written is logged,
+    never allowed to fail the command that did the work."""
+    try:
+        write_report(record)
+    except Exception as problem:
+        (log or record.log)(f"report: not written ({type(problem).__name__}: {problem})")
 
 
 @dataclass(frozen=True)
@@ -649,6 +659,19 @@ def _verification(facts: _Facts) -> tuple[Block, ...]:
     )
     headers = ("instance", "address", "release", "commit", *steps, "total")
     blocks.append(Table(headers, releases, frozenset(range(4, len(headers)))))
+    if state.history:
+        blocks.append(Subheading("Releases in service, newest first"))
+        served = tuple(
+            row(
+                Code(e.release_id),
+                e.commit[:12] if e.commit else "-",
+                e.version or "the checkout",
+                e.how,
+                e.at,
+            )
+            for e in reversed(state.history)
+        )
+        blocks.append(Table(("release", "commit", "asked for", "how", "since"), served))
     return tuple(blocks)
 
 

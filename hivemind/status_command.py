@@ -61,6 +61,19 @@ class StatusReport:
                 f"  release {source.release_id} from {source.ref}"
                 + (f" at {source.commit[:12]}" if source.commit else " (not a git repository)")
             )
+        if state.update is not None:
+            update = state.update
+            lines.append(
+                f"  update under way: {update.how} to release {update.release_id} "
+                f"(since {update.started_at}; last step: {update.phase})"
+            )
+        if len(state.history) > 1:
+            earlier = ", ".join(
+                f"{e.release_id} ({e.how} {e.at})" for e in reversed(state.history[-4:-1])
+            )
+            lines.append(f"  served before: {earlier}")
+        if state.note and state.status == Status.DEPLOYED:
+            lines.append(f"  last update: {state.note}")
         if state.monthly_usd:
             lines.append(f"  estimated ${state.monthly_usd:,.2f}/month")
         if state.failed_stage:

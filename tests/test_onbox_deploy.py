@@ -172,14 +172,31 @@ def test_a_failing_build_fails_the_deploy_stage_and_retry_resumes_there(
     assert "pip install -r requirements.txt" in (state["diagnosis"]["fix"]["command"] or "")
     assert "Medic:" in failed.stdout
 
+    # Retried unchanged, it fails again at the same stage; after three retries a fourth
+    # is refused until --force says the operator means it.
+    for attempt in (1, 2, 3):
+        again = run_cli("retry", ident, "--yes", env=env)
+        assert again.returncode == 1, again.stderr[-3000:]
+        assert status(env, ident)["retry_count"] == attempt
+    refused = run_cli("retry", ident, "--yes", env=env)
+    assert refused.returncode == 3, refused.stderr[-3000:]
+    assert f"{ident} has been retried 3 times" in refused.stderr
+    assert f"hivemind retry {ident} --force" in refused.stderr
+    assert "no-such-package-hivemind" in refused.stderr  # the last failure, named
+
     shutil.copy(EXAMPLES / "flask-notes" / "requirements.txt", app / "requirements.txt")
-    retried = run_cli("retry", ident, "--yes", env=env)
+    retried = run_cli("retry", ident, "--yes", "--force", env=env)
     assert retried.returncode == 0, retried.stderr[-4000:]
     state = status(env, ident)
     assert state["status"] == "deployed"
+    assert state["retry_count"] == 4
     names = [s["name"] for s in state["stages"]]
-    assert names.count("provision") == 1  # the retry did not provision again
+    assert names.count("provision") == 1  # no retry provisioned again
     assert names[-2:] == ["deploy", "verify"]
+    assert [e["how"] for e in state["history"]] == ["deploy"]
+    # Every command that changed the deployment left its report in the record.
+    report = Path(home, "deployments", ident, "report.md").read_text()
+    assert "deployed" in report and "Releases in service" in report
     assert get(state["url"] + "/health")[0] == 200
     destroy(env, home, ident)
 

@@ -1,4 +1,4 @@
-"""`hivemind deploy REPO` and `hivemind retry ID`"""
+"""`hivemind deploy REPO`, `hivemind retry ID` and `hivemind update ID`"""
 
 from __future__ import annotations
 
@@ -181,6 +181,11 @@ def _with_operator_ssh(spec: Any) -> Any:
     metavar="NAME=VALUE",
     help="Give an environment variable of the app a plain value first (repeatable).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Retry even after 3 retries of this deployment have failed.",
+)
 @health_timeout_option
 @llm_options
 @no_input_option
@@ -189,6 +194,7 @@ def retry(
     deployment_id: str,
     settings: tuple[str, ...],
     env: tuple[str, ...],
+    force: bool,
     yes: bool,
     no_input: bool,
     health_timeout: float,
@@ -202,7 +208,7 @@ def retry(
     packs the app again from its repository and resumes there, without touching
     the stack. Fix the cause first (Medic's diagnosis says what it was), or change
     the spec here with --set and --env; a change that alters the stack provisions
-    again.
+    again. After three retries of one deployment, another needs --force.
 
     \b
     Examples:
@@ -231,6 +237,78 @@ def retry(
     _done(
         conductor.retry(
             deployment_id,
+            plan=lambda result, folder, deployed: plan_with_changes(
+                record.spec(), folder, result, deployed, advisor
+            ),
+            force=force,
+        )
+    )
+
+
+@click.command()
+@click.argument("deployment_id")
+@click.option(
+    "--version",
+    "version",
+    metavar="REF",
+    envvar="HIVEMIND_VERSION",
+    show_envvar=True,
+    help="The commit, tag or branch to deploy (default: the repository's checkout as it "
+    "is now). A release the instances still keep (its release id or commit) is switched "
+    "back to at once, without a build.",
+)
+@click.option(
+    "--rolling",
+    is_flag=True,
+    help="Update the serving instances one at a time instead of blue-green (needs two or "
+    "more instances).",
+)
+@health_timeout_option
+@llm_options
+@yes_option
+def update(
+    deployment_id: str,
+    version: str | None,
+    rolling: bool,
+    yes: bool,
+    health_timeout: float,
+    llm: str | None,
+    llm_region: str | None,
+) -> None:
+    """Put a new release of a deployed app in service, without dropping a request.
+
+    Blue-green (the default): the standby colour gets as many instances as serve now
+    (a stack update, shown and priced first), the release is deployed there and
+    checked through the load balancer before any user sees it; then the listener
+    switches to it, the live URL is checked, and the old instances are removed. A
+    failure before the switch removes the new instances; a failed check after it
+    switches back. Either way the release that served before still serves.
+
+    --rolling: each instance in turn leaves the load balancer, drains, gets the
+    release, passes its health check and comes back; the others keep serving. A
+    failure switches the instances already updated back.
+
+    --version naming a release the instances still keep (the last three) switches
+    back to it instantly: no build, one instance at a time.
+
+    \b
+    Examples:
+      hivemind update shop-k2j4m6p7q3
+      hivemind update shop-k2j4m6p7q3 --version v1.4.2 --rolling
+      hivemind update shop-k2j4m6p7q3 --version 20261202101500-3f9c2ab --yes
+    """
+    from hivemind.records import RecordStore
+    from hivemind.synth_command import plan_with_changes
+
+    record = RecordStore().get(deployment_id)
+    spec = record.spec()
+    advisor = advisor_from(llm, llm_region, spec.region)
+    conductor = _conductor(spec.region, yes, True, health_timeout, advisor)
+    _done(
+        conductor.update(
+            deployment_id,
+            version=version,
+            rolling=rolling,
             plan=lambda result, folder, deployed: plan_with_changes(
                 record.spec(), folder, result, deployed, advisor
             ),
