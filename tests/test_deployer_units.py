@@ -75,6 +75,101 @@ def test_a_git_repository_is_packed_at_head_and_uncommitted_changes_are_named(
         assert member is not None and member.read() == b"v1\n"
 
 
+def _history(repo: Path) -> dict[str, str]:
+    """A repository with three commits on main (v1 tagged, v2, v3), a branch `next`
+    with v4, and main checked out; the commit of each version."""
+    write_tree(repo, {"svc/main.py": "v1\n", "README": "r\n"})
+    git = ["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    commits = {}
+    for version in ("v1", "v2", "v3"):
+        (repo / "svc" / "main.py").write_text(f"{version}\n")
+        subprocess.run([*git, "add", "."], check=True)
+        subprocess.run([*git, "commit", "-qm", version], check=True)
+        commits[version] = subprocess.run(
+            [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        if version == "v1":
+            subprocess.run([*git, "tag", "-a", "release-1", "-m", "first"], check=True)
+    subprocess.run([*git, "checkout", "-qb", "next"], check=True)
+    (repo / "svc" / "main.py").write_text("v4\n")
+    subprocess.run([*git, "commit", "-qam", "v4"], check=True)
+    commits["v4"] = subprocess.run(
+        [*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    subprocess.run([*git, "checkout", "-q", "main"], check=True)
+    return commits
+
+
+def _main_py(archive: Path) -> bytes:
+    with tarfile.open(archive) as packed:
+        member = packed.extractfile("main.py")
+        assert member is not None
+        return member.read()
+
+
+def test_a_version_packs_that_commit_tag_or_branch_and_names_the_release_after_it(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    commits = _history(repo)
+    (repo / "svc" / "main.py").write_text("not committed\n")
+    for ref, version in (
+        ("release-1", "v1"),  # an annotated tag: the commit it points to
+        (commits["v2"][:10], "v2"),  # a commit, abbreviated
+        ("HEAD~1", "v2"),
+        ("next", "v4"),  # a branch that is not checked out
+        ("main", "v3"),
+    ):
+        package = package_source(repo, "svc", tmp_path / "record", ref)
+        assert package.commit == commits[version], ref
+        assert package.release_id.endswith(f"-{commits[version][:7]}")
+        assert _main_py(package.archive) == f"{version}\n".encode()
+        assert package.files == 1
+        assert package.note == ""  # what is uncommitted is not what was asked for
+    # The whole repository at a version, when the app is its root.
+    whole = package_source(repo, ".", tmp_path / "record", "release-1")
+    assert _names(whole.archive) == {"svc/main.py", "README"}
+
+
+def test_an_unknown_version_is_bad_input_naming_it_and_the_recent_tags_and_branches(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    _history(repo)
+    with pytest.raises(BadInputError) as raised:
+        package_source(repo, "svc", tmp_path / "record", "release-9")
+    error = raised.value
+    assert error.exit_code == 2
+    assert "'release-9' is not a commit, tag or branch" in error.what
+    assert error.cause is not None
+    for known in ("release-1", "main", "next"):
+        assert known in error.cause
+    assert error.next_step is not None and "git fetch" in error.next_step
+    assert not (tmp_path / "record" / "release.tar.gz").exists()
+    # Something git would read as an option is a version that does not exist, too.
+    with pytest.raises(BadInputError, match="is not a commit, tag or branch"):
+        package_source(repo, "svc", tmp_path / "record", "--output=/tmp/x")
+
+
+def test_a_version_without_the_apps_folder_is_bad_input(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    _history(repo)
+    with pytest.raises(BadInputError, match="has no folder api") as raised:
+        package_source(repo, "api", tmp_path / "record", "release-1")
+    assert raised.value.next_step is not None and "app.subdir" in raised.value.next_step
+
+
+def test_a_version_of_a_folder_that_is_not_a_git_repository_is_bad_input(
+    tmp_path: Path,
+) -> None:
+    app = write_tree(tmp_path / "app", {"app.py": "print('hi')\n"})
+    with pytest.raises(BadInputError) as raised:
+        package_source(app, ".", tmp_path / "record", "v1.2")
+    assert "'v1.2'" in raised.value.what and "not a git repository" in raised.value.what
+    assert raised.value.next_step is not None and "leave out the version" in raised.value.next_step
+
+
 def test_a_missing_app_folder_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="is not in"):
         package_source(tmp_path, "nope", tmp_path / "record")
