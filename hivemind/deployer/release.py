@@ -10,15 +10,19 @@ For each instance, a sequence a person can read aloud:
 4. install the systemd unit rendered from `templates/`;
 5. switch `/opt/<app>/current` to the release atomically, restart the service;
 6. wait until the app answers on its port, locally;
-7. keep the last three releases for an instant switch back.
+7. keep the last three releases, and the one that served before this one, for an
+   instant switch back (prune never removes the release `current` points to).
 
-A failing step stops that instance's deploy with the command, its exit code, the tail
-of its stderr and of the service's log.
+Switching back (`activate`) is steps 5 and 6 alone, to a release an instance still
+keeps. A failing step stops that instance's deploy with the command, its exit code, the
+tail of its stderr and of the service's log.
 """
 
 from __future__ import annotations
 
 import io
+import posixpath
+import re
 import shlex
 import time
 from collections.abc import Callable, Iterable
@@ -28,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hivemind.deployer.access import Instance, connect
-from hivemind.errors import HiveMindError
+from hivemind.errors import BadInputError, HiveMindError
 from hivemind.records import InstanceRelease
 from hivemind.render import render
 from hivemind.runtimes import packages_for
@@ -41,6 +45,9 @@ RESTARTS_BEFORE_GIVING_UP = 3
 _TAIL = 20
 DATABASE_NAME = "app"  # the database the stack creates (hivemind_constructs.database)
 _SCHEMES = {"postgres": "postgresql", "mysql": "mysql"}
+# What a release id may look like (`<UTC stamp>-<short commit>` or `<stamp>-worktree`):
+# an id from the user goes into paths and commands only if it fits.
+_RELEASE_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]*")
 
 
 class DeployFailed(HiveMindError):
@@ -156,8 +163,102 @@ class Deployer:
     def deploy(self, release: Release, instances: list[Instance]) -> list[InstanceRelease]:
         """Deploy to every instance at once; the first failure (by instance order) is
         raised after all have finished, so none is left half-way without being reported."""
+        return self._on_each(instances, lambda instance: self.deploy_one(release, instance))
+
+    def deploy_one(self, release: Release, instance: Instance) -> InstanceRelease:
+        """Deploy to one instance: upload, build, start (configure, switch, restart), wait
+        until it answers locally, prune. Seconds per step: upload, build, start, healthy."""
+        result = InstanceRelease(
+            instance_id=instance.instance_id,
+            address=instance.address,
+            release_id=release.release_id,
+            commit=release.commit,
+        )
+        connection = self.connect_to(instance)
+        try:
+            steps = _DeploySteps(self, connection, instance, release, result)
+            steps.timed("upload", steps.upload)
+            steps.timed("build", steps.build)
+            steps.timed("start", steps.start)
+            steps.timed("healthy", steps.wait_until_answering)
+            steps.prune()
+        finally:
+            connection.close()
+        self.log(f"deploy: {instance.instance_id} runs {release.release_id} ({_timings(result)})")
+        return result
+
+    def activate(self, release_id: str, instances: list[Instance]) -> list[InstanceRelease]:
+        """Switch every instance at once to `release_id`, a release each still keeps;
+        the first failure (by instance order) is raised after all have finished."""
+        return self._on_each(instances, lambda instance: self.activate_one(release_id, instance))
+
+    def activate_one(self, release_id: str, instance: Instance) -> InstanceRelease:
+        """Switch one instance's `current` to the kept release `release_id`, restart the
+        app and wait until it answers locally. Seconds per step: switch, healthy.
+        DeployFailed names the releases the instance keeps when it does not keep this one."""
+        if not _RELEASE_ID.fullmatch(release_id):
+            raise BadInputError(
+                f"{release_id!r} is not a release id",
+                cause="release ids look like 20261103101500-3f2a9c1 (UTC time, short commit)",
+                next_step=f"`hivemind status {self.deployment_id}` shows the releases kept",
+            )
+        result = InstanceRelease(
+            instance_id=instance.instance_id, address=instance.address, release_id=release_id
+        )
+        connection = self.connect_to(instance)
+        try:
+            steps = _Steps(
+                self,
+                connection,
+                instance,
+                result,
+                stage="activate",
+                next_step=f"`hivemind update {self.deployment_id} --version <ref>` builds "
+                "and deploys a version (commit, tag or branch) again",
+            )
+            current, kept = steps.releases()
+            if release_id not in kept:
+                raise DeployFailed(
+                    f"release {release_id} is not kept on {instance.instance_id} "
+                    f"({instance.address})",
+                    where=f"activate on {instance.instance_id}",
+                    cause=f"{instance.instance_id} keeps "
+                    + (", ".join(_marked(kept, current)) or "no release"),
+                    next_step=f"`hivemind update {self.deployment_id} --version <ref>` "
+                    "builds it again from the commit, tag or branch it was made from",
+                )
+            result.kept_releases = kept
+            steps.timed("switch", steps.switch)
+            steps.timed("healthy", steps.wait_until_answering)
+        finally:
+            connection.close()
+        self.log(f"activate: {instance.instance_id} runs {release_id} ({_timings(result)})")
+        return result
+
+    def releases(self, instance: Instance) -> tuple[str | None, list[str]]:
+        """The release `current` points to on `instance` (None before the first deploy)
+        and every release it keeps, oldest first."""
+        connection = self.connect_to(instance)
+        try:
+            return _read_releases(connection, self.layout, instance)
+        finally:
+            connection.close()
+
+    def log_tail(self, instance: Instance, lines: int = _TAIL) -> list[str]:
+        """The app's recent log lines on `instance` (for an unhealthy target)."""
+        connection = self.connect_to(instance)
+        try:
+            return _log_tail(connection, self.layout, lines)
+        finally:
+            connection.close()
+
+    def _on_each(
+        self, instances: list[Instance], work: Callable[[Instance], InstanceRelease]
+    ) -> list[InstanceRelease]:
+        """`work` on every instance at once; the first failure (by instance order) is
+        raised after all have finished, so none is left half-way without being reported."""
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(instances)))) as pool:
-            futures = [pool.submit(self.deploy_one, release, i) for i in instances]
+            futures = [pool.submit(work, instance) for instance in instances]
         results: list[InstanceRelease] = []
         errors: list[BaseException] = []
         for future in futures:
@@ -170,58 +271,32 @@ class Deployer:
             raise errors[0]
         return results
 
-    def deploy_one(self, release: Release, instance: Instance) -> InstanceRelease:
-        result = InstanceRelease(
-            instance_id=instance.instance_id,
-            address=instance.address,
-            release_id=release.release_id,
-            commit=release.commit,
-        )
-        connection = self.connect_to(instance)
-        try:
-            steps = _Steps(self, connection, instance, release, result)
-            steps.timed("upload", steps.upload)
-            steps.timed("build", steps.build)
-            steps.timed("start", steps.start)
-            steps.timed("healthy", steps.wait_until_answering)
-            steps.prune()
-        finally:
-            connection.close()
-        self.log(
-            f"deploy: {instance.instance_id} runs {release.release_id} ("
-            + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
-            + ")"
-        )
-        return result
-
-    def log_tail(self, instance: Instance, lines: int = _TAIL) -> list[str]:
-        """The app's recent log lines on `instance` (for an unhealthy target)."""
-        connection = self.connect_to(instance)
-        try:
-            return _log_tail(connection, self.layout, lines)
-        finally:
-            connection.close()
-
 
 class _Steps:
-    """The steps on one instance, sharing its connection."""
+    """What deploying and switching back share on one instance, over its connection:
+    running a command (a failure explained), switching `current` and restarting the
+    app, waiting until it answers, reading and pruning the releases kept."""
 
     def __init__(
         self,
         deployer: Deployer,
         connection: Any,
         instance: Instance,
-        release: Release,
         result: InstanceRelease,
+        *,
+        stage: str,
+        next_step: str,
     ) -> None:
         self.deployer = deployer
         self.spec = deployer.spec
         self.layout = deployer.layout
         self.connection = connection
         self.instance = instance
-        self.release = release
         self.result = result
-        self.folder = self.layout.release(release.release_id)
+        self.stage = stage  # "deploy" or "activate", for the failure's `where`
+        self.next_step = next_step
+        self.folder = self.layout.release(result.release_id)
+        self.serving: str | None = None  # the release serving before this one; prune keeps it
 
     def timed(self, name: str, step: Callable[[], None]) -> None:
         started = time.monotonic()
@@ -238,18 +313,85 @@ class _Steps:
                 details += [f"{APP_LOG}{line}" for line in _log_tail(self.connection, self.layout)]
             raise DeployFailed(
                 f"{step} failed on {self.instance.instance_id} ({self.instance.address})",
-                where=f"deploy, {step} on {self.instance.instance_id}",
+                where=f"{self.stage}, {step} on {self.instance.instance_id}",
                 cause=(_tail(done.stderr or done.stdout, 1) or [f"exit code {done.exited}"])[0],
                 details=details,
-                next_step="fix the cause in the app, then `hivemind retry "
-                f"{self.deployer.deployment_id}` (it resumes at the deploy stage)",
+                next_step=self.next_step,
             )
         return str(done.stdout)
+
+    def switch(self) -> None:
+        """Point `current` at this release and restart the app on it."""
+        layout, app = self.layout, self.spec.app
+        # The `current` link moves in one rename: a reader sees the old or the new release.
+        self.run(
+            f"sudo ln -sfn {self.folder} {layout.root}/current.next && "
+            f"sudo mv -Tf {layout.root}/current.next {layout.current} && "
+            f"sudo systemctl daemon-reload && sudo systemctl enable {app.name} && "
+            f"sudo systemctl restart {app.name}",
+            step="start",
+            with_log=True,
+        )
+
+    def wait_until_answering(self) -> None:
+        port = self.spec.app.port
+        if port is None:
+            self.run(f"sudo systemctl is-active {self.spec.app.name}", step="start", with_log=True)
+            return
+        url = f"http://{self.instance.private_ip}:{port}{self.spec.app.health_path}"
+        probe = _ANSWERS.format(
+            url=url,
+            seconds=LOCAL_HEALTH_SECONDS,
+            unit=self.spec.app.name,
+            restarts=RESTARTS_BEFORE_GIVING_UP,
+        )
+        self.run(f"python3 -c {shlex.quote(probe)}", step="health check", with_log=True)
+
+    def releases(self) -> tuple[str | None, list[str]]:
+        return _read_releases(self.connection, self.layout, self.instance)
+
+    def prune(self) -> None:
+        """Keep the newest KEEP_RELEASES releases (release ids sort by time), the one
+        `current` points to, this one and the one serving before it (whatever their ids
+        say about their age: an old release switched back to, a clock that was behind)."""
+        current, listing = self.releases()
+        keep = {*listing[-KEEP_RELEASES:], self.result.release_id}
+        keep.update(name for name in (current, self.serving) if name is not None)
+        old = [name for name in listing if name not in keep]
+        if old:
+            root = f"{self.layout.root}/releases"
+            paths = " ".join(f"{root}/{shlex.quote(name)}" for name in old)
+            self.run(f"sudo rm -rf {paths}", step="prune")
+        self.result.kept_releases = [name for name in listing if name in keep]
+
+
+class _DeploySteps(_Steps):
+    """The steps only a deploy has: upload, build, configure (then the shared switch)."""
+
+    def __init__(
+        self,
+        deployer: Deployer,
+        connection: Any,
+        instance: Instance,
+        release: Release,
+        result: InstanceRelease,
+    ) -> None:
+        super().__init__(
+            deployer,
+            connection,
+            instance,
+            result,
+            stage="deploy",
+            next_step="fix the cause in the app, then `hivemind retry "
+            f"{deployer.deployment_id}` (it resumes at the deploy stage)",
+        )
+        self.release = release
 
     def put(self, local: str | io.BytesIO, remote: str) -> None:
         self.connection.put(local, remote)
 
     def upload(self) -> None:
+        self.serving, _kept = self.releases()
         layout, folder = self.layout, self.folder
         staged = f"/tmp/hivemind-{self.release.release_id}.tar.gz"
         self.put(str(self.release.archive), staged)
@@ -276,6 +418,11 @@ class _Steps:
         self.run(f"cd {self.folder} && sudo bash -c {shlex.quote(script)}", step="build")
 
     def start(self) -> None:
+        self.configure()
+        self.switch()
+
+    def configure(self) -> None:
+        """Write the environment file, the release's start script and the systemd unit."""
         layout, app = self.layout, self.spec.app
         outputs = self.release.outputs
         values = {
@@ -311,47 +458,12 @@ class _Steps:
             ("start.sh", render("start.sh.j2", **values)),
         ):
             self.put(io.BytesIO(text.encode()), f"{staging}/{name}")
-        folder = self.folder
         self.run(
             f"sudo bash {staging}/app.env.sh && "
-            f"sudo install -D -m 0755 {staging}/start.sh {folder}/.hivemind/start.sh && "
+            f"sudo install -D -m 0755 {staging}/start.sh {self.folder}/.hivemind/start.sh && "
             f"sudo install -m 0644 {staging}/app.service {layout.unit} && rm -rf {staging}",
             step="configure",
         )
-        # The `current` link moves in one rename: a reader sees the old or the new release.
-        self.run(
-            f"sudo ln -sfn {folder} {layout.root}/current.next && "
-            f"sudo mv -Tf {layout.root}/current.next {layout.current} && "
-            f"sudo systemctl daemon-reload && sudo systemctl enable {app.name} && "
-            f"sudo systemctl restart {app.name}",
-            step="start",
-            with_log=True,
-        )
-
-    def wait_until_answering(self) -> None:
-        port = self.spec.app.port
-        if port is None:
-            self.run(f"sudo systemctl is-active {self.spec.app.name}", step="start", with_log=True)
-            return
-        url = f"http://{self.instance.private_ip}:{port}{self.spec.app.health_path}"
-        probe = _ANSWERS.format(
-            url=url,
-            seconds=LOCAL_HEALTH_SECONDS,
-            unit=self.spec.app.name,
-            restarts=RESTARTS_BEFORE_GIVING_UP,
-        )
-        self.run(f"python3 -c {shlex.quote(probe)}", step="health check", with_log=True)
-
-    def prune(self) -> None:
-        """Keep the newest KEEP_RELEASES releases (release ids sort by time)."""
-        root = f"{self.layout.root}/releases"
-        listing = self.run(f"ls -1 {root}", step="prune").split()
-        keep = sorted(listing)[-KEEP_RELEASES:]
-        old = [name for name in listing if name not in keep]
-        if old:
-            paths = " ".join(f"{root}/{shlex.quote(name)}" for name in old)
-            self.run(f"sudo rm -rf {paths}", step="prune")
-        self.result.kept_releases = keep
 
 
 # Waits for any HTTP answer below 500 from the app (the load balancer's check is stricter);
@@ -388,6 +500,40 @@ while time.time() < deadline:
 sys.stderr.write("the app did not answer at {url} within {seconds:.0f} s: %s\\n" % last)
 sys.exit(1)
 """
+
+
+_RELEASES_MARK = "--- releases"
+
+
+def _read_releases(
+    connection: Any, layout: Layout, instance: Instance
+) -> tuple[str | None, list[str]]:
+    """The release `current` points to (None when none) and the releases kept, by id."""
+    root = f"{layout.root}/releases"
+    command = (
+        f"readlink {layout.current} 2>/dev/null; echo {shlex.quote(_RELEASES_MARK)}; "
+        f"ls -1 {root} 2>/dev/null; true"
+    )
+    done = connection.run(command, hide=True, warn=True, in_stream=False)
+    if done.exited != 0:
+        raise DeployFailed(
+            f"could not read the releases on {instance.instance_id} ({instance.address})",
+            where=f"releases on {instance.instance_id}",
+            cause=(_tail(done.stderr or done.stdout, 1) or [f"exit code {done.exited}"])[0],
+            details=[f"{EXIT_CODE}{done.exited}", f"{COMMAND}{command}"],
+        )
+    link, _, listing = str(done.stdout).partition(f"{_RELEASES_MARK}\n")
+    target = link.strip()
+    current = posixpath.basename(target) if posixpath.dirname(target) == root else None
+    return current, sorted(listing.split())
+
+
+def _marked(kept: list[str], current: str | None) -> list[str]:
+    return [f"{name} (current)" if name == current else name for name in kept]
+
+
+def _timings(result: InstanceRelease) -> str:
+    return ", ".join(f"{step} {seconds:.1f}s" for step, seconds in result.seconds.items())
 
 
 def _log_tail(connection: Any, layout: Layout, lines: int = _TAIL) -> list[str]:
