@@ -96,6 +96,12 @@ class WebTier(Construct):
             )
 
         subnets = vpc.select_subnets(subnet_type=app_subnets.subnet_type, one_per_az=True).subnets
+        # During an upgrade to production the stage-1 colour keeps its public subnets, so
+        # its instances are not replaced while the other colour is built in private ones.
+        public = vpc.select_subnets(subnet_type=ec2.SubnetType.PUBLIC, one_per_az=True).subnets
+        placed = {
+            color: public if color == spec.compute.public_color else subnets for color in COLORS
+        }
         # Instances in private subnets are reached for the deploy through an EC2 Instance
         # Connect Endpoint: SSH from the endpoint only, no port open to the internet.
         self.connect_endpoint: ec2.CfnInstanceConnectEndpoint | None = None
@@ -165,7 +171,7 @@ class WebTier(Construct):
                         launch_template_id=self.launch_template.launch_template_id,
                         version=self.launch_template.latest_version_number,
                     ),
-                    subnet_id=subnets[index % len(subnets)].subnet_id,
+                    subnet_id=placed[color][index % len(placed[color])].subnet_id,
                     monitoring=False,
                 )
                 acknowledge(

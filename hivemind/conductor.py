@@ -40,7 +40,7 @@ from hivemind.deployment_ids import (
 )
 from hivemind.errors import BadInputError, HiveMindError, RefusedError
 from hivemind.progress import ProgressDisplay
-from hivemind.provision import Provisioner, ProvisionResult
+from hivemind.provision import Provisioner, ProvisionResult, Review
 from hivemind.reconcile import stack_status
 from hivemind.records import (
     MAX_RETRIES,
@@ -318,7 +318,7 @@ class Conductor:
         state = record.load()
         assert state.source is not None
         blue = _active_color(state.outputs, spec)
-        green = "green" if blue == "blue" else "blue"
+        green = _other(blue)
         packed = self._pack(record, self._recorded_source(state.source), version, remember=False)
         how = Provenance(source=SpecSource.USER, evidence="hivemind update (blue-green)")
         both = spec.with_changes({"compute.standby_count": spec.compute.count}, how)
@@ -332,19 +332,124 @@ class Conductor:
             f"{green} instance(s) while it runs, then the {blue} ones are removed?"
         ):
             raise RefusedError("nothing was changed: the update was declined")
+        return self._swap(record, spec, packed, (both, switched, done), result, "blue-green")
+
+    def upgrade(self, deployment_id: str, *, plan: Plan) -> DeploymentState:
+        """Grow a stage-1 deployment into production without stopping it.
+
+        The spec is recompiled with the production profile; the plan and the monthly
+        cost difference are shown. Then, as a blue-green swap: a stack update (through a
+        change set, shown and checked first: the database must be modified in place,
+        never replaced) adds the NAT gateways, the private subnets, Multi-AZ, the read
+        replica and backups, and the production instances in the standby colour while
+        the stage-1 instance keeps serving from its public subnet; the release is
+        deployed there and checked through the standby rule; the listener switches; the
+        stage-1 instance is removed."""
+        try:
+            record = self.parts.store.get(deployment_id)
+            with record.lock("upgrade"):
+                state = record.load()
+                if state.status != Status.DEPLOYED:
+                    raise RefusedError(
+                        f"{deployment_id} is {state.status.value}: only a deployed "
+                        "deployment is upgraded",
+                        next_step=f"`hivemind status {deployment_id}`",
+                    )
+                spec = record.spec()
+                if spec.profile == "production":
+                    raise RefusedError(f"{deployment_id} is already a production deployment")
+                if state.source is None:
+                    raise BadInputError(
+                        f"{deployment_id} has no recorded source (it was made by an older "
+                        "HiveMind)",
+                        next_step=f"`hivemind destroy {deployment_id}`, then deploy again",
+                    )
+                return self._upgrade(record, spec, plan)
+        finally:
+            self._keep_agent_calls(deployment_id)
+            self._keep_report(deployment_id)
+
+    def _upgrade(
+        self, record: DeploymentRecord, spec: DeploymentSpec, plan: Plan
+    ) -> DeploymentState:
+        state = record.load()
+        assert state.source is not None
+        blue = _active_color(state.outputs, spec)
+        green = _other(blue)
+        steps = production_steps(spec, blue)
+        both, _switched, done = steps
+        final = self._stage(record, "synth", lambda: self._synth(record, done))
+        self.parts.say(plan(final, record.folder, self._deployed_template(state.stack_name)))
+        now_usd, then_usd = state.monthly_usd, final.cost.total_usd
+        self.parts.say(
+            f"Monthly cost: ${now_usd:,.2f} now, about ${then_usd:,.2f} in production "
+            f"({then_usd - now_usd:+,.2f})."
+        )
+        for note in _kept_sizes(spec):
+            self.parts.say(f"note: {note}")
+        packed = self._pack(
+            record, self._recorded_source(state.source), state.source.version, remember=False
+        )
+        result = self._stage(record, "synth", lambda: self._synth(record, both))
+        serving_ids = {r.instance_id for r in state.releases}
+        review = self._upgrade_review(record.deployment_id, serving_ids, green)
+        return self._swap(record, spec, packed, steps, result, "upgrade", review=review)
+
+    def _upgrade_review(
+        self, deployment_id: str, serving: set[str], green: str
+    ) -> Callable[[list[dict[str, Any]]], None]:
+        """What checks the upgrade's change set before it runs: shown to the user; the
+        database never replaced, the serving instances untouched; then confirmed."""
+
+        def review(changes: list[dict[str, Any]]) -> None:
+            self.parts.say(_render_change_set(changes))
+            blocked = _upgrade_blockers(changes, serving)
+            if blocked:
+                raise RefusedError(
+                    "the upgrade would interrupt the deployment, so nothing was changed",
+                    cause=blocked[0],
+                    details=blocked[1:],
+                    next_step=f"`hivemind status {deployment_id}`; a database that must be "
+                    "replaced needs a new deployment and a data migration",
+                )
+            if not self.parts.confirm(
+                f"Apply these {len(changes)} changes to {deployment_id}: production "
+                f"instances in {green}, then switch to them?"
+            ):
+                raise RefusedError("nothing was changed: the upgrade was declined")
+
+        return review
+
+    def _swap(
+        self,
+        record: DeploymentRecord,
+        spec: DeploymentSpec,
+        packed: SourceRecord,
+        steps: tuple[DeploymentSpec, DeploymentSpec, DeploymentSpec],
+        result: SynthResult,
+        how: UpdateKind,
+        *,
+        review: Review | None = None,
+    ) -> DeploymentState:
+        """The blue-green swap through three specs: `both` (the standby colour gets
+        instances), `switched` (the listener on it), `done` (the old colour gone)."""
+        both, switched, done = steps
+        state = record.load()
+        blue = _active_color(state.outputs, spec)
+        green = _other(blue)
         serving = state.releases
         record.update(
             status=Status.UPDATING,
             update=UpdateProgress(
-                how="blue-green",
+                how=how,
                 release_id=packed.release_id,
-                version=version,
+                version=packed.version,
                 from_color=blue,
             ),
         )
         try:
             record.save_spec(both)
-            self._provision(record, result, f"provision {green}")
+            self._provision(record, result, f"provision {green}", review)
             self._progress(record, f"{green} provisioned")
             instances = self._stage(
                 record,
@@ -359,6 +464,10 @@ class Conductor:
                 check=lambda results: self._verify_failure(record, results),
             )
             self._progress(record, f"{green} verified")
+        except RefusedError as refused:  # the change set was declined: nothing changed
+            record.save_spec(spec)
+            self._back_in_service(record, serving, refused)
+            raise
         except HiveMindError as error:
             self._restore_spec(record, spec, f"remove {green}", serving, error)
             raise
@@ -376,7 +485,8 @@ class Conductor:
             self._restore_spec(record, spec, "switch back", serving, error, via=both)
             raise
         self._provision_spec(record, done, f"retire {blue}")
-        return self._in_service(record, packed, "blue-green", checks)
+        record.update(profile=done.profile)
+        return self._in_service(record, packed, how, checks)
 
     def _rolling_update(
         self, record: DeploymentRecord, spec: DeploymentSpec, version: str | None
@@ -766,7 +876,11 @@ class Conductor:
         return result
 
     def _provision(
-        self, record: DeploymentRecord, synth: SynthResult, stage: str = "provision"
+        self,
+        record: DeploymentRecord,
+        synth: SynthResult,
+        stage: str = "provision",
+        review: Review | None = None,
     ) -> DeploymentState:
         provisioner = Provisioner(
             self.parts.cloudformation, self.parts.environment, self.parts.display, record.log
@@ -783,6 +897,7 @@ class Conductor:
                 total,
                 record.folder / "cdk-cli.log",
                 _parameters(record),
+                review,
             ),
             check=lambda r: None if r.ok else self._provision_failure(record, r),
         )
@@ -1103,7 +1218,7 @@ class Conductor:
                     update={"status": Status.FAILED, "failed_stage": name, "diagnosis": None}
                 )
             )
-            if isinstance(error, HiveMindError):
+            if isinstance(error, HiveMindError) and not isinstance(error, RefusedError):
                 self._diagnose(record, name, error)
             raise
         self._finish(record, stage, started, "ok", "")
@@ -1132,6 +1247,103 @@ def _parameters(record: DeploymentRecord) -> dict[str, str]:
     if record.spec().app.port is not None:
         parameters[STANDBY_TOKEN_PARAMETER] = ensure_standby_token(record.folder)
     return parameters
+
+
+def _other(color: str) -> str:
+    return "green" if color == "blue" else "blue"
+
+
+def production_steps(
+    spec: DeploymentSpec, serving: str
+) -> tuple[DeploymentSpec, DeploymentSpec, DeploymentSpec]:
+    """The three specs of an upgrade from stage-1: production beside the serving colour
+    (kept in its public subnets), switched to production, the stage-1 colour gone.
+
+    What the operator chose stays (the instance type and the database class are not
+    changed here: changing them would replace or restart what serves); the production
+    instance count applies unless a larger one was chosen; SSH from the operator's
+    address, which stage-1 detected for itself, is dropped at the end (production is
+    reached through the Instance Connect Endpoint)."""
+    from hivemind.resolve import PROFILE_DEFAULTS
+
+    how = Provenance(source=SpecSource.USER, evidence="hivemind upgrade --to-production")
+    count = max(int(PROFILE_DEFAULTS["production"]["compute.count"]), spec.compute.count)
+    both = spec.with_changes(
+        {
+            "profile": "production",
+            "compute.public_color": serving,
+            "compute.standby_count": count,
+        },
+        how,
+    )
+    switched = both.with_changes(
+        {
+            "compute.active_color": _other(serving),
+            "compute.count": count,
+            "compute.standby_count": spec.compute.count,
+        },
+        how,
+    )
+    final: dict[str, object] = {"compute.standby_count": 0, "compute.public_color": None}
+    ssh = spec.provenance.get("access.ssh_cidr")
+    if spec.access.ssh_cidr and ssh is not None and ssh.source == SpecSource.DETECTED:
+        final["access.ssh_cidr"] = None
+    return both, switched, switched.with_changes(final, how)
+
+
+def _kept_sizes(spec: DeploymentSpec) -> list[str]:
+    """What the upgrade keeps although production's default differs."""
+    from hivemind.resolve import PROFILE_DEFAULTS
+
+    defaults = PROFILE_DEFAULTS["production"]
+    kept = []
+    if spec.compute.instance_type != defaults["compute.instance_type"]:
+        kept.append(
+            f"the instances stay {spec.compute.instance_type} (production's default is "
+            f"{defaults['compute.instance_type']}): another type would replace them"
+        )
+    if (
+        spec.database.engine != "none"
+        and spec.database.instance_class != defaults["database.instance_class"]
+    ):
+        kept.append(
+            f"the database stays {spec.database.instance_class} (production's default is "
+            f"{defaults['database.instance_class']}): a class change restarts it"
+        )
+    return kept
+
+
+def _upgrade_blockers(changes: list[dict[str, Any]], serving: set[str]) -> list[str]:
+    """Why a change set would interrupt the deployment: a database replaced or removed
+    (or CloudFormation not saying), a serving instance replaced or removed."""
+    found = []
+    for change in changes:
+        kind, action = change.get("ResourceType"), change.get("Action")
+        name = f"{change.get('LogicalResourceId')} ({kind})"
+        replacement = change.get("Replacement")
+        if kind == "AWS::RDS::DBInstance" and action in ("Modify", "Remove"):
+            if action == "Remove":
+                found.append(f"{name} would be deleted")
+            elif replacement in ("True", "Conditional"):
+                found.append(f"{name} would be replaced (Replacement: {replacement})")
+            elif replacement is None:
+                found.append(f"{name}: CloudFormation did not say whether it is replaced")
+        touched = action == "Remove" or replacement in ("True", "Conditional")
+        if kind == "AWS::EC2::Instance" and change.get("PhysicalResourceId") in serving and touched:
+            found.append(f"{name}, which serves now, would be replaced or removed")
+    return found
+
+
+def _render_change_set(changes: list[dict[str, Any]]) -> str:
+    lines = [f"Change set: {len(changes)} change(s)"]
+    for change in changes:
+        replacement = change.get("Replacement")
+        replaced = f" (replacement: {replacement})" if change.get("Action") == "Modify" else ""
+        lines.append(
+            f"  {change.get('Action', '?'):<7} {change.get('LogicalResourceId')} "
+            f"{change.get('ResourceType')}{replaced}"
+        )
+    return "\n".join(lines)
 
 
 def _serving_release(state: DeploymentState) -> str:

@@ -28,6 +28,11 @@ WAIT_LIMIT_SECONDS = 3 * 3600
 _TAIL_LINES = 15
 
 
+# Reads a change set's resource changes (DescribeChangeSet's ResourceChange items)
+# before it runs; raising stops it.
+Review = Callable[[list[dict[str, Any]]], None]
+
+
 @dataclass(frozen=True)
 class ProvisionResult:
     ok: bool
@@ -61,7 +66,12 @@ class Provisioner:
         total_resources: int,
         cli_log: Path,
         parameters: dict[str, str] | None = None,
+        review: Review | None = None,
     ) -> ProvisionResult:
+        """Deploy the assembly's stack and follow it. With `review`, an existing stack
+        is changed through a change set: created without executing it, its changes
+        given to `review` (which raises to stop; the change set is then deleted), then
+        executed and followed."""
         node = toolchain.find_node()
         if node is None or toolchain.cdk_installed_version(node) != toolchain.CDK_CLI_VERSION:
             raise HiveMindError(
@@ -71,6 +81,7 @@ class Provisioner:
             )
         self._clear_blockers(stack_name)
         outputs_file = cdk_out.parent / "outputs.json"
+        outputs_file.unlink(missing_ok=True)  # a change set run writes none: never a stale one
         command = toolchain.cdk_command(
             node,
             "deploy",
@@ -85,6 +96,10 @@ class Provisioner:
             "events",
             *[f"--parameters={name}={value}" for name, value in (parameters or {}).items()],
         )
+        change_set = None
+        if review is not None and stack_status(self.cloudformation, stack_name) is not None:
+            change_set = f"hivemind-{time.strftime('%Y%m%d%H%M%S')}"
+            command += ["--no-execute", "--change-set-name", change_set]
         started = time.monotonic()
         progress = StackProgress(stack_name, total_resources)
         since = _latest_event_id(self.cloudformation, stack_name)
@@ -103,6 +118,8 @@ class Provisioner:
                 process.terminate()
                 process.wait(timeout=30)
                 raise
+        if change_set is not None and review is not None and process.returncode == 0:
+            self._execute_reviewed(stack_name, change_set, review, progress, since)
         self._follow(progress, stack_name, since)
         self.display.finish()
         status = stack_status(self.cloudformation, stack_name)
@@ -122,6 +139,46 @@ class Provisioner:
             seconds=time.monotonic() - started,
             cli_tail="\n".join(tail),
         )
+
+    def _execute_reviewed(
+        self,
+        stack_name: str,
+        change_set: str,
+        review: Review,
+        progress: StackProgress,
+        since: str | None,
+    ) -> None:
+        """Show the change set to `review`, then execute it and follow the stack until
+        CloudFormation is done (a change set without changes is deleted, not run)."""
+        import botocore.exceptions  # lazy
+
+        try:
+            described = self.cloudformation.describe_change_set(
+                StackName=stack_name, ChangeSetName=change_set
+            )
+        except botocore.exceptions.ClientError:  # the CDK CLI deletes an empty change set
+            self.log(f"change set {change_set}: no changes")
+            return
+        changes = [c["ResourceChange"] for c in described.get("Changes", [])]
+        if described.get("Status") == "FAILED" or not changes:
+            self.log(f"change set {change_set}: {described.get('StatusReason') or 'no changes'}")
+            self.cloudformation.delete_change_set(StackName=stack_name, ChangeSetName=change_set)
+            return
+        try:
+            review(changes)
+        except BaseException:
+            self.cloudformation.delete_change_set(StackName=stack_name, ChangeSetName=change_set)
+            self.log(f"change set {change_set}: not executed")
+            raise
+        self.log(f"change set {change_set}: executing {len(changes)} change(s)")
+        self.cloudformation.execute_change_set(StackName=stack_name, ChangeSetName=change_set)
+        deadline = time.monotonic() + WAIT_LIMIT_SECONDS
+        while time.monotonic() < deadline:
+            self._follow(progress, stack_name, since)
+            status = stack_status(self.cloudformation, stack_name) or ""
+            if not status.endswith("_IN_PROGRESS"):
+                return
+            time.sleep(POLL_SECONDS)
 
     def bootstrapped(self) -> bool:
         """Whether this account and region have the CDK bootstrap stack."""

@@ -118,7 +118,7 @@ class InstanceRelease(BaseModel):
     kept_releases: list[str] = Field(default_factory=list)
 
 
-UpdateKind = Literal["deploy", "blue-green", "rolling", "switch"]
+UpdateKind = Literal["deploy", "blue-green", "rolling", "switch", "upgrade"]
 
 
 class ReleaseEvent(BaseModel):

@@ -258,6 +258,7 @@ class _Resolver:
         )
         self.pick("compute.active_color", None, "blue", "the first release runs on blue")
         self.pick("compute.standby_count", None, 0, "no standby instances between updates")
+        self.pick("compute.public_color", None, None, "set only while upgrading to production")
         self.pick("access.certificate_arn", None, None, "no certificate: HTTP on port 80")
         self.pick("access.ssh_cidr", None, None, "no SSH rule (set --ssh-cidr to add one)")
         self._region()

@@ -191,6 +191,11 @@ class ComputeSpec(_Frozen):
     count: Annotated[int, Field(ge=1, le=20)]
     active_color: Color = "blue"
     standby_count: Annotated[int, Field(ge=0, le=20)] = 0
+    public_color: Color | None = Field(
+        None,
+        description="during an upgrade to production: the colour still placed as in "
+        "stage-1 (public subnets) while the other is built in the private ones",
+    )
 
     def instances(self, color: Color) -> int:
         return self.count if color == self.active_color else self.standby_count
@@ -253,7 +258,15 @@ class DeploymentSpec(_Frozen):
 
     @model_validator(mode="after")
     def _production_is_redundant(self) -> DeploymentSpec:
-        if self.profile == "production" and self.compute.count < 2:
+        compute = self.compute
+        if compute.public_color is not None and self.profile != "production":
+            raise ValueError(
+                "compute.public_color is for an upgrade to production only; in stage-1 "
+                "every instance is in a public subnet"
+            )
+        # While an upgrade builds production beside it, the stage-1 colour serves alone.
+        upgrading = compute.public_color == compute.active_color
+        if self.profile == "production" and compute.count < 2 and not upgrading:
             raise ValueError(
                 "compute.count must be at least 2 for the production profile "
                 "(instances across two availability zones); use profile stage-1 for one instance"

@@ -19,6 +19,7 @@ def run_cli(
     *args: str,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
+    timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m hivemind ARGS` as a user would, in a fresh process."""
     return subprocess.run(
@@ -27,7 +28,7 @@ def run_cli(
         env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
     )
 

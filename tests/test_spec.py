@@ -128,6 +128,44 @@ def test_production_needs_two_instances(tmp_path: Path) -> None:
     assert "stage-1" in caught.value.render()
 
 
+def test_an_upgrade_keeps_the_stage_one_colour_public_and_ends_in_production() -> None:
+    from hivemind.conductor import production_steps
+
+    _, spec = spec_for_repo(
+        str(EXAMPLES / "flask-notes"), Overrides({"profile": ("stage-1", "--stage-1")})
+    )
+    both, switched, done = production_steps(spec, "blue")
+    # Production is built in green while the one stage-1 instance serves from blue.
+    assert (both.profile, both.compute.active_color, both.compute.count) == (
+        "production", "blue", 1,
+    )  # fmt: skip
+    assert (both.compute.public_color, both.compute.standby_count) == ("blue", 2)
+    assert (switched.compute.active_color, switched.compute.count) == ("green", 2)
+    assert switched.compute.standby_count == 1
+    assert (done.compute.public_color, done.compute.standby_count) == (None, 0)
+    # What the operator had stays: sizes; the provenance says who changed what.
+    assert done.compute.instance_type == spec.compute.instance_type
+    assert done.database == spec.database
+    assert done.provenance["profile"].evidence == "hivemind upgrade --to-production"
+    assert done.provenance["app.port"] == spec.provenance["app.port"]
+
+
+def test_a_public_colour_is_for_an_upgrade_to_production_only() -> None:
+    _, spec = spec_for_repo(
+        str(EXAMPLES / "flask-notes"), Overrides({"profile": ("stage-1", "--stage-1")})
+    )
+    document = json.loads(spec.to_json())
+    document["compute"]["public_color"] = "blue"
+    with pytest.raises(ValidationError, match="for an upgrade to production only"):
+        DeploymentSpec.model_validate(document)
+    # In production, one instance is allowed only for the stage-1 colour still serving.
+    document["profile"] = "production"
+    DeploymentSpec.model_validate(document)
+    document["compute"]["public_color"] = "green"
+    with pytest.raises(ValidationError, match="at least 2"):
+        DeploymentSpec.model_validate(document)
+
+
 def test_sqlite_and_mongodb_are_explained_not_provisioned() -> None:
     _, sqlite = spec_for_repo(str(FIXTURES / "ruby-sinatra"))
     assert sqlite.database.engine == "none"

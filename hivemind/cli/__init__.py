@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "deploy": ("deploy", "deploy", "Provision a deployment on AWS (or the sandbox)."),
     "retry": ("deploy", "retry", "Resume a failed deployment where it failed."),
     "update": ("deploy", "update", "Put a new release in service: blue-green, or --rolling."),
+    "upgrade": ("deploy", "upgrade", "Grow a stage-1 deployment into production, live."),
     "destroy": ("destroy", "destroy", "Delete a deployment and check nothing is left."),
     "rollback": ("destroy", "rollback", "Undo a failed deployment, in dependency order."),
     "find-orphans": ("orphans", "find_orphans", "Find (and remove) resources no deployment owns."),

@@ -1,4 +1,4 @@
-"""`hivemind deploy REPO`, `hivemind retry ID` and `hivemind update ID`"""
+"""`hivemind deploy REPO`, `retry ID`, `update ID` and `upgrade ID --to-production`"""
 
 from __future__ import annotations
 
@@ -309,6 +309,62 @@ def update(
             deployment_id,
             version=version,
             rolling=rolling,
+            plan=lambda result, folder, deployed: plan_with_changes(
+                record.spec(), folder, result, deployed, advisor
+            ),
+        )
+    )
+
+
+@click.command()
+@click.argument("deployment_id")
+@click.option(
+    "--to-production",
+    is_flag=True,
+    required=True,
+    help="Grow a stage-1 deployment into the production profile (required: the only "
+    "upgrade there is).",
+)
+@health_timeout_option
+@llm_options
+@yes_option
+def upgrade(
+    deployment_id: str,
+    to_production: bool,
+    yes: bool,
+    health_timeout: float,
+    llm: str | None,
+    llm_region: str | None,
+) -> None:
+    """Upgrade a stage-1 deployment to production, without stopping it.
+
+    The spec is recompiled with the production profile and the plan is shown with
+    the monthly cost before and after. The stack update is a change set, shown and
+    checked first (the database is modified in place, never replaced; the serving
+    instance is not touched): NAT gateways per AZ, private subnets, Multi-AZ, a read
+    replica and 7-day backups for the database, and the production instances in the
+    standby colour, reached through an EC2 Instance Connect Endpoint. The release is
+    deployed and checked there, the load balancer switches to it, and the stage-1
+    instance is removed. A failure before the switch undoes the upgrade; a failed
+    check after it switches back.
+
+    \b
+    Examples:
+      hivemind upgrade shop-k2j4m6p7q3 --to-production
+      hivemind upgrade shop-k2j4m6p7q3 --to-production --yes
+    """
+    from hivemind.records import RecordStore
+    from hivemind.synth_command import plan_with_changes
+
+    if not to_production:
+        raise click.UsageError("name the upgrade: --to-production")
+    record = RecordStore().get(deployment_id)
+    spec = record.spec()
+    advisor = advisor_from(llm, llm_region, spec.region)
+    conductor = _conductor(spec.region, yes, True, health_timeout, advisor)
+    _done(
+        conductor.upgrade(
+            deployment_id,
             plan=lambda result, folder, deployed: plan_with_changes(
                 record.spec(), folder, result, deployed, advisor
             ),
