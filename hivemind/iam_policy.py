@@ -123,6 +123,13 @@ ACTIONS_BY_RESOURCE_TYPE: dict[str, tuple[str, ...]] = {
         "elasticloadbalancing:DeregisterTargets",
         "elasticloadbalancing:DescribeTargetHealth",
     ),
+    "AWS::ElasticLoadBalancingV2::ListenerRule": (
+        "elasticloadbalancing:CreateRule",
+        "elasticloadbalancing:DeleteRule",
+        "elasticloadbalancing:ModifyRule",
+        "elasticloadbalancing:DescribeRules",
+        "elasticloadbalancing:SetRulePriorities",
+    ),
     "AWS::ElasticLoadBalancingV2::Listener": (
         "elasticloadbalancing:CreateListener",
         "elasticloadbalancing:DeleteListener",

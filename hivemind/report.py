@@ -900,7 +900,19 @@ def _next_steps(facts: _Facts) -> tuple[Block, ...]:
             )
     elif state.status == Status.DEPLOYED:
         if _cli_offers("update"):
-            items.append((Code(f"hivemind update {id_}"), " deploys a change"))
+            items.append(
+                (Code(f"hivemind update {id_}"), " puts a new release in service, blue-green")
+            )
+            previous = [e.release_id for e in state.history[:-1]]
+            kept = [
+                r for r in reversed(previous)
+                if state.releases and all(r in i.kept_releases for i in state.releases)
+            ]  # fmt: skip
+            if kept and kept[0] != state.history[-1].release_id:
+                items.append(
+                    (Code(f"hivemind update {id_} --version {kept[0]}"), " switches back to "
+                     "the release before, still kept on the instances, without a build")
+                )  # fmt: skip
         else:
             diff = _sh(
                 "hivemind synth --spec {s} --deployment-id {i}", s=facts.folder / "spec.json", i=id_
