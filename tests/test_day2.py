@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from harness import EXAMPLES, run_cli
 from request_loop import RequestLoop
+from sandbox_harness import Clients
 
 from hivemind.sandbox import control
 
@@ -65,6 +66,12 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", f"version {version}")
         git(repo, "tag", f"v{version}")
+    # A release whose build fails: a requirement no index has.
+    (repo / "requirements.txt").write_text(
+        (repo / "requirements.txt").read_text() + "no-such-package-hivemind==0.0.1\n"
+    )
+    git(repo, "commit", "-q", "-am", "a requirement that does not exist")
+    git(repo, "tag", "broken")
     git(repo, "checkout", "-q", "v1")
     return repo
 
@@ -97,16 +104,32 @@ def post(url: str, body: bytes) -> int:
         return int(answer.status)
 
 
-def update(env: dict[str, str], ident: str, url: str, *args: str, command: str = "update") -> Any:
+def update(
+    env: dict[str, str],
+    ident: str,
+    url: str,
+    *args: str,
+    command: str = "update",
+    exit_code: int = 0,
+) -> Any:
     """`hivemind update ID ARGS --yes` (or `upgrade`) with the request loop running
     throughout."""
     with RequestLoop(url + "/version") as loop:
         result = run_cli(command, ident, *args, "--yes", env=env, timeout=UPDATE_TIMEOUT)
     served = loop.result
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    assert result.returncode == exit_code, result.stdout[-3000:] + result.stderr[-5000:]
     assert served.failures == [], served.failures[:20]
     assert served.served > 50, served
     return served
+
+
+def target_health(env: dict[str, str], group: str) -> dict[str, str]:
+    """Each registered target's state, as the sandbox's DescribeTargetHealth says."""
+    info = control.status(Path(env["HIVEMIND_HOME"]))
+    assert info is not None
+    elbv2 = Clients(info.url, REGION).elbv2
+    described = elbv2.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]
+    return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in described}
 
 
 def versions(bodies: list[str]) -> list[str]:
@@ -188,6 +211,25 @@ def test_upgrade_blue_green_rolling_and_switch_back_drop_no_request(
     assert {r["release_id"] for r in state["releases"]} == {second["release_id"]}
     assert "build" not in state["releases"][0]["seconds"]
     assert first not in {r["release_id"] for r in state["releases"]}
+
+    # A release that fails to build: blue-green stops before the switch and removes
+    # the new instances; rolling stops at the first instance and switches it back.
+    # Either way v2 goes on answering, and no request fails.
+    served = update(env, ident, url, "--version", "broken", exit_code=1)
+    assert versions(served.bodies) == ["2"]
+    state = status(env, ident)
+    assert (state["status"], state["update"]) == ("deployed", None)
+    assert state["outputs"]["GreenInstanceIds"] == "-"
+    assert state["outputs"]["BlueInstanceIds"].split(",") == blue
+    assert "no-such-package-hivemind" in state["note"]
+    assert state["history"][-1]["release_id"] == second["release_id"]
+    served = update(env, ident, url, "--version", "broken", "--rolling", exit_code=1)
+    assert versions(served.bodies) == ["2"]
+    state = status(env, ident)
+    assert (state["status"], state["update"]) == ("deployed", None)
+    assert {r["release_id"] for r in state["releases"]} == {second["release_id"]}
+    health = target_health(env, state["outputs"]["BlueTargetGroupArn"])
+    assert sorted(health) == sorted(blue) and set(health.values()) == {"healthy"}
 
     # The same version again is nothing to do.
     again = run_cli("update", ident, "--version", second["release_id"], "--yes", env=env)
