@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from harness import EXAMPLES, REPO_ROOT, run_cli
@@ -87,6 +88,10 @@ def test_a_wheel_install_works_from_any_directory(tmp_path: Path) -> None:
     )
     assert install.returncode == 0, install.stderr
     assert not (target / "constructs").exists()  # we ship no top-level `constructs`
+    # The sandbox hosts' start-up hooks are a folder of data files, not a package.
+    hooks = "hivemind/sandbox/host_tools/one_address"
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"{hooks}/sitecustomize.py", f"{hooks}/node_listen.cjs"} <= shipped
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -97,6 +102,22 @@ def test_a_wheel_install_works_from_any_directory(tmp_path: Path) -> None:
     assert hivemind_file.startswith(str(target))
     assert ours.startswith(str(target / "hivemind_constructs"))
     assert agents.startswith(str(target / "hivemind_agents"))
+    hooks_run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from hivemind.sandbox.host_tools import units\n"
+            "print(units.START_UP_HOOKS / 'sitecustomize.py', units.NODE_HOOK)",
+        ],
+        cwd=elsewhere,
+        env={**os.environ, "PYTHONPATH": str(target)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert hooks_run.returncode == 0, hooks_run.stderr
+    for hook in hooks_run.stdout.split():
+        assert hook.startswith(str(target)) and Path(hook).is_file()
     help_run = subprocess.run(
         [sys.executable, "-m", "hivemind", "--help"],
         cwd=elsewhere,

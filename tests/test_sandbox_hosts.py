@@ -3,7 +3,8 @@ launched from a template gets a loopback address (its private and public IP), pr
 its host key to the console in cloud-init's format, and lets Fabric, with that key
 pinned, log in as ec2-user with the key pair's key only; commands and SFTP reach the
 host's own /opt, /tmp, /etc/systemd/system and /var/log; its systemctl runs services
-bound to the host's address, journalctl shows their output, and its aws reads secrets;
+bound to the host's address (Python and Node programs too that a script starts on the
+wildcard, two hosts on one port), journalctl shows their output, and its aws reads secrets;
 injected faults refuse connections and fail commands; deleting the stack stops every
 process the host ran. One sandbox server and one host serve most tests here."""
 
@@ -15,12 +16,14 @@ import io
 import json
 import os
 import secrets
+import shutil
 import socket
+import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ from fabric import Connection
 from sandbox_harness import Clients, destroy, outputs
 
 from hivemind.sandbox import control, hosts, runtime
-from hivemind.sandbox.host_tools import namespace, units
+from hivemind.sandbox.host_tools import ADDRESS_VARIABLE, PATH_VARIABLE, namespace, units
 from hivemind.sandbox.server import SandboxServer, start_server
 
 REGION = "us-east-2"  # apart from the other sandbox tests' region
@@ -222,6 +225,22 @@ def ssh(box: Box, pinned: Path) -> Iterator[Any]:
     connection.close()
 
 
+@pytest.fixture(scope="module")
+def twin(aws: Clients, keys: Path) -> Box:
+    """A second instance, in a stack of its own: `box`'s neighbour on this machine."""
+    key_file, public_key = new_key(keys, "id_twin")
+    return deploy(aws, "twin", template(public_key), key_file)
+
+
+@pytest.fixture(scope="module")
+def twin_ssh(aws: Clients, twin: Box, keys: Path) -> Iterator[Any]:
+    connection = connect(
+        twin, known_hosts(keys, twin.address, console_host_key(aws, twin.instance_id))
+    )
+    yield connection
+    connection.close()
+
+
 def run(connection: Any, command: str) -> Any:
     return connection.run(command, hide=True, warn=True, in_stream=False)
 
@@ -407,6 +426,211 @@ def test_a_service_binds_the_hosts_address_and_logs_to_its_journal(ssh: Any, box
     assert not units.alive(pid)
     assert port_closed(box.address, port)
     assert "Stopped Shop web." in run(ssh, "journalctl -u shop -o cat").stdout
+
+
+def start_from_a_script(connection: Any, box: Box, app: str, program: str) -> None:
+    """Start `app` the way a deploy does: a unit whose ExecStart runs a bash script that
+    execs `program` in /opt/<app>/site, a folder holding host.txt, which names the host."""
+    site = f"/opt/{app}/site"
+    made = run(connection, f"sudo mkdir -p {site} && echo {box.instance_id} > {site}/host.txt")
+    assert made.exited == 0, made.stderr
+    script = f"#!/bin/bash\ncd {site}\nexec {program}\n"
+    connection.put(io.StringIO(script), f"/opt/{app}/start.sh")
+    unit = f"[Unit]\nDescription={app}\n[Service]\nExecStart=/bin/bash /opt/{app}/start.sh\n"
+    connection.put(io.StringIO(unit), f"/etc/systemd/system/{app}.service")
+    started = run(connection, f"sudo systemctl start {app}")
+    assert started.exited == 0, started.stderr
+
+
+def host_page(box: Box, port: int) -> str:
+    """What `box`'s address answers at `port` for host.txt."""
+    return answers(f"http://{box.address}:{port}/host.txt").decode().strip()
+
+
+def assert_each_host_answers_for_itself(
+    hosts_: list[tuple[Any, Box]], app: str, program: str, port: int
+) -> None:
+    """Start `app` on each host in turn, each once the one before answers; then each
+    host's address answers with its own host.txt, and every service is still active."""
+    try:
+        for connection, box in hosts_:
+            start_from_a_script(connection, box, app, program)
+            assert host_page(box, port) == box.instance_id
+        for connection, box in hosts_:
+            assert host_page(box, port) == box.instance_id
+            assert run(connection, f"systemctl is-active {app}").stdout == "active\n"
+            pid = int(run(connection, f"systemctl show -p MainPID --value {app}").stdout)
+            # No rewrite of the command line reached the program: the hook did it.
+            assert box.address.encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    finally:
+        for connection, _box in hosts_:
+            run(connection, f"sudo systemctl stop {app}")
+    for _connection, box in hosts_:
+        assert port_closed(box.address, port)
+
+
+def test_two_hosts_serve_python_on_one_port_though_a_script_binds_the_wildcard(
+    ssh: Any, box: Box, twin_ssh: Any, twin: Box
+) -> None:
+    port = free_port("0.0.0.0")
+    program = f"python3 -u -m http.server --bind 0.0.0.0 {port}"
+    assert_each_host_answers_for_itself([(ssh, box), (twin_ssh, twin)], "pages", program, port)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH")
+def test_two_hosts_serve_node_on_one_port_though_it_listens_on_no_host(
+    ssh: Any, box: Box, twin_ssh: Any, twin: Box
+) -> None:
+    port = free_port("0.0.0.0")
+    server = (
+        'const fs = require("fs"); require("http")'
+        '.createServer((request, response) => response.end(fs.readFileSync("host.txt")))'
+        f".listen({port})"
+    )
+    program = f"node -e '{server}'"
+    assert_each_host_answers_for_itself([(ssh, box), (twin_ssh, twin)], "nodepages", program, port)
+
+
+HOOK_ADDRESS = "127.0.0.9"  # any loopback address binds
+
+
+def on_a_host(unit: units.Unit) -> dict[str, str]:
+    """`unit`'s environment on a host at HOOK_ADDRESS, this machine's PATH its PATH."""
+    return units.service_environment(
+        unit, {ADDRESS_VARIABLE: HOOK_ADDRESS, PATH_VARIABLE: os.environ["PATH"]}
+    )
+
+
+def test_services_get_the_start_up_hooks_before_their_own_path_and_after_their_options(
+    tmp_path: Path,
+) -> None:
+    env_file = tmp_path / "app.env"
+    env_file.write_text("NODE_OPTIONS=--max-old-space-size=256\n")
+    unit = units.Unit(
+        name="app.service",
+        path=tmp_path / "app.service",
+        description="app",
+        exec_start=("/bin/true",),
+        environment=("PYTHONPATH=/opt/app/lib",),
+        environment_files=(str(env_file),),
+    )
+    hooks, require = str(units.START_UP_HOOKS), f'--require "{units.NODE_HOOK}"'
+    assert (units.START_UP_HOOKS / "sitecustomize.py").is_file() and units.NODE_HOOK.is_file()
+
+    env = on_a_host(unit)
+    assert env["PYTHONPATH"] == f"{hooks}{os.pathsep}/opt/app/lib"
+    assert env["NODE_OPTIONS"] == f"--max-old-space-size=256 {require}"
+    assert env["HOST"] == HOOK_ADDRESS
+
+    bare = on_a_host(replace(unit, environment=(), environment_files=()))
+    assert (bare["PYTHONPATH"], bare["NODE_OPTIONS"]) == (hooks, require)
+
+    # Without an address (not on a host) a service keeps what it set, and no more.
+    off_host = units.service_environment(unit, {})
+    assert off_host["PYTHONPATH"] == "/opt/app/lib"
+    assert off_host["NODE_OPTIONS"] == "--max-old-space-size=256"
+    assert "HOST" not in off_host
+
+
+PYTHON_BINDS = """
+import socket
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        return probe.getsockname()[1]
+
+def bound(family, host, port=None, v6only=None):
+    with socket.socket(family) as server:
+        if v6only is not None:
+            server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, v6only)
+        server.bind((host, free_port() if port is None else port))
+        print(server.getsockname()[0])
+
+bound(socket.AF_INET, "0.0.0.0")
+bound(socket.AF_INET, "")
+bound(socket.AF_INET, "127.0.0.1")
+bound(socket.AF_INET, "0.0.0.0", port=0)
+try:
+    socket.socket(socket.AF_INET6).close()
+except OSError:
+    print("no IPv6")
+else:
+    bound(socket.AF_INET6, "::", v6only=0)
+    bound(socket.AF_INET6, "::", v6only=1)
+"""
+
+
+def test_a_services_python_binds_the_hosts_address_and_still_runs_its_own_sitecustomize(
+    tmp_path: Path,
+) -> None:
+    own = tmp_path / "lib"
+    own.mkdir()
+    (own / "sitecustomize.py").write_text('print("the app\'s own sitecustomize ran")\n')
+    unit = units.Unit(
+        name="binds.service",
+        path=tmp_path / "binds.service",
+        description="binds",
+        exec_start=("/bin/true",),
+        environment=(f"PYTHONPATH={own}",),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", PYTHON_BINDS],
+        env=on_a_host(unit),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:5] == [
+        "the app's own sitecustomize ran",
+        HOOK_ADDRESS,
+        HOOK_ADDRESS,
+        "127.0.0.1",  # an address of its own is left alone
+        "0.0.0.0",  # so is port 0: a client's source, or any free port
+    ]
+    # A dual-stack socket on :: would take the port on every IPv4 address; IPv6-only not.
+    assert lines[5:] in (["no IPv6"], [f"::ffff:{HOOK_ADDRESS}", "::"])
+
+
+NODE_LISTENS = """
+const net = require("net");
+const forms = [
+  (server, ready) => server.listen(0, ready),
+  (server, ready) => server.listen(0, "::", 511, ready),
+  (server, ready) => server.listen({ port: 0, host: "0.0.0.0" }, ready),
+  (server, ready) => server.listen(ready),
+  (server, ready) => server.listen(0, "127.0.0.1", ready),
+];
+(async () => {
+  for (const form of forms) {
+    const server = net.createServer();
+    await new Promise((ready) => form(server, ready));
+    console.log(server.address().address);
+    await new Promise((closed) => server.close(closed));
+  }
+})();
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not on PATH")
+def test_a_services_node_listens_on_the_hosts_address(tmp_path: Path) -> None:
+    unit = units.Unit(
+        name="listens.service",
+        path=tmp_path / "listens.service",
+        description="listens",
+        exec_start=("/bin/true",),
+    )
+    result = subprocess.run(
+        ["node", "-e", NODE_LISTENS],
+        env=on_a_host(unit),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [HOOK_ADDRESS] * 4 + ["127.0.0.1"]
 
 
 def test_a_crashing_service_is_restarted_then_fails_and_says_why(ssh: Any) -> None:

@@ -27,11 +27,18 @@ When the sandbox's CloudFormation engine creates an `AWS::EC2::Instance`
 **One address per host.** All hosts share this machine's network stack. An app that
 binds the wildcard address 0.0.0.0 takes its port on *every* loopback address: the
 second host running the same app would fail with "address in use", and a load balancer
-forwarding to one host's address could reach another host's app. So the host's
-systemctl replaces 0.0.0.0 in a service's ExecStart (and any environment value that is
-exactly 0.0.0.0) by the host's address, and sets HOST to it, which most web frameworks
-read. An app that binds the wildcard without saying so (`python -m http.server` without
-`--bind`) still takes its port on every address.
+forwarding to one host's address could reach another host's app. So every service the
+host's systemctl starts binds the host's address where it asks for the wildcard,
+whatever script launched it (a deploy's `ExecStart=/bin/bash .../start.sh` that execs
+`gunicorn --bind 0.0.0.0:$PORT`, say): its Python programs load a `sitecustomize` that
+rewrites `socket.bind` to 0.0.0.0 or "" (and :: on a dual-stack socket) on any port but
+0, and its Node programs a `--require`d hook that rewrites `listen()` with no host,
+0.0.0.0 or :: (`host_tools/one_address`, put on PYTHONPATH and NODE_OPTIONS by
+`units.service_environment`). systemctl also replaces 0.0.0.0 in ExecStart and in any
+environment value that is exactly 0.0.0.0, and sets HOST to the address, which most
+web frameworks read. Still shared: the wildcard bound by a program in another language,
+by Python started with -I, -E or -S (no PYTHONPATH or no `site`), by an IPv6-only socket
+on ::, and by a command run over SSH rather than as a service.
 
 **What stands in for the instance role.** Every process of a host gets
 AWS_ENDPOINT_URL (the sandbox's own endpoint, learned from the request that created

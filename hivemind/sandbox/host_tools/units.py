@@ -41,6 +41,10 @@ SUPPORTED_TYPES = SIMPLE_TYPES | {"oneshot"}
 CLEAN_SIGNALS = frozenset({"HUP", "INT", "TERM", "PIPE"})
 _WILDCARD = re.compile(r"(?<![\d.])0\.0\.0\.0(?![\d.])")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The start-up hooks that make a service's wildcard binds take the host's address, in
+# Python (`sitecustomize`, on PYTHONPATH) and Node (`--require`d through NODE_OPTIONS).
+START_UP_HOOKS = Path(__file__).resolve().with_name("one_address")
+NODE_HOOK = START_UP_HOOKS / "node_listen.cjs"
 
 
 class UnitError(Exception):
@@ -220,9 +224,13 @@ def service_environment(unit: Unit, instance: Mapping[str, str]) -> dict[str, st
     `instance` holds the variables every process of the host gets (see `host_tools`).
     A service does not inherit the environment of whoever started it. `Environment=`
     comes first and `EnvironmentFile=` overrides it, as in systemd; a missing file
-    without a leading `-` is an error (OSError). Then the host's one address stands in
-    for the wildcard: `HOST` is set to it unless the unit names another address, and any
-    value that is exactly `0.0.0.0` becomes it (see `hosts` for why)."""
+    without a leading `-` is an error (OSError). Then, on a host with an address, that
+    address stands in for the wildcard (see `hosts` for why): `HOST` is set to it unless
+    the unit names another address, any value that is exactly `0.0.0.0` becomes it, and
+    the start-up hooks (`START_UP_HOOKS`) go first on PYTHONPATH and into NODE_OPTIONS
+    (after the unit's own options), so that every Python and Node program the service
+    runs, from whatever script, binds the host's address when it asks for the
+    wildcard."""
     address = instance.get(ADDRESS_VARIABLE, "")
     env = {
         "PATH": instance.get(PATH_VARIABLE, os.defpath),
@@ -248,7 +256,15 @@ def service_environment(unit: Unit, instance: Mapping[str, str]) -> dict[str, st
     if address:
         env = {key: address if value == "0.0.0.0" else value for key, value in env.items()}
         env.setdefault("HOST", address)
+        hooks, require = str(START_UP_HOOKS), f"--require {_node_quoted(NODE_HOOK)}"
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (hooks, env.get("PYTHONPATH"))))
+        env["NODE_OPTIONS"] = " ".join(filter(None, (env.get("NODE_OPTIONS"), require)))
     return env
+
+
+def _node_quoted(path: Path) -> str:
+    """`path` as one word of NODE_OPTIONS, which Node splits at spaces outside quotes."""
+    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass(frozen=True)
@@ -264,8 +280,10 @@ def expand_command(line: str, unit: Unit, env: Mapping[str, str]) -> Command:
     """An `Exec*=` line as systemd runs it: prefixes (`-` ignore failure, `@` argv[0], `:` no
     expansion, `+`/`!` privileges: ignored), `%` specifiers, `$VAR` (split into words) and
     `${VAR}` (one word) from the service environment, the executable looked up on its PATH
-    when not absolute, and the wildcard address `0.0.0.0` replaced by the host's address.
-    UnitError when the executable cannot be found (systemd's 203/EXEC)."""
+    when not absolute, and the wildcard address `0.0.0.0` replaced by the host's address
+    (a program the line runs through a script is covered by the start-up hooks of
+    `service_environment`). UnitError when the executable cannot be found (systemd's
+    203/EXEC)."""
     ignore_failure = no_expand = own_argv0 = False
     text = line.strip()
     while text and text[0] in "-@:+!":
