@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -63,6 +62,17 @@ from hivemind.spec import DeploymentSpec, Provenance
 from hivemind.spec import Source as SpecSource
 from hivemind.synth import SynthResult, synthesize
 from hivemind.template_diff import template_of
+from hivemind.update_plan import (
+    Steps,
+    blue_green_steps,
+    kept_release,
+    kept_sizes,
+    other_color,
+    production_steps,
+    render_change_set,
+    serving_release,
+    upgrade_blockers,
+)
 from hivemind_agents.base import Advisor
 
 # Shows the plan: the synth result, its folder, and the template deployed now (if any).
@@ -299,8 +309,8 @@ class Conductor:
                         next_step=f"`hivemind destroy {deployment_id}`, then deploy again",
                     )
                 spec = record.spec()
-                kept = _kept_release(state, version)
-                if kept is not None and kept == _serving_release(state):
+                kept = kept_release(state, version)
+                if kept is not None and kept == serving_release(state):
                     self.parts.say(f"{deployment_id} already serves release {kept}.")
                     return state
                 if kept is not None:
@@ -318,13 +328,10 @@ class Conductor:
         state = record.load()
         assert state.source is not None
         blue = _active_color(state.outputs, spec)
-        green = _other(blue)
+        green = other_color(blue)
         packed = self._pack(record, self._recorded_source(state.source), version, remember=False)
-        how = Provenance(source=SpecSource.USER, evidence="hivemind update (blue-green)")
-        both = spec.with_changes({"compute.standby_count": spec.compute.count}, how)
-        switched = both.with_changes({"compute.active_color": green}, how)
-        done = switched.with_changes({"compute.standby_count": 0}, how)
-        result = self._stage(record, "synth", lambda: self._synth(record, both))
+        steps = blue_green_steps(spec, blue)
+        result = self._stage(record, "synth", lambda: self._synth(record, steps[0]))
         self.parts.say(plan(result, record.folder, self._deployed_template(state.stack_name)))
         count = spec.compute.count
         if not self.parts.confirm(
@@ -332,7 +339,7 @@ class Conductor:
             f"{green} instance(s) while it runs, then the {blue} ones are removed?"
         ):
             raise RefusedError("nothing was changed: the update was declined")
-        return self._swap(record, spec, packed, (both, switched, done), result, "blue-green")
+        return self._swap(record, spec, packed, steps, result, "blue-green")
 
     def upgrade(self, deployment_id: str, *, plan: Plan) -> DeploymentState:
         """Grow a stage-1 deployment into production without stopping it.
@@ -375,7 +382,7 @@ class Conductor:
         state = record.load()
         assert state.source is not None
         blue = _active_color(state.outputs, spec)
-        green = _other(blue)
+        green = other_color(blue)
         steps = production_steps(spec, blue)
         both, _switched, done = steps
         final = self._stage(record, "synth", lambda: self._synth(record, done))
@@ -385,7 +392,7 @@ class Conductor:
             f"Monthly cost: ${now_usd:,.2f} now, about ${then_usd:,.2f} in production "
             f"({then_usd - now_usd:+,.2f})."
         )
-        for note in _kept_sizes(spec):
+        for note in kept_sizes(spec):
             self.parts.say(f"note: {note}")
         packed = self._pack(
             record, self._recorded_source(state.source), state.source.version, remember=False
@@ -402,8 +409,8 @@ class Conductor:
         database never replaced, the serving instances untouched; then confirmed."""
 
         def review(changes: list[dict[str, Any]]) -> None:
-            self.parts.say(_render_change_set(changes))
-            blocked = _upgrade_blockers(changes, serving)
+            self.parts.say(render_change_set(changes))
+            blocked = upgrade_blockers(changes, serving)
             if blocked:
                 raise RefusedError(
                     "the upgrade would interrupt the deployment, so nothing was changed",
@@ -425,7 +432,7 @@ class Conductor:
         record: DeploymentRecord,
         spec: DeploymentSpec,
         packed: SourceRecord,
-        steps: tuple[DeploymentSpec, DeploymentSpec, DeploymentSpec],
+        steps: Steps,
         result: SynthResult,
         how: UpdateKind,
         *,
@@ -436,7 +443,7 @@ class Conductor:
         both, switched, done = steps
         state = record.load()
         blue = _active_color(state.outputs, spec)
-        green = _other(blue)
+        green = other_color(blue)
         serving = state.releases
         record.update(
             status=Status.UPDATING,
@@ -564,7 +571,7 @@ class Conductor:
         from hivemind.deployer.rolling import RollingFailed
 
         state = record.load()
-        previous = _serving_release(state)
+        previous = serving_release(state)
         color = _active_color(state.outputs, spec)
         record.update(
             status=Status.UPDATING,
@@ -669,7 +676,7 @@ class Conductor:
         state = record.load()
         note = (
             f"the update to {state.update.release_id if state.update else '?'} failed "
-            f"({error.cause or error.what}); release {_serving_release(state)} serves as before"
+            f"({error.cause or error.what}); release {serving_release(state)} serves as before"
         )
         record.update(
             status=Status.DEPLOYED, failed_stage=None, update=None, releases=serving, note=note
@@ -1247,128 +1254,6 @@ def _parameters(record: DeploymentRecord) -> dict[str, str]:
     if record.spec().app.port is not None:
         parameters[STANDBY_TOKEN_PARAMETER] = ensure_standby_token(record.folder)
     return parameters
-
-
-def _other(color: str) -> str:
-    return "green" if color == "blue" else "blue"
-
-
-def production_steps(
-    spec: DeploymentSpec, serving: str
-) -> tuple[DeploymentSpec, DeploymentSpec, DeploymentSpec]:
-    """The three specs of an upgrade from stage-1: production beside the serving colour
-    (kept in its public subnets), switched to production, the stage-1 colour gone.
-
-    What the operator chose stays (the instance type and the database class are not
-    changed here: changing them would replace or restart what serves); the production
-    instance count applies unless a larger one was chosen; SSH from the operator's
-    address, which stage-1 detected for itself, is dropped at the end (production is
-    reached through the Instance Connect Endpoint)."""
-    from hivemind.resolve import PROFILE_DEFAULTS
-
-    how = Provenance(source=SpecSource.USER, evidence="hivemind upgrade --to-production")
-    count = max(int(PROFILE_DEFAULTS["production"]["compute.count"]), spec.compute.count)
-    both = spec.with_changes(
-        {
-            "profile": "production",
-            "compute.public_color": serving,
-            "compute.standby_count": count,
-        },
-        how,
-    )
-    switched = both.with_changes(
-        {
-            "compute.active_color": _other(serving),
-            "compute.count": count,
-            "compute.standby_count": spec.compute.count,
-        },
-        how,
-    )
-    final: dict[str, object] = {"compute.standby_count": 0, "compute.public_color": None}
-    ssh = spec.provenance.get("access.ssh_cidr")
-    if spec.access.ssh_cidr and ssh is not None and ssh.source == SpecSource.DETECTED:
-        final["access.ssh_cidr"] = None
-    return both, switched, switched.with_changes(final, how)
-
-
-def _kept_sizes(spec: DeploymentSpec) -> list[str]:
-    """What the upgrade keeps although production's default differs."""
-    from hivemind.resolve import PROFILE_DEFAULTS
-
-    defaults = PROFILE_DEFAULTS["production"]
-    kept = []
-    if spec.compute.instance_type != defaults["compute.instance_type"]:
-        kept.append(
-            f"the instances stay {spec.compute.instance_type} (production's default is "
-            f"{defaults['compute.instance_type']}): another type would replace them"
-        )
-    if (
-        spec.database.engine != "none"
-        and spec.database.instance_class != defaults["database.instance_class"]
-    ):
-        kept.append(
-            f"the database stays {spec.database.instance_class} (production's default is "
-            f"{defaults['database.instance_class']}): a class change restarts it"
-        )
-    return kept
-
-
-def _upgrade_blockers(changes: list[dict[str, Any]], serving: set[str]) -> list[str]:
-    """Why a change set would interrupt the deployment: a database replaced or removed
-    (or CloudFormation not saying), a serving instance replaced or removed."""
-    found = []
-    for change in changes:
-        kind, action = change.get("ResourceType"), change.get("Action")
-        name = f"{change.get('LogicalResourceId')} ({kind})"
-        replacement = change.get("Replacement")
-        if kind == "AWS::RDS::DBInstance" and action in ("Modify", "Remove"):
-            if action == "Remove":
-                found.append(f"{name} would be deleted")
-            elif replacement in ("True", "Conditional"):
-                found.append(f"{name} would be replaced (Replacement: {replacement})")
-            elif replacement is None:
-                found.append(f"{name}: CloudFormation did not say whether it is replaced")
-        touched = action == "Remove" or replacement in ("True", "Conditional")
-        if kind == "AWS::EC2::Instance" and change.get("PhysicalResourceId") in serving and touched:
-            found.append(f"{name}, which serves now, would be replaced or removed")
-    return found
-
-
-def _render_change_set(changes: list[dict[str, Any]]) -> str:
-    lines = [f"Change set: {len(changes)} change(s)"]
-    for change in changes:
-        replacement = change.get("Replacement")
-        replaced = f" (replacement: {replacement})" if change.get("Action") == "Modify" else ""
-        lines.append(
-            f"  {change.get('Action', '?'):<7} {change.get('LogicalResourceId')} "
-            f"{change.get('ResourceType')}{replaced}"
-        )
-    return "\n".join(lines)
-
-
-def _serving_release(state: DeploymentState) -> str:
-    """The release in service (records made before the history existed: the packed one)."""
-    if state.serving is not None:
-        return state.serving.release_id
-    assert state.source is not None
-    return state.source.release_id
-
-
-def _kept_release(state: DeploymentState, version: str | None) -> str | None:
-    """The release `version` names when every serving instance still keeps it: its
-    release id, or (at least 7 hex digits of) the commit of a release that served. A
-    tag or branch is never taken for a kept release: it may have moved since."""
-    if not version or not state.releases:
-        return None
-    candidates = [version]
-    if re.fullmatch(r"[0-9a-f]{7,40}", version):
-        candidates += [
-            e.release_id for e in reversed(state.history) if (e.commit or "").startswith(version)
-        ]
-    for release_id in candidates:
-        if all(release_id in r.kept_releases for r in state.releases):
-            return release_id
-    return None
 
 
 def _last_error(state: DeploymentState) -> str:

@@ -129,7 +129,7 @@ def test_production_needs_two_instances(tmp_path: Path) -> None:
 
 
 def test_an_upgrade_keeps_the_stage_one_colour_public_and_ends_in_production() -> None:
-    from hivemind.conductor import production_steps
+    from hivemind.update_plan import production_steps
 
     _, spec = spec_for_repo(
         str(EXAMPLES / "flask-notes"), Overrides({"profile": ("stage-1", "--stage-1")})

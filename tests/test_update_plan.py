@@ -1,0 +1,78 @@
+"""What an update or upgrade will change, decided before anything runs: the specs of a
+blue-green swap, which kept release a --version names, and what in a change set would
+interrupt a deployment (so `upgrade` refuses it)."""
+
+from __future__ import annotations
+
+from harness import make_spec
+
+from hivemind.records import DeploymentState, InstanceRelease, ReleaseEvent
+from hivemind.update_plan import blue_green_steps, kept_release, upgrade_blockers
+
+OLD, NEW = "20261201100000-aaaaaaa", "20261202100000-bbbbbbb"
+
+
+def test_a_blue_green_swap_adds_the_standby_colour_switches_then_removes_the_old() -> None:
+    spec = make_spec("production", "postgres", False)
+    both, switched, done = blue_green_steps(spec, "blue")
+    assert (both.compute.active_color, both.compute.count, both.compute.standby_count) == (
+        "blue", 2, 2,
+    )  # fmt: skip
+    assert (switched.compute.active_color, switched.compute.standby_count) == ("green", 2)
+    assert (done.compute.active_color, done.compute.standby_count) == ("green", 0)
+    assert done.database == spec.database and done.app == spec.app
+    assert done.provenance["compute.active_color"].evidence == "hivemind update (blue-green)"
+
+
+def state(kept: list[str]) -> DeploymentState:
+    return DeploymentState(
+        deployment_id="shop-abcdefghij",
+        app="shop",
+        region="us-east-1",
+        profile="production",
+        stack_name="hivemind-shop-abcdefghij",
+        releases=[
+            InstanceRelease(instance_id=f"i-{n}", address="", release_id=NEW, kept_releases=kept)
+            for n in (1, 2)
+        ],
+        history=[
+            ReleaseEvent(release_id=OLD, commit="a" * 40, how="deploy"),
+            ReleaseEvent(release_id=NEW, commit="b" * 40, version="main", how="rolling"),
+        ],
+    )
+
+
+def test_a_version_names_a_kept_release_by_its_id_or_commit_never_by_branch() -> None:
+    kept = state([OLD, NEW])
+    assert kept_release(kept, OLD) == OLD
+    assert kept_release(kept, "aaaaaaa") == OLD  # seven digits of its commit
+    assert kept_release(kept, "main") is None  # a branch may have moved: pack it again
+    assert kept_release(kept, None) is None
+    assert kept_release(state([NEW]), OLD) is None  # gone from the instances
+
+
+def change(kind: str, action: str, replacement: str | None, physical: str = "") -> dict[str, str]:
+    found = {"ResourceType": kind, "Action": action, "LogicalResourceId": "X"}
+    if replacement is not None:
+        found["Replacement"] = replacement
+    if physical:
+        found["PhysicalResourceId"] = physical
+    return found
+
+
+def test_an_upgrade_refuses_to_replace_the_database_or_the_serving_instance() -> None:
+    db = "AWS::RDS::DBInstance"
+    assert upgrade_blockers([change(db, "Modify", "False")], set()) == []
+    assert upgrade_blockers([change(db, "Add", None)], set()) == []  # the read replica
+    for replacement in ("True", "Conditional"):
+        (why,) = upgrade_blockers([change(db, "Modify", replacement)], set())
+        assert "would be replaced" in why
+    (why,) = upgrade_blockers([change(db, "Modify", None)], set())
+    assert "did not say" in why  # unknown is not taken for "no"
+    (why,) = upgrade_blockers([change(db, "Remove", None)], set())
+    assert "deleted" in why
+    serving = {"i-1"}
+    instance = "AWS::EC2::Instance"
+    assert upgrade_blockers([change(instance, "Modify", "True", "i-2")], serving) == []
+    (why,) = upgrade_blockers([change(instance, "Modify", "True", "i-1")], serving)
+    assert "serves now" in why
