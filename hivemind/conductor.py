@@ -207,22 +207,25 @@ class Conductor:
                     f"fix the cause, then `hivemind retry {deployment_id} --force`, or "
                     f"`hivemind destroy {deployment_id}`",
                 )
-            spec = record.spec()
             if state.source is None:
                 raise BadInputError(
                     f"{deployment_id} has no recorded source to deploy (it was made by an "
                     "older HiveMind)",
                     next_step=f"`hivemind destroy {deployment_id}`, then deploy again",
                 )
+            source = state.source
+            if state.update is not None:
+                return self._undo_interrupted_update(record, state, confirm, counted)
+            spec = record.spec()
             if state.failed_stage in _ON_BOX_STAGES and state.provisioned_spec == _digest(spec):
                 self.parts.say(
                     f"{deployment_id} failed at the {state.failed_stage} stage; its stack is "
-                    f"in place. The retry packs {state.source.ref} again and resumes there."
+                    f"in place. The retry packs {source.ref} again and resumes there."
                 )
                 if not confirm(f"Retry {deployment_id}?"):
                     raise RefusedError("nothing was changed: the retry was declined")
                 self._resume(record, counted)
-                self._pack(record, self._recorded_source(state.source), state.source.version)
+                self._pack(record, self._recorded_source(source), source.version)
                 return self._release(record, spec)
             result = self._stage(record, "synth", lambda: self._synth(record, spec))
             deployed = self._deployed_template(state.stack_name)
@@ -230,7 +233,7 @@ class Conductor:
             if not confirm(f"Retry {deployment_id}?"):
                 raise RefusedError("nothing was changed: the retry was declined")
             self._resume(record, counted)
-            self._pack(record, self._recorded_source(state.source), state.source.version)
+            self._pack(record, self._recorded_source(source), source.version)
             if state.failed_stage in _ON_BOX_STAGES and _unchanged(deployed, record, result):
                 # The spec changed where the stack does not (say app.env): no provisioning.
                 self.parts.say("The stack needs no change; resuming at the deploy stage.")
@@ -238,6 +241,76 @@ class Conductor:
             else:
                 self._provision(record, result)
             return self._release(record, spec)
+
+    def _undo_interrupted_update(
+        self,
+        record: DeploymentRecord,
+        state: DeploymentState,
+        confirm: Callable[[str], bool],
+        counted: bool,
+    ) -> DeploymentState:
+        """Undo an update that stopped half-way (its process was killed): the spec goes
+        back to what it was before (provisioning removes what the update added and puts
+        the listener back), and any serving instance whose `current` release is not the
+        one that served before is switched back to it, one at a time. Nothing is built:
+        the release that served is still on its instances."""
+        assert state.update is not None
+        serving = serving_release(state)
+        self.parts.say(
+            f"The {state.update.how} update to {state.update.release_id} stopped after "
+            f"'{state.update.phase}'; the retry puts release {serving} back in service as "
+            "it was before the update."
+        )
+        if not confirm(f"Retry {record.deployment_id}?"):
+            raise RefusedError("nothing was changed: the retry was declined")
+        self._resume(record, counted)
+        record.log(f"retry: undoing the interrupted {state.update.how} update")
+        record.update(status=Status.UPDATING)
+        spec = record.spec_before_update() or record.spec()
+        if spec != record.spec() or state.update.how in ("blue-green", "upgrade"):
+            self._provision_spec(record, spec, "restore")
+        color = _active_color(record.load().outputs, spec)
+        instances = self._instances(record, spec, color)
+        deployer = self._deployer(record, spec)
+        found = {i.instance_id: deployer.releases(i) for i in instances}
+        behind = [i for i in instances if found[i.instance_id][0] != serving]
+        group = record.load().outputs.get(f"{color.capitalize()}TargetGroupArn")
+        results = self._stage(
+            record,
+            "switch back",
+            lambda: self._one_at_a_time(
+                record, spec, group, behind, lambda i: deployer.activate(serving, [i])[0]
+            ),
+        )
+        checks: list[CheckResult] = self._stage(
+            record,
+            "verify live",
+            lambda: self._verify(record, spec, instances),
+            check=lambda found: self._verify_failure(record, found),
+        )
+        commit = state.serving.commit if state.serving else None
+        on_each = {
+            i.instance_id: InstanceRelease(
+                instance_id=i.instance_id,
+                address=i.address,
+                release_id=serving,
+                commit=commit,
+                kept_releases=found[i.instance_id][1],
+            )
+            for i in instances
+        }
+        on_each.update({r.instance_id: r for r in results})
+        record.keep_spec_before_update(None)
+        note = f"the interrupted update was undone; release {serving} serves as before"
+        record.log(f"retry: {note}")
+        return record.update(
+            status=Status.DEPLOYED,
+            failed_stage=None,
+            update=None,
+            checks=checks,
+            releases=list(on_each.values()),
+            note=note,
+        )
 
     def _resume(self, record: DeploymentRecord, counted: bool) -> None:
         """Clear the recorded failure before resuming; a user's retry is counted."""
@@ -454,6 +527,7 @@ class Conductor:
                 from_color=blue,
             ),
         )
+        record.keep_spec_before_update(spec)
         try:
             record.save_spec(both)
             self._provision(record, result, f"provision {green}", review)
@@ -681,6 +755,7 @@ class Conductor:
         record.update(
             status=Status.DEPLOYED, failed_stage=None, update=None, releases=serving, note=note
         )
+        record.keep_spec_before_update(None)
         record.log(f"update: {note}")
         self.parts.say(f"{record.deployment_id}: {note}")
 
@@ -712,6 +787,7 @@ class Conductor:
             }
         )
         record.log(f"updated ({how}): release {packed.release_id} in service")
+        record.keep_spec_before_update(None)
         return record.save(state)
 
     # --- Medic ----------------------------------------------------------------------

@@ -29,6 +29,9 @@ from hivemind.spec import DeploymentSpec
 STATE_SCHEMA_VERSION: Final = 1
 STATE_FILE = "state.json"
 SPEC_FILE = "spec.json"
+# The spec as it was before a blue-green update or upgrade changed it (removed once the
+# update ends either way): a retry after an interrupted update goes back to it.
+SPEC_BEFORE_UPDATE_FILE = "spec-before-update.json"
 LOCK_FILE = "lock"
 EVENTS_FILE = "events.log"
 
@@ -286,6 +289,18 @@ class DeploymentRecord:
 
     def save_spec(self, spec: DeploymentSpec) -> None:
         write_atomically(self.folder / SPEC_FILE, spec.to_json())
+
+    def keep_spec_before_update(self, spec: DeploymentSpec | None) -> None:
+        """Keep the spec an update starts from (None: the update ended, forget it)."""
+        path = self.folder / SPEC_BEFORE_UPDATE_FILE
+        if spec is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_atomically(path, spec.to_json())
+
+    def spec_before_update(self) -> DeploymentSpec | None:
+        path = self.folder / SPEC_BEFORE_UPDATE_FILE
+        return DeploymentSpec.from_json(path.read_text("utf-8")) if path.is_file() else None
 
     def log(self, line: str) -> None:
         with (self.folder / EVENTS_FILE).open("a", encoding="utf-8") as events:

@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -230,6 +232,35 @@ def test_upgrade_blue_green_rolling_and_switch_back_drop_no_request(
     assert {r["release_id"] for r in state["releases"]} == {second["release_id"]}
     health = target_health(env, state["outputs"]["BlueTargetGroupArn"])
     assert sorted(health) == sorted(blue) and set(health.values()) == {"healthy"}
+
+    # An update killed half-way (the new instances built, the release going on them):
+    # `status` finds it interrupted, and `retry` undoes it, v2 serving throughout.
+    events = home / "deployments" / ident / "events.log"
+    with RequestLoop(url + "/version") as loop:
+        killed = subprocess.Popen(
+            [sys.executable, "-m", "hivemind", "update", ident, "--version", "v3", "--yes"],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + UPDATE_TIMEOUT
+        while "stage deploy green: started" not in events.read_text():
+            assert killed.poll() is None and time.monotonic() < deadline
+            time.sleep(0.5)
+        killed.kill()
+        killed.wait()
+        state = status(env, ident)
+        assert (state["status"], state["failed_stage"]) == ("failed", "update")
+        assert state["update"]["how"] == "blue-green"
+        retried = run_cli("retry", ident, "--yes", env=env, timeout=UPDATE_TIMEOUT)
+    assert retried.returncode == 0, retried.stderr[-5000:]
+    assert "puts release" in retried.stdout + retried.stderr
+    assert loop.result.failures == [] and versions(loop.result.bodies) == ["2"]
+    state = status(env, ident)
+    assert (state["status"], state["update"]) == ("deployed", None)
+    assert state["outputs"]["GreenInstanceIds"] == "-"
+    assert state["outputs"]["BlueInstanceIds"].split(",") == blue
+    assert {r["release_id"] for r in state["releases"]} == {second["release_id"]}
 
     # The same version again is nothing to do.
     again = run_cli("update", ident, "--version", second["release_id"], "--yes", env=env)
