@@ -70,6 +70,7 @@ from hivemind.update_plan import (
     other_color,
     production_steps,
     render_change_set,
+    runtime_change,
     serving_release,
     upgrade_blockers,
 )
@@ -403,6 +404,7 @@ class Conductor:
         blue = _active_color(state.outputs, spec)
         green = other_color(blue)
         packed = self._pack(record, self._recorded_source(state.source), version, remember=False)
+        self._check_runtime(record, spec, packed)
         steps = blue_green_steps(spec, blue)
         result = self._stage(record, "synth", lambda: self._synth(record, steps[0]))
         self.parts.say(plan(result, record.folder, self._deployed_template(state.stack_name)))
@@ -569,6 +571,22 @@ class Conductor:
         record.update(profile=done.profile)
         return self._in_service(record, packed, how, checks)
 
+    def _check_runtime(
+        self, record: DeploymentRecord, spec: DeploymentSpec, packed: SourceRecord
+    ) -> None:
+        """Refuse a release that needs another language or runtime than the instances
+        run: neither update path can give them one without replacing what serves."""
+        needed = runtime_change(spec, record.folder / "release.tar.gz")
+        if needed is not None:
+            raise RefusedError(
+                f"release {packed.release_id} cannot go onto {record.deployment_id}'s "
+                "instances: nothing was changed",
+                cause=needed,
+                next_step="deploy it as a new deployment (`hivemind deploy`), then destroy "
+                f"this one; or pin app.runtime_version in hivemind.yaml to "
+                f"{spec.app.runtime_version} if the release runs on it",
+            )
+
     def _rolling_update(
         self, record: DeploymentRecord, spec: DeploymentSpec, version: str | None
     ) -> DeploymentState:
@@ -583,6 +601,7 @@ class Conductor:
                 "updates it without downtime",
             )
         packed = self._pack(record, self._recorded_source(state.source), version, remember=False)
+        self._check_runtime(record, spec, packed)
         ids = _instance_ids(state.outputs, color)
         if not self.parts.confirm(
             f"Update {record.deployment_id} to release {packed.release_id}, one of its "

@@ -5,11 +5,16 @@
   upgrade from stage-1, where the serving colour keeps its public subnets meanwhile.
 * `kept_release`: the release a `--version` names when the instances still keep it.
 * `upgrade_blockers`: what in a change set would interrupt the deployment.
+* `runtime_change`: whether a new release needs another language or runtime than the
+  instances have (an update cannot give them one: see its docstring).
 """
 
 from __future__ import annotations
 
 import re
+import tarfile
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from hivemind.records import DeploymentState
@@ -145,4 +150,33 @@ def kept_release(state: DeploymentState, version: str | None) -> str | None:
     for release_id in candidates:
         if all(release_id in r.kept_releases for r in state.releases):
             return release_id
+    return None
+
+
+def runtime_change(spec: DeploymentSpec, archive: Path) -> str | None:
+    """What the packed release needs that the instances lack (another language, or a
+    runtime version the analyzer detects and the spec did not pin), in words; None
+    when it runs on what they have. An update cannot change it: the runtime comes from
+    the instances' start-up script, which is shared by both colours' launch template,
+    so changing it would replace the serving instances too."""
+    from hivemind.recon.analyzer import analyze
+    from hivemind.recon.source import open_repo
+
+    with tempfile.TemporaryDirectory(prefix="hivemind-release-") as folder:
+        with tarfile.open(archive) as packed:
+            packed.extractall(folder, filter="data")
+        profile = analyze(open_repo(folder))
+    language = profile.facts.get("language")
+    if language is not None and language.value != spec.app.language:
+        return f"it is a {language.value} app; the instances run {spec.app.language}"
+    pinned = spec.provenance.get("app.runtime_version")
+    runtime = profile.facts.get("runtime_version")
+    if runtime is None or (pinned is not None and pinned.source == SpecSource.USER):
+        return None
+    if str(runtime.value) != spec.app.runtime_version:
+        where = f" ({runtime.evidence})" if runtime.evidence else ""
+        return (
+            f"it asks for {spec.app.language} {runtime.value}{where}; the instances run "
+            f"{spec.app.runtime_version}"
+        )
     return None

@@ -4,10 +4,14 @@ interrupt a deployment (so `upgrade` refuses it)."""
 
 from __future__ import annotations
 
-from harness import make_spec
+import tarfile
+from pathlib import Path
+
+from harness import EXAMPLES, make_spec, write_tree
 
 from hivemind.records import DeploymentState, InstanceRelease, ReleaseEvent
-from hivemind.update_plan import blue_green_steps, kept_release, upgrade_blockers
+from hivemind.resolve import spec_for_repo
+from hivemind.update_plan import blue_green_steps, kept_release, runtime_change, upgrade_blockers
 
 OLD, NEW = "20261201100000-aaaaaaa", "20261202100000-bbbbbbb"
 
@@ -76,3 +80,28 @@ def test_an_upgrade_refuses_to_replace_the_database_or_the_serving_instance() ->
     assert upgrade_blockers([change(instance, "Modify", "True", "i-2")], serving) == []
     (why,) = upgrade_blockers([change(instance, "Modify", "True", "i-1")], serving)
     assert "serves now" in why
+
+
+def packed(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A release archive of these files, as package_source makes one."""
+    tree = write_tree(tmp_path / "tree", files)
+    archive = tmp_path / "release.tar.gz"
+    with tarfile.open(archive, "w:gz") as out:
+        for path in sorted(tree.rglob("*")):
+            out.add(path, arcname=str(path.relative_to(tree)))
+    return archive
+
+
+def test_a_release_needing_another_runtime_or_language_is_named(tmp_path: Path) -> None:
+    _, spec = spec_for_repo(str(EXAMPLES / "flask-notes"))
+    app = {name: (EXAMPLES / "flask-notes" / name).read_text() for name in ("app.py", "Procfile")}
+    app["requirements.txt"] = "flask\n"
+    assert runtime_change(spec, packed(tmp_path / "same", app)) is None
+    newer = runtime_change(spec, packed(tmp_path / "newer", {**app, ".python-version": "3.13\n"}))
+    assert newer == (
+        f"it asks for python 3.13 (.python-version:1); the instances run {spec.app.runtime_version}"
+    )
+    node = {"package.json": '{"name": "x", "scripts": {"start": "node index.js"}}', "index.js": ""}
+    assert runtime_change(spec, packed(tmp_path / "node", node)) == (
+        "it is a node app; the instances run python"
+    )
