@@ -16,13 +16,19 @@ ExecuteChangeSet, UpdateStack). What it lacks, and what `install()` adds:
   a resource that fails leaves the stack DELETE_FAILED with the reason, and a
   second DeleteStack retries what is left (optionally with RetainResources).
 * **Updates** (UpdateStack and UPDATE change sets): new resources first, changes
-  in place or by replacement (the old resource deleted after success), dropped
-  resources in the cleanup phase; a failure rolls back to the old stack
+  in place or by replacement (the old resource deleted after success), including
+  resources whose template is unchanged but whose parameters or references are
+  not, dropped resources in the cleanup phase; a failure rolls back to the old stack
   (UPDATE_ROLLBACK_COMPLETE), and ContinueUpdateRollback retries what a failed
   rollback left.
-* **Change sets scoped to their stack** (the CDK CLI names them all alike),
-  ChangeSetNotFound where the CDK CLI expects it, a new stack's change set
-  created through the same creation path.
+* **Change sets that say what the update will do**: each change carries
+  `Replacement`, `Scope` and `Details` as on AWS (`plan_update`), from the same
+  replacement rules the update applies (`provisioning.replacement_rules`), and
+  executing a change set carries out that plan: a resource the change set calls
+  Replacement "True" is replaced, "False" changed in place, "Conditional" decided
+  when its new values are known. Change sets are scoped to their stack (the CDK
+  CLI names them all alike), ChangeSetNotFound comes where the CDK CLI expects it,
+  and a new stack's change set goes through the same creation path.
 * **Parameters and intrinsics**: `{{resolve:secretsmanager|ssm:...}}` resolved at
   creation, `Fn::GetAZs` answering the stack's region, SSM parameter types that
   fail like CloudFormation when the parameter is missing, `UsePreviousValue`
@@ -41,7 +47,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, Literal, cast
 from weakref import WeakKeyDictionary
 
 from moto.cloudformation import parsing
@@ -59,7 +65,7 @@ from moto.ec2.models import ec2_backends
 
 from hivemind.sandbox import provisioning
 from hivemind.sandbox.faults import FAULTS
-from hivemind.sandbox.provisioning import MotoBackend, Provisioned, ResourceFailed
+from hivemind.sandbox.provisioning import MotoBackend, Provisioned, Recreation, ResourceFailed
 
 log = logging.getLogger("hivemind.sandbox")
 
@@ -532,6 +538,31 @@ def references(value: Any) -> set[str]:
     return found
 
 
+def referenced_entities(value: Any) -> set[tuple[str, str]]:
+    """What a piece of template refers to, as ("Ref", name) for a parameter, pseudo
+    parameter or resource, and ("GetAtt", "Resource.Attribute")."""
+    found: set[tuple[str, str]] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key == "Ref" and isinstance(inner, str):
+                found.add(("Ref", inner))
+            elif key == "Fn::GetAtt":
+                parts = inner if isinstance(inner, list) else str(inner).split(".", 1)
+                found.add(("GetAtt", ".".join(str(part) for part in parts)))
+            elif key == "Fn::Sub":
+                text, variables = (inner[0], inner[1]) if isinstance(inner, list) else (inner, {})
+                for name in re.findall(r"\$\{([^!}][^}]*)\}", str(text)):
+                    if name not in variables:
+                        found.add(("GetAtt", name) if "." in name else ("Ref", name))
+                found |= referenced_entities(variables)
+            else:
+                found |= referenced_entities(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found |= referenced_entities(inner)
+    return found
+
+
 def dependencies(templates: Mapping[str, Any]) -> dict[str, set[str]]:
     """For each resource, the resources it needs (references and DependsOn)."""
     graph: dict[str, set[str]] = {}
@@ -738,6 +769,8 @@ def _create_change_set(
     **kwargs: Any,
 ) -> tuple[str, str]:
     _validate_types(template)
+    if stack_name in self.stacks:  # a stack id (moto matches names only)
+        stack_name = self.stacks[stack_name].name
     if change_set_type == "CREATE":
         for stack in list(self.stacks.values()):
             if stack.name != stack_name:
@@ -750,7 +783,7 @@ def _create_change_set(
             # moto makes a new stack for it: the empty one under review goes.
             self.stacks.pop(stack.stack_id)
             _forget_change_sets(self, stack.stack_id)
-    return _original_create_change_set(
+    change_set_id, stack_id = _original_create_change_set(
         self,
         stack_name,
         change_set_name,
@@ -761,6 +794,19 @@ def _create_change_set(
         *args,
         **kwargs,
     )
+    change_set = self.change_sets[change_set_id]
+    template_dict = change_set.template_dict
+    try:
+        plan = plan_update(
+            self.stacks[stack_id], template_dict, with_defaults(template_dict, parameters)
+        )
+    except Exception as exc:  # a parameter that does not resolve, say: as on AWS
+        change_set.status, change_set.execution_status = "FAILED", "UNAVAILABLE"
+        change_set.status_reason = _why(exc)
+        plan = []
+    # moto's serializer reads each change's ResourceChange from a mapping as well.
+    change_set.changes = [change.described() for change in plan]  # type: ignore[misc]
+    return change_set_id, stack_id
 
 
 def _describe_change_set(
@@ -829,6 +875,227 @@ def _list_change_sets_response(self: cfn_responses.CloudFormationResponse) -> Ac
 
 
 # ---------------------------------------------------------------------------
+# change sets: what an update will do to each resource
+
+Replacement = Literal["True", "False", "Conditional"]
+Evaluation = Literal["Static", "Dynamic"]
+# A resource's attributes besides its properties that a change set reports (Scope).
+_RESOURCE_ATTRIBUTES: tuple[str, ...] = ("Metadata", "CreationPolicy", "UpdatePolicy")
+_RESOURCE_ATTRIBUTES += ("DeletionPolicy", "UpdateReplacePolicy")
+
+
+@dataclass(frozen=True)
+class ChangeDetail:
+    """One `ResourceChangeDetail`: what changes (`attribute`, and the property `name`),
+    whether that recreates the resource, whether CloudFormation knows the new value
+    (Static) or learns it during the update (Dynamic), and what caused it."""
+
+    attribute: str  # Properties, Tags, Metadata, DeletionPolicy...
+    name: str | None
+    recreation: Recreation
+    evaluation: Evaluation
+    source: str  # DirectModification, ParameterReference, ResourceReference, ResourceAttribute
+    causing_entity: str | None = None
+
+    def described(self) -> dict[str, Any]:
+        target: dict[str, Any] = {"Attribute": self.attribute}
+        if self.name is not None:
+            target["Name"] = self.name
+        target["RequiresRecreation"] = self.recreation
+        detail: dict[str, Any] = {
+            "Target": target,
+            "Evaluation": self.evaluation,
+            "ChangeSource": self.source,
+        }
+        if self.causing_entity is not None:
+            detail["CausingEntity"] = self.causing_entity
+        return detail
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    """One `ResourceChange` of a change set: a resource added, modified or removed; a
+    modification says whether it replaces the resource and why (`details`)."""
+
+    action: Literal["Add", "Modify", "Remove"]
+    logical_id: str
+    resource_type: str
+    physical_id: str | None = None
+    details: tuple[ChangeDetail, ...] = ()
+    replacement: Replacement | None = None
+
+    @property
+    def scope(self) -> list[str]:
+        return list(dict.fromkeys(detail.attribute for detail in self.details))
+
+    def described(self) -> dict[str, Any]:
+        """As DescribeChangeSet shows it (its `ResourceChange`)."""
+        change: dict[str, Any] = {
+            "Action": self.action,
+            "LogicalResourceId": self.logical_id,
+            "ResourceType": self.resource_type,
+        }
+        if self.physical_id is not None:
+            change["PhysicalResourceId"] = self.physical_id
+        if self.replacement is not None:
+            change["Replacement"] = self.replacement
+        change["Scope"] = self.scope
+        change["Details"] = [detail.described() for detail in self.details]
+        return change
+
+
+def replacement_of(details: Collection[ChangeDetail]) -> Replacement:
+    """The most intrusive of the details, as CloudFormation ranks them: a recreation it
+    knows will happen (Always, Static) replaces; one that depends on a value it learns
+    during the update (Dynamic) or on a condition (Conditionally) may."""
+    if any(d.recreation == "Always" and d.evaluation == "Static" for d in details):
+        return "True"
+    if any(d.recreation != "Never" for d in details):
+        return "Conditional"
+    return "False"
+
+
+def plan_update(
+    stack: Stack, template: dict[str, Any], parameters: Mapping[str, Any]
+) -> list[ResourceChange]:
+    """What updating `stack` to `template` with `parameters` (defaults filled in) does to
+    each resource, as DescribeChangeSet reports it; `update_stack_resources` carries out
+    exactly this plan.
+
+    A property whose template text changed is a direct modification (Static). One whose
+    text is the same changes through what it refers to: a parameter whose value changed
+    (the resolved value, so an SSM parameter's new value or a NoEcho parameter's counts),
+    a resource being replaced or that may be (Ref), or an attribute of a resource being
+    modified (Fn::GetAtt); as on AWS such a property gets two details, a Dynamic direct
+    modification and the Static or Dynamic reference that causes it. References to a
+    resource updated in place (its Ref, the physical id, stays) change nothing.
+    """
+    current = stack.resource_map
+    proposed = _resource_map_for(stack, template, parameters)
+    created = _created_resources(current)
+    old_templates = current._resource_json_map
+    new_templates: dict[str, Any] = template.get("Resources") or {}
+    wanted = {
+        logical_id
+        for logical_id, resource_json in new_templates.items()
+        if _condition_holds(proposed, resource_json)
+    }
+    before, after = current.resolved_parameters, proposed.resolved_parameters
+    changed_parameters = {p for p in set(before) | set(after) if before.get(p) != after.get(p)}
+    plan: dict[str, ResourceChange] = {}
+    for logical_id in creation_order(new_templates):
+        if logical_id not in wanted:
+            continue
+        resource_type = new_templates[logical_id]["Type"]
+        resource = created.get(logical_id)
+        if resource is None:
+            plan[logical_id] = ResourceChange("Add", logical_id, resource_type)
+            continue
+        physical_id = str(getattr(resource, "physical_resource_id", "") or "")
+        old_json = old_templates[logical_id]
+        if old_json["Type"] != resource_type:  # a new resource of the new type
+            plan[logical_id] = ResourceChange(
+                "Modify", logical_id, resource_type, physical_id, replacement="True"
+            )
+            continue
+        details = tuple(_details(old_json, new_templates[logical_id], changed_parameters, plan))
+        if details:
+            plan[logical_id] = ResourceChange(
+                "Modify", logical_id, resource_type, physical_id, details, replacement_of(details)
+            )
+    removed = [
+        ResourceChange(
+            "Remove",
+            logical_id,
+            old_templates[logical_id]["Type"],
+            str(getattr(created[logical_id], "physical_resource_id", "") or ""),
+        )
+        for logical_id in teardown_order(old_templates)
+        if logical_id in created and logical_id not in wanted
+    ]
+    return [*(plan[logical_id] for logical_id in new_templates if logical_id in plan), *removed]
+
+
+def _resource_map_for(
+    stack: Stack, template: dict[str, Any], parameters: Mapping[str, Any]
+) -> parsing.ResourceMap:
+    """A resource map of `template` that only resolves its parameters and conditions."""
+    resource_map = parsing.ResourceMap(
+        stack.stack_id,
+        stack.name,
+        dict(parameters),
+        stack.tags or {},
+        region_name=stack.region_name,
+        account_id=stack.account_id,
+        template=template,
+        cross_stack_resources=stack.cross_stack_resources,
+    )
+    resource_map.load_mapping()
+    resource_map.load_parameters()
+    resource_map.load_conditions()
+    return resource_map
+
+
+def _condition_holds(resource_map: parsing.ResourceMap, resource_json: Mapping[str, Any]) -> bool:
+    condition = resource_json.get("Condition")
+    return not condition or bool(resource_map.lazy_condition_map[condition])
+
+
+def _details(
+    old_json: Mapping[str, Any],
+    new_json: Mapping[str, Any],
+    changed_parameters: Collection[str],
+    plan: Mapping[str, ResourceChange],
+) -> list[ChangeDetail]:
+    rules = provisioning.replacement_rules(new_json["Type"])
+    old_properties = old_json.get("Properties") or {}
+    new_properties = new_json.get("Properties") or {}
+    details: list[ChangeDetail] = []
+    for name in [*new_properties, *(k for k in old_properties if k not in new_properties)]:
+        attribute, label = ("Tags", None) if name == "Tags" else ("Properties", name)
+        before, after = old_properties.get(name), new_properties.get(name)
+        if before != after:
+            recreation = rules.recreation(name, before, after)
+            details.append(
+                ChangeDetail(attribute, label, recreation, "Static", "DirectModification")
+            )
+            continue
+        causes = list(_causes(after, changed_parameters, plan))
+        if causes:
+            recreation = rules.recreation(name)
+            details.append(
+                ChangeDetail(attribute, label, recreation, "Dynamic", "DirectModification")
+            )
+            details += [
+                ChangeDetail(attribute, label, recreation, evaluation, source, entity)
+                for source, entity, evaluation in causes
+            ]
+    for attribute in _RESOURCE_ATTRIBUTES:
+        if old_json.get(attribute) != new_json.get(attribute):
+            details.append(ChangeDetail(attribute, None, "Never", "Static", "DirectModification"))
+    return details
+
+
+def _causes(
+    value: Any, changed_parameters: Collection[str], plan: Mapping[str, ResourceChange]
+) -> Iterator[tuple[str, str, Evaluation]]:
+    """Why a property whose template text is unchanged changes: (ChangeSource,
+    CausingEntity, Evaluation) for each changed parameter or resource it refers to."""
+    for kind, entity in sorted(referenced_entities(value)):
+        if kind == "Ref" and entity in changed_parameters:
+            yield "ParameterReference", entity, "Static"
+            continue
+        target = plan.get(entity.split(".", 1)[0])
+        if target is None or target.action != "Modify":
+            continue
+        if kind == "Ref" and target.replacement != "False":
+            certain = target.replacement == "True"  # a new physical id for sure
+            yield "ResourceReference", entity, "Static" if certain else "Dynamic"
+        elif kind == "GetAtt":
+            yield "ResourceAttribute", entity, "Dynamic"
+
+
+# ---------------------------------------------------------------------------
 # stack updates
 
 
@@ -878,7 +1145,7 @@ def update_stack_resources(
     old_template = resource_map._template
     old_resources = dict(resource_map._resource_json_map)
     old_parameters = dict(stack.parameters)
-    diff = resource_map.build_resource_diff(template, parameters)
+    plan = {change.logical_id: change for change in plan_update(stack, template, parameters)}
     before = set(_created_resources(resource_map))
     _stack_event(stack, "UPDATE_IN_PROGRESS", "User Initiated")
     _load_template(resource_map, template, parameters)
@@ -886,10 +1153,13 @@ def update_stack_resources(
     try:
         with _live(resource_map):
             for logical_id in creation_order(resource_map._resource_json_map):
-                if logical_id in diff["Add"]:
+                planned = plan.get(logical_id)
+                if planned is None or planned.action == "Remove":
+                    continue
+                if planned.action == "Add":
                     resource_map[logical_id]  # creates it (and what it needs) lazily
-                elif logical_id in diff["Modify"]:
-                    _update_resource(stack, resource_map, logical_id, changes)
+                else:
+                    _update_resource(stack, resource_map, planned, changes)
             outputs = _outputs_of(stack, template)
     except Exception as exc:
         reason = (
@@ -912,7 +1182,11 @@ def update_stack_resources(
     # template's order (that is where they are described). A failure here does not
     # fail the update, as on AWS: the resource is reported and left behind.
     created = resource_map._parsed_resources
-    doomed = {logical_id: created.pop(logical_id) for logical_id in diff["Remove"]}
+    doomed = {
+        logical_id: created.pop(logical_id)
+        for logical_id, planned in plan.items()
+        if planned.action == "Remove"
+    }
     for logical_id in teardown_order(old_resources):
         if logical_id in doomed and doomed[logical_id] is not None:
             _delete_resource(stack, logical_id, doomed[logical_id], old_resources[logical_id])
@@ -939,14 +1213,15 @@ def _outputs_of(stack: Stack, template: dict[str, Any]) -> list[dict[str, Any]] 
 
 
 def _update_resource(
-    stack: Stack, resource_map: parsing.ResourceMap, logical_id: str, changes: _Update
+    stack: Stack, resource_map: parsing.ResourceMap, planned: ResourceChange, changes: _Update
 ) -> None:
+    """Carry out one planned modification: replace the resource when the plan says
+    Replacement "True" (or "Conditional" and the new values, known now, replace it),
+    else change it in place."""
+    logical_id = planned.logical_id
     resource_json = resource_map._resource_json_map[logical_id]
     resource_type = resource_json["Type"]
     old = resource_map._parsed_resources.get(logical_id)
-    if old is None:  # never created (a condition was false): create it now
-        resource_map[logical_id]
-        return
     try:
         parsed = parsing.parse_resource_and_generate_name(logical_id, resource_json, resource_map)
     except ResourceFailed:
@@ -958,20 +1233,20 @@ def _update_resource(
     old_id = str(getattr(old, "physical_resource_id", "") or "")
     _resource_event(stack, logical_id, resource_type, "UPDATE_IN_PROGRESS", physical_id=old_id)
     account_id, region = resource_map._account_id, resource_map._region_name
+    new: Any
     try:
         FAULTS.trip(resource_type, "update")
         cleaned = resolve_dynamic_references(cleaned, account_id, region)
         properties = cleaned.get("Properties") or {}
         if isinstance(old, Provisioned) and getattr(old, "cf_resource_type", "") == resource_type:
-            old_properties = dict(old.properties)
-            if _without_tags(old_properties) == _without_tags(properties):
-                new = old  # only tags (or nothing that resolves differently) changed
-                old.properties = properties
+            if planned.replacement == "True" or (
+                planned.replacement == "Conditional"
+                and provisioning.replaces(resource_type, old.properties, properties)
+            ):
+                new = provisioning.replace(old, properties, account_id, region)
             else:
-                new = resource_class.update_from_cloudformation_json(
-                    old, name, cleaned, account_id, region
-                )
-            if new is old:
+                old_properties = dict(old.properties)
+                new = _change_in_place(old, properties, account_id, region)
                 changes.in_place[logical_id] = old_properties
         elif isinstance(old, Provisioned):  # the type changed: a new resource
             new = resource_class.create_from_cloudformation_json(
@@ -997,6 +1272,15 @@ def _update_resource(
         changes.replaced[logical_id] = old
     new_id = str(getattr(new, "physical_resource_id", "") or "")
     _resource_event(stack, logical_id, resource_type, "UPDATE_COMPLETE", physical_id=new_id)
+
+
+def _change_in_place(
+    resource: Provisioned, properties: dict[str, Any], account_id: str, region: str
+) -> Provisioned:
+    if _without_tags(resource.properties) == _without_tags(properties):
+        resource.properties = properties  # only tags (or nothing that resolves differently)
+        return resource
+    return provisioning.update_in_place(resource, properties, account_id, region)
 
 
 def _roll_back_update(
@@ -1025,13 +1309,11 @@ def _roll_back_update(
             resource = created[logical_id]
             resource_type = resource.cf_resource_type
             try:
+                # What changed in place goes back in place.
                 with _live(resource_map):
-                    restored = parsing.get_model_map()[
-                        resource_type
-                    ].update_from_cloudformation_json(
+                    restored = _change_in_place(
                         resource,
-                        logical_id,
-                        {"Properties": changes.in_place[logical_id]},
+                        changes.in_place[logical_id],
                         stack.account_id,
                         stack.region_name,
                     )

@@ -879,9 +879,7 @@ class InstanceConnectEndpoint(ResourceType):
         )
 
     def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
-        keys = ("SubnetId", "SecurityGroupIds", "PreserveClientIp", "ClientToken")
-        if any(old.properties.get(key) != properties.get(key) for key in keys):
-            return self.create(properties, ctx)
+        # Only its tags change in place (`provisioning.replacement_rules`).
         endpoint: ConnectEndpoint = old.native
         endpoint.tags = ctx.tags(properties)
         return old

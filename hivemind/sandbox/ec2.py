@@ -8,10 +8,14 @@ Deletion checks what AWS checks before it lets a network resource go (a subnet
 with network interfaces, a VPC with an attached gateway or extra security
 groups, an Elastic IP still associated), so a stack that would leave something
 behind on AWS fails to delete in the sandbox too instead of leaking silently.
+
+Which property changes replace a resource is CloudFormation's rule for its type
+(`provisioning.replacement_rules`); the `update` methods here apply the rest in place.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from moto.ec2.models import ec2_backends
@@ -25,9 +29,11 @@ from hivemind.sandbox.provisioning import (
     DependencyViolation,
     MotoBackend,
     Provisioned,
+    ResourceFailed,
     ResourceType,
     as_bool,
     implements,
+    tag_dict,
     tag_list,
 )
 
@@ -38,11 +44,6 @@ def _ec2(ctx: Context) -> MotoBackend:
 
 def _tag(ctx: Context, resource_id: str, properties: dict[str, Any]) -> None:
     _ec2(ctx).create_tags([resource_id], ctx.tags(properties))
-
-
-def _same(old: Provisioned, properties: dict[str, Any], *keys: str) -> bool:
-    """Whether the properties that force a replacement are unchanged."""
-    return all(old.properties.get(key) == properties.get(key) for key in keys)
 
 
 @implements
@@ -98,10 +99,14 @@ class Vpc(ResourceType):
             },
         )
 
+    def replaces_when(self, name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        # InstanceTenancy: only dedicated to default is a change in place.
+        return name != "InstanceTenancy" or new.get(name, "default") != "default"
+
     def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
-        if not _same(old, properties, "CidrBlock", "InstanceTenancy"):
-            return self.create(properties, ctx)
         ec2 = _ec2(ctx)
+        if properties.get("InstanceTenancy", "default") != old.native.instance_tenancy:
+            old.native.modify_vpc_tenancy("default")
         for key, attribute in (
             ("EnableDnsSupport", "enable_dns_support"),
             ("EnableDnsHostnames", "enable_dns_hostnames"),
@@ -164,9 +169,10 @@ class Subnet(ResourceType):
             },
         )
 
+    def replaces_when(self, name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        return True  # Ipv6CidrBlock: the sandbox's subnets have no IPv6 to change in place
+
     def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
-        if not _same(old, properties, "VpcId", "CidrBlock", "AvailabilityZone"):
-            return self.create(properties, ctx)
         _ec2(ctx).modify_subnet_attribute(
             old.physical_resource_id,
             "map_public_ip_on_launch",
@@ -192,8 +198,6 @@ class RouteTable(ResourceType):
         )
 
     def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
-        if not _same(old, properties, "VpcId"):
-            return self.create(properties, ctx)
         _tag(ctx, old.physical_resource_id, properties)
         return old
 
@@ -243,9 +247,6 @@ class Route(ResourceType):
         )
 
     def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
-        keys = ("RouteTableId", "DestinationCidrBlock", "DestinationIpv6CidrBlock")
-        if not _same(old, properties, *keys):
-            return self.create(properties, ctx)
         # A new target for the same destination: ReplaceRoute, as CloudFormation does.
         _ec2(ctx).replace_route(
             properties["RouteTableId"],
@@ -299,6 +300,12 @@ class VpcGatewayAttachment(ResourceType):
             delete=lambda: ec2.detach_internet_gateway(gateway_id, vpc_id),
         )
 
+    def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
+        # Another gateway for the same VPC: detached, and the new one attached.
+        old.delete(ctx.account_id, ctx.region)
+        new = self.create(properties, ctx)
+        return old.rebind(delete=lambda: new.delete(ctx.account_id, ctx.region))
+
 
 @implements
 class ElasticIp(ResourceType):
@@ -327,8 +334,29 @@ class ElasticIp(ResourceType):
         return Provisioned(
             address.public_ip,
             delete=delete,
+            native=address,
             attributes={"AllocationId": allocation_id, "PublicIp": address.public_ip},
         )
+
+    def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
+        ec2 = _ec2(ctx)
+        address = old.native
+        if (properties.get("Domain") or "vpc") != (old.properties.get("Domain") or "vpc"):
+            raise ResourceFailed(
+                ctx.logical_id,
+                "The sandbox cannot move an Elastic IP to another Domain in place",
+                "update",
+            )
+        if properties.get("InstanceId") != old.properties.get("InstanceId"):
+            if address.instance is not None:
+                ec2.disassociate_address(address=address.public_ip)
+            if properties.get("InstanceId"):
+                ec2.associate_address(
+                    instance=ec2.get_instance_by_id(properties["InstanceId"]),
+                    allocation_id=address.allocation_id,
+                )
+        _tag(ctx, address.allocation_id, properties)
+        return old
 
 
 @implements
@@ -392,6 +420,7 @@ def _rule_arguments(properties: dict[str, Any], *, egress: bool) -> dict[str, An
 class SecurityGroup(ResourceType):
     type_name = "AWS::EC2::SecurityGroup"
     attributes = frozenset({"GroupId", "VpcId"})
+    name_property = "GroupName"
 
     def create(self, properties: dict[str, Any], ctx: Context) -> Provisioned:
         ec2 = _ec2(ctx)
@@ -425,8 +454,6 @@ class SecurityGroup(ResourceType):
         )
 
     def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
-        if not _same(old, properties, "GroupName", "GroupDescription", "VpcId"):
-            return self.create(properties, ctx)
         # Inline rules change in place: the old template's go, the new template's come.
         # Rules of separate SecurityGroupIngress/Egress resources are theirs, and stay.
         ec2 = _ec2(ctx)
@@ -548,6 +575,8 @@ class KeyPair(ResourceType):
 
     type_name = "AWS::EC2::KeyPair"
     attributes = frozenset({"KeyFingerprint", "KeyPairId"})
+    # Every property of a key pair, tags included, replaces it.
+    name_property = "KeyName"
 
     def create(self, properties: dict[str, Any], ctx: Context) -> Provisioned:
         ec2 = _ec2(ctx)
@@ -589,24 +618,12 @@ class KeyPair(ResourceType):
             attributes={"KeyPairId": pair.id, "KeyFingerprint": pair.key_fingerprint},
         )
 
-    def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
-        if old.properties == properties:
-            return old
-        name = properties.get("KeyName")
-        if name and name == old.properties.get("KeyName"):
-            # Every property of a key pair forces a replacement, and the new pair would
-            # need the name the old one still holds: CloudFormation refuses the same way.
-            raise ValueError(
-                "CloudFormation cannot update a stack when a custom-named resource requires "
-                f"replacing. Rename {name} and update the stack again."
-            )
-        return self.create(properties, ctx)
-
 
 @implements
 class LaunchTemplate(ResourceType):
     type_name = "AWS::EC2::LaunchTemplate"
     attributes = frozenset({"DefaultVersionNumber", "LatestVersionNumber", "LaunchTemplateId"})
+    name_property = "LaunchTemplateName"
 
     def create(self, properties: dict[str, Any], ctx: Context) -> Provisioned:
         ec2 = _ec2(ctx)
@@ -637,8 +654,6 @@ class LaunchTemplate(ResourceType):
         )
 
     def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
-        if not _same(old, properties, "LaunchTemplateName"):
-            return self.create(properties, ctx)
         # New template data is a new version, which becomes the default.
         template = old.native
         data = dict(properties.get("LaunchTemplateData") or {})
@@ -737,6 +752,56 @@ class Instance(ResourceType):
                 "VpcId": instance.vpc_id or "",
             },
         )
+
+    # What the sandbox changes in place of the properties CloudFormation replaces an
+    # instance for only under conditions (on AWS a stop and start for an EBS-backed
+    # instance). For the others (Tenancy, BlockDeviceMappings, KernelId...) the sandbox
+    # takes the condition to hold and replaces the instance.
+    _CONDITIONS_KEPT_IN_PLACE = frozenset(
+        {"InstanceType", "UserData", "SecurityGroupIds", "EbsOptimized"}
+    )
+
+    def replaces_when(self, name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        return name not in self._CONDITIONS_KEPT_IN_PLACE
+
+    def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
+        """The instance keeps running (its host, address and files); what moto models of
+        the changed properties changes, and the rest (credit specification, shutdown
+        behaviour...) is kept as given."""
+        ec2 = _ec2(ctx)
+        instance = old.native
+        before = old.properties
+
+        def changed(key: str) -> bool:
+            return before.get(key) != properties.get(key)
+
+        if changed("InstanceType"):
+            instance.instance_type = properties.get("InstanceType") or "m1.small"
+        if changed("UserData"):
+            instance.user_data = parse_user_data(properties.get("UserData"))
+        if changed("SecurityGroupIds"):
+            group_ids = list(properties.get("SecurityGroupIds") or [])
+            ec2.modify_instance_security_groups(instance.id, group_ids)
+            # AWS's security groups are the primary interface's (deleting an old group
+            # checks the interfaces): the interface keeps only the new ones.
+            instance.nics[0]._group_set = list(instance.security_groups)
+        if changed("Monitoring"):
+            monitored = as_bool(properties.get("Monitoring"))
+            instance.monitoring_state = "enabled" if monitored else "disabled"
+        if changed("DisableApiTermination"):
+            instance.disable_api_termination = as_bool(properties.get("DisableApiTermination"))
+        if changed("IamInstanceProfile"):
+            association = ec2.iam_instance_profile_associations.get(instance.id)
+            if association is not None:
+                ec2.disassociate_iam_instance_profile(association.association_id)
+            if properties.get("IamInstanceProfile"):
+                _associate_profile(ec2, instance.id, properties["IamInstanceProfile"])
+        if changed("Tags"):
+            stale = set(tag_dict(before.get("Tags"))) - set(tag_dict(properties.get("Tags")))
+            if stale:
+                ec2.delete_tags([instance.id], {key: None for key in stale})
+            _tag(ctx, instance.id, properties)
+        return old
 
 
 def _associate_public_ip(template_data: dict[str, Any]) -> bool | None:

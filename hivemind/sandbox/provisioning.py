@@ -11,17 +11,25 @@ physical id, its `Fn::GetAtt` attributes and how to delete it.
 
 `register()` wraps each `ResourceType` in a generated direct subclass of
 `CloudFormationModel`, which is the only shape moto's engine accepts.
+
+Whether an update replaces a resource or changes it in place is decided in one
+place for every type, `replacement_rules` (what CloudFormation's registry schema of
+the type says always or conditionally replaces) with the type's `replaces_when` for
+the conditional ones; a type's `update` only ever applies changes in place. The
+stack engine's change sets describe updates with the same rules, so what
+DescribeChangeSet says and what the update does cannot disagree.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import secrets
 import string
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
 from moto.core.common_models import CloudFormationModel
@@ -207,20 +215,184 @@ class ResourceType:
     and implement `create`, which returns a `Provisioned` that can delete
     what it made.
 
-    `update` applies changed properties. Returning `old` means updated in place;
-    returning a new `Provisioned` means replaced, and the engine deletes `old`
-    once the whole stack update succeeded (CloudFormation's order: the new
-    resource exists before the old one goes). The default replaces.
+    Which changes replace the resource is not the type's to decide: the engine
+    replaces it (a new one from `create`, the old one deleted once the whole stack
+    update succeeded) when `replacement_rules` say so, asking `replaces_when` about
+    the properties CloudFormation replaces for only under conditions. Every other
+    change goes to `update`, which applies it in place and returns `old`.
     """
 
     type_name: ClassVar[str]
     attributes: ClassVar[frozenset[str]] = frozenset()
+    # The property that names the resource when a template names it: CloudFormation
+    # cannot replace a resource whose custom name stays (the new one would need it).
+    name_property: ClassVar[str | None] = None
 
     def create(self, properties: dict[str, Any], ctx: Context) -> Provisioned:
         raise NotImplementedError
 
     def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
-        return self.create(properties, ctx)
+        """Apply `properties` to `old` in place and return `old` (rebound where an id or
+        attribute changed). The default cannot: the update fails saying so, rather than
+        replacing a resource CloudFormation would keep."""
+        changed = sorted(
+            k
+            for k in set(old.properties) | set(properties)
+            if old.properties.get(k) != properties.get(k)
+        )
+        raise ResourceFailed(
+            ctx.logical_id,
+            f"The sandbox cannot update {self.type_name} {old.physical_resource_id} in "
+            f"place ({', '.join(changed)}); CloudFormation would, without replacing it",
+            "update",
+        )
+
+    def replaces_when(self, name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        """Whether changing `name`, a property CloudFormation replaces this type for only
+        under conditions, replaces the resource going from properties `old` to `new`.
+        The default: never (`update` applies it in place)."""
+        return False
+
+
+Recreation = Literal["Never", "Conditionally", "Always"]
+
+# Whose registry schemas say which properties replace: the rules are the same in every
+# region, and us-east-1 has every type.
+_SCHEMA_REGION = "us-east-1"
+_NOT_GIVEN: Any = object()
+
+
+@dataclass(frozen=True)
+class ReplacementRules:
+    """Which property changes make CloudFormation replace a resource of one type, from the
+    type's CloudFormation registry schema (the source of the resource reference's "Update
+    requires: Replacement"): `createOnlyProperties` always replace, and
+    `conditionalCreateOnlyProperties` replace under conditions of the type's handler. A
+    rule's path is a property, or a part of one (`SamplingRule/Version`).
+
+    `known` is False for a type without a schema and for one the sandbox leaves to moto
+    (whose updates the sandbox does not decide): any change to it may replace it.
+    """
+
+    always: frozenset[tuple[str, ...]] = frozenset()
+    conditionally: frozenset[tuple[str, ...]] = frozenset()
+    known: bool = True
+
+    def recreation(self, name: str, old: Any = _NOT_GIVEN, new: Any = _NOT_GIVEN) -> Recreation:
+        """How a change of property `name` updates the resource. With its values before and
+        after, a rule on a part of the property counts only when that part changed."""
+        if not self.known:
+            return "Conditionally"
+        verdicts: tuple[tuple[frozenset[tuple[str, ...]], Recreation], ...] = (
+            (self.always, "Always"),
+            (self.conditionally, "Conditionally"),
+        )
+        for paths, verdict in verdicts:
+            for path in paths:
+                if path[0] != name:
+                    continue
+                if (
+                    len(path) == 1
+                    or old is _NOT_GIVEN
+                    or _part(old, path[1:]) != _part(new, path[1:])
+                ):
+                    return verdict
+        return "Never"
+
+    def changes(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Recreation]:
+        """Every property that differs from `old` to `new` (absent counts as a value, as
+        on AWS), with how its change updates the resource."""
+        return {
+            name: self.recreation(name, old.get(name), new.get(name))
+            for name in sorted(set(old) | set(new))
+            if old.get(name) != new.get(name)
+        }
+
+
+def _part(value: Any, path: tuple[str, ...]) -> Any:
+    for index, key in enumerate(path):
+        if key == "*" and isinstance(value, list):
+            return [_part(item, path[index + 1 :]) for item in value]
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+@functools.cache
+def replacement_rules(type_name: str) -> ReplacementRules:
+    """The replacement rules of `type_name` (see `ReplacementRules`)."""
+    if type_name not in implemented_types():
+        return ReplacementRules(known=False)  # moto updates it as moto does
+    # cfn-lint carries AWS's published registry schemas; importing it takes a second.
+    from cfnlint.schema import (  # type: ignore[import-untyped]
+        PROVIDER_SCHEMA_MANAGER,
+        ResourceNotFoundError,
+    )
+
+    try:
+        schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(_SCHEMA_REGION, type_name).schema
+    except ResourceNotFoundError:
+        return ReplacementRules(known=False)
+
+    def paths(key: str) -> frozenset[tuple[str, ...]]:
+        pointers = schema.get(key) or []
+        return frozenset(
+            tuple(str(p).removeprefix("/properties/").split("/"))
+            for p in pointers
+            if str(p).startswith("/properties/")
+        )
+
+    return ReplacementRules(paths("createOnlyProperties"), paths("conditionalCreateOnlyProperties"))
+
+
+def replaces(type_name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether updating a resource the sandbox implements from properties `old` to `new`
+    (resolved) replaces it: a property that always replaces changed, or one that
+    replaces under conditions did and its type says the condition holds."""
+    resource_type = _REGISTRY[type_name]
+    return any(
+        recreation == "Always"
+        or (recreation == "Conditionally" and resource_type.replaces_when(name, old, new))
+        for name, recreation in replacement_rules(type_name).changes(old, new).items()
+    )
+
+
+def replace(
+    old: Provisioned, properties: dict[str, Any], account_id: str, region: str
+) -> Provisioned:
+    """A new resource to replace `old` with (the engine deletes `old` once the stack update
+    succeeded); refused, as CloudFormation refuses, when its custom name would stay."""
+    resource_type = _REGISTRY[old.cf_resource_type]
+    ctx = _context_of(old, account_id, region)
+    name_property = resource_type.name_property
+    name = properties.get(name_property) if name_property else None
+    if name and name == old.properties.get(name_property or ""):
+        raise ResourceFailed(
+            ctx.logical_id,
+            "CloudFormation cannot update a stack when a custom-named resource requires "
+            f"replacing. Rename {name} and update the stack again.",
+            "update",
+        )
+    resource = resource_type.create(properties, ctx)
+    resource.context, resource.properties = ctx, properties
+    return resource
+
+
+def update_in_place(
+    old: Provisioned, properties: dict[str, Any], account_id: str, region: str
+) -> Provisioned:
+    """Apply `properties` to `old` without replacing it (what the rules decided)."""
+    resource_type = _REGISTRY[old.cf_resource_type]
+    ctx = _context_of(old, account_id, region)
+    resource = resource_type.update(old, properties, ctx)
+    if resource is not old:
+        # A type's update must not replace: the change set said this change keeps the
+        # resource, and the stack would now hold a resource nobody planned.
+        raise RuntimeError(
+            f"{type(resource_type).__name__}.update replaced {old.physical_resource_id} "
+            "for a change CloudFormation applies in place"
+        )
+    resource.context, resource.properties = ctx, properties
+    return resource
 
 
 _REGISTRY: dict[str, ResourceType] = {}
@@ -292,13 +464,10 @@ def _model_class(resource_type: ResourceType) -> type[CloudFormationModel]:
         account_id: str,
         region_name: str,
     ) -> Provisioned:
-        old_ctx = original_resource.context
-        assert old_ctx is not None, "every Provisioned gets its context when created"
-        ctx = _context(account_id, region_name, old_ctx.stack_id, old_ctx.logical_id)
         properties = cloudformation_json.get("Properties") or {}
-        resource = resource_type.update(original_resource, properties, ctx)
-        resource.context, resource.properties = ctx, properties
-        return resource
+        if replaces(type_name, original_resource.properties, properties):
+            return replace(original_resource, properties, account_id, region_name)
+        return update_in_place(original_resource, properties, account_id, region_name)
 
     def delete_from_cloudformation_json(
         cls: type,
@@ -329,6 +498,13 @@ def _model_class(resource_type: ResourceType) -> type[CloudFormationModel]:
     }
     class_name = "Sandbox" + re.sub(r"\W", "", type_name.removeprefix("AWS::"))
     return type(class_name, (CloudFormationModel,), namespace)
+
+
+def _context_of(resource: Provisioned, account_id: str, region: str) -> Context:
+    """Where `resource` is being updated: its stack and logical id, the stack's tags now."""
+    created = resource.context
+    assert created is not None, "every Provisioned gets its context when created"
+    return _context(account_id, region, created.stack_id, created.logical_id)
 
 
 def _context(account_id: str, region: str, stack_id: str, logical_id: str) -> Context:

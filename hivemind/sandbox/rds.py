@@ -13,9 +13,10 @@ for the whole list).
 Updates CloudFormation applies in place (instance class, storage, backup retention,
 Multi-AZ, deletion protection...) keep the server and its data; a new `Port`
 restarts it there, a new `MasterUserPassword` changes the master user's password.
-A replacement is a new instance with a new server, and the old one goes after the
-update succeeds. Deleting the instance, through the stack or the RDS API, stops its
-server and removes its data.
+A replacement (what `provisioning.replacement_rules` and `DbInstance.replaces_when`
+decide, as CloudFormation's RDS handler does) is a new instance with a new server,
+and the old one goes after the update succeeds. Deleting the instance, through the
+stack or the RDS API, stops its server and removes its data.
 
 RDS rules CloudFormation runs into hold here too: a DB instance with deletion
 protection refuses to be deleted (the stack ends DELETE_FAILED until it is turned
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from moto.ec2.models import ec2_backends
@@ -105,6 +107,7 @@ def _serve(database: Any, server: databases.DatabaseServer) -> None:
 class DbSubnetGroup(ResourceType):
     type_name = "AWS::RDS::DBSubnetGroup"
     attributes = frozenset()
+    name_property = "DBSubnetGroupName"
 
     def create(self, properties: dict[str, Any], ctx: Context) -> Provisioned:
         rds = _rds(ctx)
@@ -119,8 +122,6 @@ class DbSubnetGroup(ResourceType):
         return Provisioned(group.name, delete=lambda: rds.delete_subnet_group(group.name))
 
     def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
-        if old.properties.get("DBSubnetGroupName") != properties.get("DBSubnetGroupName"):
-            return self.create(properties, ctx)
         ec2 = ec2_backends[ctx.account_id][ctx.region]
         rds = _rds(ctx)
         group = rds.modify_db_subnet_group(
@@ -141,17 +142,50 @@ class DbInstance(ResourceType):
         {"DBInstanceArn", "DbiResourceId", "Endpoint.Address", "Endpoint.HostedZoneId"}
         | {"Endpoint.Port"}
     )
-    # Changing any of these makes CloudFormation create a new DB instance.
-    _REPLACED_BY = (
-        "DBInstanceIdentifier",
-        "Engine",
-        "DBName",
-        "MasterUsername",
-        "SourceDBInstanceIdentifier",
-        "StorageEncrypted",
-        "KmsKeyId",
-        "AvailabilityZone",
+    name_property = "DBInstanceIdentifier"
+    # Engine changes RDS makes in place (CloudFormation's RDS handler,
+    # ImmutabilityHelper.isEngineMutable): any other new engine is a new instance.
+    _ENGINE_UPGRADES = frozenset(
+        {
+            ("aurora", "aurora-mysql"),
+            ("oracle-se", "oracle-se2"),
+            ("oracle-se1", "oracle-se2"),
+            ("oracle-ee", "oracle-ee-cdb"),
+            ("oracle-se2", "oracle-se2-cdb"),
+        }
     )
+    # Restore sources: dropping one (or keeping it) changes nothing; a new one is a
+    # new instance restored from it.
+    _RESTORED_FROM = frozenset(
+        {
+            "DBSnapshotIdentifier",
+            "DBClusterSnapshotIdentifier",
+            "RestoreTime",
+            "SourceDBInstanceAutomatedBackupsArn",
+            "SourceDbiResourceId",
+        }
+    )
+
+    def replaces_when(self, name: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+        """When CloudFormation's RDS handler replaces a DB instance for the properties it
+        replaces for under conditions (its ImmutabilityHelper); the rest of them
+        (MultiAZ, BackupRetentionPeriod, DBParameterGroupName, AutoMinorVersionUpgrade,
+        PreferredMaintenanceWindow) it modifies in place."""
+        before, after = old.get(name), new.get(name)
+        if name == "Engine":
+            engines = (str(before or "").lower(), str(after or "").lower())
+            return engines[0] != engines[1] and engines not in self._ENGINE_UPGRADES
+        if name == "AvailabilityZone":  # a Multi-AZ instance may leave its zone to RDS
+            return not (not after and as_bool(new.get("MultiAZ")))
+        if name in ("SourceDBInstanceIdentifier", "SourceDBClusterIdentifier"):
+            return bool(after)  # dropping the source promotes the replica in place
+        if name == "PerformanceInsightsKMSKeyId":
+            return bool(before)  # a first key is set in place
+        if name in self._RESTORED_FROM:
+            return bool(after)
+        if name == "UseLatestRestorableTime":
+            return as_bool(after)
+        return False
 
     def create(self, properties: dict[str, Any], ctx: Context) -> Provisioned:
         rds = _rds(ctx)
@@ -302,8 +336,15 @@ class DbInstance(ResourceType):
         return {key: value for key, value in arguments.items() if value is not None}
 
     def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
-        if not all(old.properties.get(k) == properties.get(k) for k in self._REPLACED_BY):
-            return self.create(properties, ctx)
+        if old.properties.get("SourceDBInstanceIdentifier") and not properties.get(
+            "SourceDBInstanceIdentifier"
+        ):
+            raise ResourceFailed(
+                ctx.logical_id,
+                "The sandbox cannot promote a read replica (SourceDBInstanceIdentifier "
+                "removed); RDS would promote it in place",
+                "update",
+            )
         identifier = old.physical_resource_id
         if properties.get("SourceDBInstanceIdentifier"):
             arguments = self._replica_arguments(
