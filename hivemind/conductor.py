@@ -777,6 +777,12 @@ class Conductor:
         record.keep_spec_before_update(None)
         record.log(f"update: {note}")
         self.parts.say(f"{record.deployment_id}: {note}")
+        if not isinstance(error, RefusedError):
+            # It is deployed again: the way on is another update, not a retry.
+            error.next_step = (
+                f"`hivemind status {record.deployment_id}` shows the failure and Medic's "
+                "reading; fix the cause, then run the update again"
+            )
 
     def _progress(self, record: DeploymentRecord, phase: str) -> None:
         update = record.load().update
