@@ -95,9 +95,27 @@ def kept_sizes(spec: DeploymentSpec) -> list[str]:
     return kept
 
 
+# DB instance properties CloudFormation marks "replaces under conditions" that RDS
+# modifies in place whatever the new value (its handler has no replacement condition
+# for them): a change set shows the DB "Conditional" for these and they are safe.
+DB_IN_PLACE_WHEN_CONDITIONAL = frozenset(
+    {
+        "MultiAZ",
+        "BackupRetentionPeriod",
+        "AutoMinorVersionUpgrade",
+        "DBParameterGroupName",
+        "PreferredMaintenanceWindow",
+    }
+)
+
+
 def upgrade_blockers(changes: list[dict[str, Any]], serving: set[str]) -> list[str]:
     """Why a change set would interrupt the deployment: a database replaced or removed
-    (or CloudFormation not saying), a serving instance replaced or removed."""
+    (or CloudFormation not saying), a serving instance replaced or removed.
+
+    A database change CloudFormation calls "Conditional" is safe only when each of its
+    details that may recreate it is a static change of a property RDS modifies in
+    place (`DB_IN_PLACE_WHEN_CONDITIONAL`); anything else, or no details, blocks."""
     found = []
     for change in changes:
         kind, action = change.get("ResourceType"), change.get("Action")
@@ -106,14 +124,40 @@ def upgrade_blockers(changes: list[dict[str, Any]], serving: set[str]) -> list[s
         if kind == "AWS::RDS::DBInstance" and action in ("Modify", "Remove"):
             if action == "Remove":
                 found.append(f"{name} would be deleted")
-            elif replacement in ("True", "Conditional"):
-                found.append(f"{name} would be replaced (Replacement: {replacement})")
+            elif replacement == "True":
+                found.append(f"{name} would be replaced (Replacement: True)")
+            elif replacement == "Conditional":
+                found += [f"{name} may be replaced: {why}" for why in _db_conditions(change)]
             elif replacement is None:
                 found.append(f"{name}: CloudFormation did not say whether it is replaced")
         touched = action == "Remove" or replacement in ("True", "Conditional")
         if kind == "AWS::EC2::Instance" and change.get("PhysicalResourceId") in serving and touched:
             found.append(f"{name}, which serves now, would be replaced or removed")
     return found
+
+
+def _db_conditions(change: dict[str, Any]) -> list[str]:
+    """The details of a "Conditional" DB change that could really replace it."""
+    details = change.get("Details") or []
+    if not details:
+        return ["CloudFormation gave no details of why (Replacement: Conditional)"]
+    risky = []
+    for detail in details:
+        target = detail.get("Target") or {}
+        recreation, property_name = target.get("RequiresRecreation"), target.get("Name")
+        if recreation in (None, "Never"):
+            continue
+        if (
+            recreation == "Conditionally"
+            and property_name in DB_IN_PLACE_WHEN_CONDITIONAL
+            and detail.get("Evaluation") == "Static"
+        ):
+            continue
+        risky.append(
+            f"{property_name or target.get('Attribute')} changes "
+            f"(RequiresRecreation: {recreation}, {detail.get('Evaluation', '?')})"
+        )
+    return risky
 
 
 def render_change_set(changes: list[dict[str, Any]]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tarfile
 from pathlib import Path
+from typing import Any
 
 from harness import EXAMPLES, make_spec, write_tree
 
@@ -55,8 +56,8 @@ def test_a_version_names_a_kept_release_by_its_id_or_commit_never_by_branch() ->
     assert kept_release(state([NEW]), OLD) is None  # gone from the instances
 
 
-def change(kind: str, action: str, replacement: str | None, physical: str = "") -> dict[str, str]:
-    found = {"ResourceType": kind, "Action": action, "LogicalResourceId": "X"}
+def change(kind: str, action: str, replacement: str | None, physical: str = "") -> dict[str, Any]:
+    found: dict[str, Any] = {"ResourceType": kind, "Action": action, "LogicalResourceId": "X"}
     if replacement is not None:
         found["Replacement"] = replacement
     if physical:
@@ -64,13 +65,31 @@ def change(kind: str, action: str, replacement: str | None, physical: str = "") 
     return found
 
 
+def detail(name: str, recreation: str, evaluation: str = "Static") -> dict[str, Any]:
+    return {
+        "Target": {"Attribute": "Properties", "Name": name, "RequiresRecreation": recreation},
+        "Evaluation": evaluation,
+        "ChangeSource": "DirectModification",
+    }
+
+
 def test_an_upgrade_refuses_to_replace_the_database_or_the_serving_instance() -> None:
     db = "AWS::RDS::DBInstance"
     assert upgrade_blockers([change(db, "Modify", "False")], set()) == []
     assert upgrade_blockers([change(db, "Add", None)], set()) == []  # the read replica
-    for replacement in ("True", "Conditional"):
-        (why,) = upgrade_blockers([change(db, "Modify", replacement)], set())
-        assert "would be replaced" in why
+    (why,) = upgrade_blockers([change(db, "Modify", "True")], set())
+    assert "would be replaced" in why
+    # "Conditional" is safe only for static changes of what RDS modifies in place.
+    (why,) = upgrade_blockers([change(db, "Modify", "Conditional")], set())
+    assert "no details" in why
+    multi_az = detail("MultiAZ", "Conditionally", "Static")
+    safe = {**change(db, "Modify", "Conditional"), "Details": [multi_az, detail("X", "Never")]}
+    assert upgrade_blockers([safe], set()) == []
+    engine = {**safe, "Details": [multi_az, detail("Engine", "Conditionally", "Static")]}
+    (why,) = upgrade_blockers([engine], set())
+    assert "Engine changes (RequiresRecreation: Conditionally, Static)" in why
+    dynamic = {**safe, "Details": [detail("MultiAZ", "Conditionally", "Dynamic")]}
+    assert len(upgrade_blockers([dynamic], set())) == 1
     (why,) = upgrade_blockers([change(db, "Modify", None)], set())
     assert "did not say" in why  # unknown is not taken for "no"
     (why,) = upgrade_blockers([change(db, "Remove", None)], set())
