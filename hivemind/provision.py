@@ -81,7 +81,7 @@ class Provisioner:
             )
         self._clear_blockers(stack_name)
         outputs_file = cdk_out.parent / "outputs.json"
-        outputs_file.unlink(missing_ok=True)  # a change set run writes none: never a stale one
+        outputs_file.unlink(missing_ok=True)  # never a stale one
         command = toolchain.cdk_command(
             node,
             "deploy",
@@ -134,7 +134,9 @@ class Provisioner:
         return ProvisionResult(
             ok=ok,
             stack_status=status,
-            outputs=_outputs(outputs_file, stack_name) or self._stack_outputs(stack_name),
+            # A change set run leaves the file as the CDK CLI wrote it before executing.
+            outputs=(None if change_set else _outputs(outputs_file, stack_name))
+            or self._stack_outputs(stack_name),
             failures=progress.failed,
             seconds=time.monotonic() - started,
             cli_tail="\n".join(tail),
