@@ -1,11 +1,14 @@
 """The sandbox's load balancers serve for real: a stack's ALB answers on a loopback
 address, its listeners forward to healthy targets round robin, health checks report
 AWS's states and reasons, a listener switch moves traffic at once, deregistered targets
-drain, and deleting the stack closes the ports.
+drain, and deleting the stack closes the ports. Listener rules match requests as ALB
+does, and what a blue-green or rolling update relies on holds under load: switching
+colours, and a target leaving, stopping and coming back, fail no request.
 
-One sandbox server and one stack serve most tests; small web apps on loopback addresses
-of their own stand in for the targets. Health checks use AWS's smallest interval (5 s)
-with thresholds of 2, so a target is healthy (or unhealthy) about 5 s after it is
+One sandbox server and two stacks (`deployment`, and `colours` shaped like HiveMind's
+blue-green web tier) serve most tests; small web apps on loopback addresses of their own
+stand in for the targets. Health checks use AWS's smallest interval (5 s) with
+thresholds of 2, so a target is healthy (or unhealthy) about 5 s after it is
 registered. The main listener is on port 80 where this process may bind it, else 8000."""
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import os
 import socket
 import ssl
@@ -28,7 +32,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sandbox_harness import Clients, stack
+from sandbox_harness import Clients, events, stack
 
 from hivemind.sandbox import control, forwarder, runtime
 from hivemind.sandbox.server import SandboxServer, start_server
@@ -49,13 +53,16 @@ FAULTY_CHECKS = 100  # health checks of app "faulty" that fail: it never gets he
 @dataclass
 class App:
     """A web app on a loopback address of its own: GET /health answers `health`; other
-    paths answer with the app's name and what it received."""
+    paths answer with the app's name and what it received. `connections` counts the
+    connections open to it now."""
 
     name: str
     address: str = field(default_factory=lambda: runtime.allocate_address([APP_PORT]))
     health: int = 200
     hits: list[str] = field(default_factory=list)
     server: ThreadingHTTPServer | None = None
+    connections: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> App:
         app = self
@@ -63,6 +70,18 @@ class App:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True
+
+            def setup(self) -> None:
+                super().setup()
+                with app.lock:
+                    app.connections += 1
+
+            def finish(self) -> None:
+                try:
+                    super().finish()
+                finally:
+                    with app.lock:
+                        app.connections -= 1
 
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
@@ -125,11 +144,14 @@ class App:
         ).start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, release: bool = True) -> None:
+        """Stop serving (new connections are refused); `release=False` keeps the address
+        for `start` to serve on again."""
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
-        runtime.release_address(self.address)
+        if release:
+            runtime.release_address(self.address)
 
     @property
     def target(self) -> dict[str, Any]:
@@ -783,3 +805,491 @@ def test_a_port_below_1024_without_privileges_fails_saying_how_to_allow_it() -> 
     message = json.loads(result.stdout)
     assert "ports below 1024 need root or net.ipv4.ip_unprivileged_port_start<=80" in message
     assert "sudo sysctl -w net.ipv4.ip_unprivileged_port_start=80" in message
+
+
+# ---------------------------------------------------------------------------
+# listener rules, as ALB matches them
+
+
+def request(
+    target: str = "/",
+    method: str = "GET",
+    host: str | None = "shop.example.com",
+    headers: tuple[tuple[str, str], ...] = (),
+    source_ip: str = "10.0.0.7",
+) -> forwarder.RequestFacts:
+    path, _, query = target.partition("?")
+    return forwarder.RequestFacts(method, path, query, host, headers, source_ip)
+
+
+def header(name: str, *values: str) -> dict[str, Any]:
+    config = {"HttpHeaderName": name, "Values": list(values)}
+    return {"Field": "http-header", "HttpHeaderConfig": config}
+
+
+STANDBY = header("X-HiveMind-Standby", "Token-*")
+
+
+@pytest.mark.parametrize(
+    ("condition", "matching", "other"),
+    [
+        # Header names and values case-insensitively, wildcards, any of repeated headers.
+        (STANDBY, request(headers=(("x-hivemind-standby", "token-1234"),)), request()),
+        (
+            STANDBY,
+            request(headers=(("X-HiveMind-Standby", "no"), ("X-HiveMind-Standby", "TOKEN-9"))),
+            request(headers=(("X-HiveMind-Standby", "a-token-1"),)),
+        ),
+        (
+            header("X-Version", "v?"),
+            request(headers=(("X-Version", "v2"),)),
+            request(headers=(("X-Version", "v10"),)),
+        ),
+        # Paths case-sensitively, without the query string; the legacy Values form too.
+        (
+            {"Field": "path-pattern", "PathPatternConfig": {"Values": ["/api/*"]}},
+            request("/api/users?page=2"),
+            request("/API/users"),
+        ),
+        ({"Field": "path-pattern", "Values": ["/health"]}, request("/health"), request("/healthz")),
+        # Host names case-insensitively.
+        (
+            {"Field": "host-header", "HostHeaderConfig": {"Values": ["*.example.com"]}},
+            request(host="Shop.Example.COM"),
+            request(host="example.com"),
+        ),
+        (
+            {"Field": "host-header", "Values": ["api.example.com"]},
+            request(host="API.example.com"),
+            request(host=None),
+        ),
+        # Methods exactly.
+        (
+            {
+                "Field": "http-request-method",
+                "HttpRequestMethodConfig": {"Values": ["POST", "PUT"]},
+            },
+            request(method="PUT"),
+            request(method="GET"),
+        ),
+        # Query strings: key/value pairs (or any key) case-insensitively, decoded, with a
+        # backslash for a literal wildcard character.
+        (
+            {
+                "Field": "query-string",
+                "QueryStringConfig": {"Values": [{"Key": "version", "Value": "b*"}]},
+            },
+            request("/?lang=en&Version=Beta"),
+            request("/?other=beta"),
+        ),
+        (
+            {"Field": "query-string", "QueryStringConfig": {"Values": [{"Value": "what\\?"}]}},
+            request("/?q=what%3F"),
+            request("/?q=whats"),
+        ),
+        # The connection's source address, not X-Forwarded-For.
+        (
+            {"Field": "source-ip", "SourceIpConfig": {"Values": ["10.0.0.0/24", "2001:db8::/32"]}},
+            request(),
+            request(source_ip="10.0.1.7", headers=(("X-Forwarded-For", "10.0.0.7"),)),
+        ),
+    ],
+)
+def test_a_rule_condition_matches_as_alb_matches_it(
+    condition: dict[str, Any], matching: forwarder.RequestFacts, other: forwarder.RequestFacts
+) -> None:
+    assert forwarder.rule_matches([condition], matching)
+    assert not forwarder.rule_matches([condition], other)
+
+
+def test_a_rule_matches_when_every_condition_does() -> None:
+    conditions = [STANDBY, {"Field": "path-pattern", "Values": ["/api/*"]}]
+    standby = (("X-HiveMind-Standby", "token-1"),)
+
+    assert forwarder.rule_matches(conditions, request("/api/users", headers=standby))
+    assert not forwarder.rule_matches(conditions, request("/", headers=standby))
+
+
+@pytest.mark.parametrize(
+    ("condition", "named"),
+    [
+        ({"Field": "sni-host", "Values": ["a.example.com"]}, "condition type 'sni-host'"),
+        (
+            {
+                "Field": "http-header",
+                "HttpHeaderConfig": {"HttpHeaderName": "X-A", "RegexValues": ["^a$"]},
+            },
+            "condition http-header with RegexValues",
+        ),
+        ({"Field": "query-string"}, "condition query-string without a QueryStringConfig"),
+        (
+            {"Field": "source-ip", "SourceIpConfig": {"Values": ["10.0.0.300/8"]}},
+            "condition source-ip",
+        ),
+    ],
+)
+def test_a_condition_the_sandbox_cannot_evaluate_is_never_skipped(
+    condition: dict[str, Any], named: str
+) -> None:
+    # Even after a condition that does not match: the rule cannot be decided.
+    with pytest.raises(forwarder.UnsupportedCondition, match=named):
+        forwarder.rule_matches([header("X-Absent", "x"), condition], request())
+
+
+# ---------------------------------------------------------------------------
+# blue-green: the standby rule, the switch and a rolling update under load
+
+STANDBY_HEADER = "X-HiveMind-Standby"
+STANDBY_TOKEN = "9f2c7e-standby-token"
+DELAY = 2  # the groups' deregistration delay (seconds)
+
+
+def standby_rule(group: str, token: str = STANDBY_TOKEN, priority: int = 10) -> dict[str, Any]:
+    return {
+        "Type": "AWS::ElasticLoadBalancingV2::ListenerRule",
+        "Properties": {
+            "ListenerArn": {"Ref": "Http"},
+            "Priority": priority,
+            "Conditions": [header(STANDBY_HEADER, token)],
+            "Actions": [forward(group)],
+        },
+    }
+
+
+def forward_to(group_arn: str) -> dict[str, Any]:
+    return {"Type": "forward", "TargetGroupArn": group_arn}
+
+
+@dataclass
+class BlueGreen:
+    """A stack shaped like HiveMind's: listener `Http` forwards to `Blue` (apps x and y),
+    and its `StandbyRule` (priority 10) forwards requests with the standby header and
+    token to `Green` (apps p and q)."""
+
+    dns: str
+    arns: dict[str, str]
+    apps: dict[str, App]
+
+    def healthy(self, aws: Clients) -> bool:
+        states = {
+            **health(aws, self.arns["Blue"]),
+            **health(aws, self.arns["Green"]),
+        }
+        return all(states.get(app.address, ("",))[0] == "healthy" for app in self.apps.values())
+
+
+@pytest.fixture(scope="module")
+def colours(aws: Clients) -> Iterator[BlueGreen]:
+    apps = {name: App(name).start() for name in ("x", "y", "p", "q")}
+    body = template(
+        {
+            "Blue": target_group([apps["x"].target, apps["y"].target]),
+            "Green": target_group([apps["p"].target, apps["q"].target]),
+            "Http": listener(HTTP_PORT, forward("Blue")),
+            "StandbyRule": standby_rule("Green"),
+        }
+    )
+    outputs = create_stack(aws, "blue-green", body)
+    colours = BlueGreen(outputs.pop("Dns"), outputs, apps)
+    wait_for(lambda: colours.healthy(aws))
+    yield colours
+    aws.cloudformation.delete_stack(StackName=outputs["id"])
+    for app in apps.values():
+        app.stop()
+
+
+class RequestLoop:
+    """`clients` threads sending GET / through a listener until the block ends; `answers`
+    holds (status, app or error) of every request."""
+
+    def __init__(self, address: str, port: int, clients: int = 2, **headers: str) -> None:
+        self.clients = clients
+        self.answers: list[tuple[int, str]] = []
+        self._target = (address, port)
+        self._headers = headers
+        self._stopping = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(clients)]
+
+    def __enter__(self) -> RequestLoop:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                status, _, body = get(*self._target, **self._headers)
+                self.answers.append((status, app_of(body) if status == 200 else body.decode()))
+            except Exception as error:  # the client saw no answer at all
+                self.answers.append((0, repr(error)))
+            time.sleep(0.01)
+
+    def apps_since(self, count: int) -> set[str]:
+        return {app for status, app in self.answers[count:] if status == 200}
+
+    @property
+    def failures(self) -> list[tuple[int, str]]:
+        return [answer for answer in self.answers if answer[0] != 200]
+
+
+def test_the_standby_header_reaches_the_standby_colour_and_nothing_else_does(
+    colours: BlueGreen,
+) -> None:
+    dns = colours.dns
+
+    with_token = {get(dns, HTTP_PORT, **{STANDBY_HEADER: STANDBY_TOKEN})[2] for _ in range(4)}
+    assert {app_of(body) for body in with_token} == {"p", "q"}
+    # Header names and values compare case-insensitively, as on AWS.
+    assert app_of(get(dns, HTTP_PORT, **{"x-hivemind-standby": STANDBY_TOKEN.upper()})[2]) in {
+        "p",
+        "q",
+    }
+    without = {app_of(get(dns, HTTP_PORT)[2]) for _ in range(4)}
+    assert without == {"x", "y"}
+    assert app_of(get(dns, HTTP_PORT, **{STANDBY_HEADER: "guessed"})[2]) in {"x", "y"}
+
+
+def test_a_rule_the_sandbox_cannot_evaluate_answers_500_naming_it(
+    aws: Clients, colours: BlueGreen, caplog: pytest.LogCaptureFixture
+) -> None:
+    listener_arn = colours.arns["Http"]
+    created = aws.elbv2.create_rule(
+        ListenerArn=listener_arn,
+        Priority=5,
+        Conditions=[header("X-Canary", "on")],
+        Actions=[forward_to(colours.arns["Green"])],
+    )
+    rule_arn = created["Rules"][0]["RuleArn"]
+    # AWS also matches by regular expression, which moto cannot store (it fails on
+    # RegexValues): the stored rule gets one directly, as a newer moto would store it.
+    from moto.elbv2.models import elbv2_backends
+
+    backend = elbv2_backends["123456789012"][aws.region]
+    balancer = backend.load_balancers[colours.arns["Balancer"]]
+    rule = balancer.listeners[listener_arn].rules[rule_arn]
+    rule.conditions = [
+        {
+            "Field": "http-header",
+            "HttpHeaderConfig": {"HttpHeaderName": "X-Canary", "RegexValues": ["^on$"]},
+        }
+    ]
+    try:
+        with caplog.at_level(logging.ERROR, logger="hivemind.sandbox.forwarder"):
+            answers = [get(colours.dns, HTTP_PORT) for _ in range(3)]
+    finally:
+        aws.elbv2.delete_rule(RuleArn=rule_arn)
+
+    for status, headers, body in answers:
+        assert (status, headers["Content-Type"]) == (500, "text/plain")
+        assert (
+            f"cannot evaluate listener rule {rule_arn} (priority 5): condition http-header "
+            "with RegexValues" in body.decode()
+        )
+    logged = [r.getMessage() for r in caplog.records if rule_arn in r.getMessage()]
+    assert len(logged) == 1  # once, not once per request
+    assert get(colours.dns, HTTP_PORT)[0] == 200  # the rule is gone
+
+
+def test_switching_colours_under_load_fails_no_request(aws: Clients, colours: BlueGreen) -> None:
+    dns, blue, green = colours.dns, colours.arns["Blue"], colours.arns["Green"]
+
+    def switch(active: str, standby: str) -> None:
+        # Between the two calls no listener uses the old active group: when the health
+        # monitor looks then, its targets go unused, and through initial health checks
+        # again after the second call (the rule's requests fail open to them meanwhile).
+        aws.elbv2.modify_listener(
+            ListenerArn=colours.arns["Http"], DefaultActions=[forward_to(active)]
+        )
+        aws.elbv2.modify_rule(RuleArn=colours.arns["StandbyRule"], Actions=[forward_to(standby)])
+
+    with (
+        RequestLoop(dns, HTTP_PORT) as public,
+        RequestLoop(dns, HTTP_PORT, **{STANDBY_HEADER: STANDBY_TOKEN}) as standby,
+    ):
+        try:
+            for _ in range(3):
+                for active, standby_group, serving in ((green, blue, "pq"), (blue, green, "xy")):
+                    seen = len(public.answers)
+                    switch(active, standby_group)
+                    assert app_of(get(dns, HTTP_PORT)[2]) in serving  # at once
+                    wait_for(lambda s=seen, a=serving: bool(public.apps_since(s) & set(a)))
+                    time.sleep(0.3)
+        finally:
+            switch(blue, green)
+
+    assert public.failures == [] and standby.failures == []
+    assert {app for _, app in public.answers} == {"x", "y", "p", "q"}
+    assert {app for _, app in standby.answers} == {"x", "y", "p", "q"}
+
+
+def test_a_target_leaves_and_comes_back_under_load_without_a_failed_request(
+    aws: Clients, colours: BlueGreen
+) -> None:
+    blue, y = colours.arns["Blue"], colours.apps["y"]
+    wait_for(lambda: colours.healthy(aws))  # x and y, after a switch that left them unused
+
+    with RequestLoop(colours.dns, HTTP_PORT) as loop:
+        wait_for(lambda: loop.apps_since(0) == {"x", "y"}, timeout=5)
+        aws.elbv2.deregister_targets(TargetGroupArn=blue, Targets=[y.target])
+        routed_before = len(y.hits)
+        assert health(aws, blue)[y.address][0] == "draining"
+        wait_for(lambda: y.address not in health(aws, blue), timeout=DELAY + 5)
+        # Only requests already on their way when it left reached it.
+        assert len(y.hits) - routed_before <= loop.clients
+
+        y.stop(release=False)  # the update: the app is down for a while
+        time.sleep(0.5)
+        y.start()
+        y.hits.clear()
+        aws.elbv2.register_targets(TargetGroupArn=blue, Targets=[y.target])
+        deadline = time.monotonic() + SETTLE
+        while True:
+            hits = list(y.hits)  # before the state: these came while it was in that state
+            state = health(aws, blue)[y.address][0]
+            if state == "healthy":
+                break
+            assert hits == [], f"y got requests while {state}"
+            assert time.monotonic() < deadline, "y never got healthy"
+            time.sleep(0.1)
+        wait_for(lambda: y.hits != [], timeout=5)
+
+    assert loop.failures == []
+    assert len(loop.answers) > 50  # the loop kept sending throughout
+
+
+def test_a_deregistered_target_drains_as_soon_as_its_requests_are_over(
+    aws: Clients, colours: BlueGreen
+) -> None:
+    blue, y = colours.arns["Blue"], colours.apps["y"]
+    wait_for(lambda: colours.healthy(aws))
+    set_delay(aws, blue, 60)  # the connections close long before the delay ends
+    try:
+        # A request in flight when the target leaves finishes; then its connection closes.
+        slow: list[int] = []
+        threads = [
+            threading.Thread(
+                target=lambda: slow.append(get(colours.dns, HTTP_PORT, "/slow?seconds=1.5")[0])
+            )
+            for _ in range(2)  # one per target (round robin)
+        ]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: "/slow" in y.hits, timeout=5)
+        aws.elbv2.deregister_targets(TargetGroupArn=blue, Targets=[y.target])
+        assert y.connections >= 1
+        for thread in threads:
+            thread.join()
+        assert slow == [200, 200]
+        wait_for(lambda: y.connections == 0, timeout=5)
+        # AWS shows the target draining for the whole delay even so.
+        assert health(aws, blue)[y.address][0] == "draining"
+
+        # An idle kept-alive connection closes as soon as the target leaves.
+        aws.elbv2.register_targets(TargetGroupArn=blue, Targets=[y.target])
+        wait_for(lambda: health(aws, blue)[y.address][0] == "healthy")
+        wait_for(lambda: get(colours.dns, HTTP_PORT) and y.connections == 1)
+        aws.elbv2.deregister_targets(TargetGroupArn=blue, Targets=[y.target])
+        wait_for(lambda: y.connections == 0, timeout=5)
+        assert health(aws, blue)[y.address][0] == "draining"
+    finally:
+        set_delay(aws, blue, DELAY)
+        aws.elbv2.register_targets(TargetGroupArn=blue, Targets=[y.target])
+        wait_for(lambda: colours.healthy(aws))
+
+
+def set_delay(aws: Clients, group_arn: str, seconds: int) -> None:
+    aws.elbv2.modify_target_group_attributes(
+        TargetGroupArn=group_arn,
+        Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": str(seconds)}],
+    )
+
+
+# ---------------------------------------------------------------------------
+# a stack's listener rule
+
+
+def rule_stack(blue: App, green: App, rule: dict[str, Any] | None) -> str:
+    """Groups `Blue` and `Green` of one app each, a listener answering "default" itself,
+    and `rule` as `StandbyRule`."""
+    return template(
+        {
+            "Blue": target_group([blue.target]),
+            "Green": target_group([green.target]),
+            "Http": listener(
+                HTTP_PORT,
+                {
+                    "Type": "fixed-response",
+                    "FixedResponseConfig": {"StatusCode": "200", "MessageBody": "default"},
+                },
+            ),
+            **({"StandbyRule": rule} if rule is not None else {}),
+        }
+    )
+
+
+def test_a_stacks_listener_rule_creates_updates_in_place_and_deletes(
+    aws: Clients, colours: BlueGreen
+) -> None:
+    apps = colours.apps
+
+    def body(rule: dict[str, Any] | None) -> str:
+        return rule_stack(apps["x"], apps["p"], rule)
+
+    def answer(token: str | None) -> str:
+        headers = {STANDBY_HEADER: token} if token else {}
+        status, _, text = get(dns, HTTP_PORT, **headers)
+        assert status == 200
+        return "default" if text == b"default" else app_of(text)
+
+    def update(rule: dict[str, Any] | None) -> None:
+        aws.cloudformation.update_stack(StackName=stack_id, TemplateBody=body(rule))
+        described = stack(aws, stack_id)
+        assert described["StackStatus"] == "UPDATE_COMPLETE", described.get("StackStatusReason")
+
+    outputs = create_stack(aws, "standby-rule", body(standby_rule("Green", "one")))
+    dns, stack_id, rule_arn = outputs["Dns"], outputs["id"], outputs["StandbyRule"]
+    try:
+        assert (answer("one"), answer(None)) == ("p", "default")
+
+        # New conditions and another target group: the same rule, changed.
+        update(standby_rule("Blue", "two"))
+        assert (answer("two"), answer("one")) == ("x", "default")
+        # A new priority too (SetRulePriorities).
+        update(standby_rule("Blue", "two", priority=20))
+        rules = aws.elbv2.describe_rules(ListenerArn=outputs["Http"])["Rules"]
+        assert [(r["RuleArn"], r["Priority"]) for r in rules if not r["IsDefault"]] == [
+            (rule_arn, "20")
+        ]
+        assert answer("two") == "x"
+
+        # A rule the forwarder could not evaluate fails the update, which rolls back.
+        regex = standby_rule("Green")
+        regex["Properties"]["Conditions"] = [
+            {
+                "Field": "http-header",
+                "HttpHeaderConfig": {"HttpHeaderName": STANDBY_HEADER, "RegexValues": ["^t"]},
+            }
+        ]
+        aws.cloudformation.update_stack(StackName=stack_id, TemplateBody=body(regex))
+        assert stack(aws, stack_id)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+        failed = [e for e in events(aws, stack_id) if e["ResourceStatus"] == "UPDATE_FAILED"]
+        assert "condition http-header with RegexValues" in failed[0]["ResourceStatusReason"]
+        assert answer("two") == "x"
+
+        # Gone from the template: gone from the listener.
+        update(None)
+        rules = aws.elbv2.describe_rules(ListenerArn=outputs["Http"])["Rules"]
+        assert [r["IsDefault"] for r in rules] == [True]
+        assert answer("two") == "default"
+        update(standby_rule("Green", "three"))
+        assert answer("three") == "p"
+    finally:
+        aws.cloudformation.delete_stack(StackName=stack_id)
+
+    assert stack(aws, stack_id)["StackStatus"] == "DELETE_COMPLETE"
+    assert refused(dns, HTTP_PORT)

@@ -8,14 +8,17 @@ by `hivemind.sandbox.forwarder`.
   listener is one too when its certificate is in the sandbox's ACM (requested or
   imported there, key included); any other certificate or protocol fails the resource
   with a status reason saying the sandbox serves HTTP only.
+* Listener rules, from a stack or CreateRule, are evaluated by their listener's
+  forwarder before its default action; a stack's rule with a condition the forwarder
+  cannot evaluate fails with a reason saying so.
 * DescribeTargetHealth reports the states of real health checks (`install()` patches
   moto's backend), and RegisterTargets / DeregisterTargets, from a stack or called
   directly, take effect at once: a new target gets its first check right away, a
   deregistered one drains.
 
-Listeners and target groups update in place, as on AWS, so a blue-green switch
-(the listener's default action moving to the other target group) keeps every ARN, and
-the forwarder sends the next request to the new group.
+Listeners, listener rules and target groups update in place, as on AWS, so a blue-green
+switch (the listener's default action and the standby rule trading target groups) keeps
+every ARN, and the forwarder sends the next request to the new group.
 """
 
 from __future__ import annotations
@@ -39,9 +42,12 @@ from moto.elbv2.models import (
 from hivemind.sandbox import runtime
 from hivemind.sandbox.forwarder import (
     HEALTH,
+    RULES_EVALUATED,
     ListenerUnavailable,
     LocalBalancer,
     TargetStatus,
+    UnsupportedCondition,
+    check_condition,
     local_balancer,
 )
 from hivemind.sandbox.provisioning import (
@@ -276,7 +282,7 @@ class Listener(ResourceType):
             properties.get("Port"),
             properties.get("SslPolicy"),
             certificates[0]["CertificateArn"] if certificates else None,
-            _default_actions(properties),
+            _actions(properties["DefaultActions"]),
             alpn_policy=properties.get("AlpnPolicy"),
         )
         try:
@@ -304,7 +310,7 @@ class Listener(ResourceType):
             properties.get("Protocol"),
             properties.get("SslPolicy"),
             elbv2.convert_and_validate_certificates(properties.get("Certificates")),
-            _default_actions(properties),
+            _actions(properties["DefaultActions"]),
         )
         # New default actions apply to the next request; a new port, protocol or
         # certificate needs the forwarder bound again.
@@ -313,8 +319,8 @@ class Listener(ResourceType):
         return old
 
 
-# What a listener action keeps of its template properties (moto's own conversion drops
-# ForwardConfig, so weighted forwards would lose their target groups).
+# What a listener's or a rule's action keeps of its template properties (moto's own
+# conversion drops ForwardConfig, so weighted forwards would lose their target groups).
 _ACTION_KEYS = (
     "Type",
     "Order",
@@ -327,13 +333,81 @@ _ACTION_KEYS = (
 )
 
 
-def _default_actions(properties: dict[str, Any]) -> list[dict[str, Any]]:
+def _actions(declared: list[dict[str, Any]]) -> list[dict[str, Any]]:
     actions = []
-    for index, action in enumerate(properties["DefaultActions"], 1):
+    for index, action in enumerate(declared, 1):
         if action.get("Type") not in ALLOWED_ACTIONS:
             raise InvalidActionTypeError(action.get("Type"), index)
         actions.append({key: action[key] for key in _ACTION_KEYS if key in action})
     return actions
+
+
+@implements
+class ListenerRule(ResourceType):
+    """A listener rule: the listener's forwarder evaluates it on every request, before
+    the default action (see `hivemind.sandbox.forwarder.rule_matches` for its
+    conditions). Conditions, actions and priority change in place, as on AWS; a rule
+    for another listener is a new rule."""
+
+    type_name = "AWS::ElasticLoadBalancingV2::ListenerRule"
+    attributes = frozenset({"IsDefault", "RuleArn"})
+
+    def create(self, properties: dict[str, Any], ctx: Context) -> Provisioned:
+        elbv2 = _elbv2(ctx)
+        conditions = _conditions(ctx, properties)
+        rule = elbv2.create_rule(
+            properties["ListenerArn"],
+            conditions,
+            _priority(properties),
+            _actions(properties["Actions"]),
+        )
+        return Provisioned(
+            rule.arn,
+            # Deleting a listener deletes its rules (a no-op then, as on AWS).
+            delete=lambda: elbv2.delete_rule(rule.arn),
+            native=rule,
+            attributes={"RuleArn": rule.arn, "IsDefault": False},
+        )
+
+    def update(self, old: Provisioned, properties: dict[str, Any], ctx: Context) -> Provisioned:
+        rule = old.native
+        if properties["ListenerArn"] != rule.listener_arn:
+            return super().update(old, properties, ctx)
+        elbv2 = _elbv2(ctx)
+        conditions = _conditions(ctx, properties, "update")
+        before = (rule.conditions, rule.actions)
+        # moto's modify_rule leaves Priority alone; SetRulePriorities changes it.
+        elbv2.modify_rule(rule.arn, conditions, _actions(properties["Actions"]))
+        priority = _priority(properties)
+        if priority != int(rule.priority):
+            try:
+                elbv2.set_rule_priorities([{"RuleArn": rule.arn, "Priority": priority}])
+            except Exception:
+                rule.conditions, rule.actions = before  # the update fails as a whole
+                raise
+        return old
+
+
+def _priority(properties: dict[str, Any]) -> int:
+    # Templates give it as a number or a string; moto compares priorities as given.
+    return int(properties["Priority"])
+
+
+def _conditions(
+    ctx: Context, properties: dict[str, Any], operation: str = "create"
+) -> list[dict[str, Any]]:
+    """A rule's conditions; ResourceFailed for one the forwarder cannot evaluate (rather
+    than a rule that answers 500 to every request reaching it, or moto failing on
+    RegexValues with a KeyError)."""
+    conditions = [dict(condition) for condition in properties.get("Conditions") or []]
+    try:
+        for condition in conditions:
+            check_condition(condition)
+    except UnsupportedCondition as error:
+        raise ResourceFailed(
+            ctx.logical_id, f"The sandbox cannot evaluate {error}: {RULES_EVALUATED}", operation
+        ) from error
+    return conditions
 
 
 SERVES_HTTP_ONLY = (

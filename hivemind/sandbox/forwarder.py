@@ -5,14 +5,20 @@ is health-checked in the background, so `http://<LoadBalancerDns>/` answers as o
 * `LocalBalancer` stands in for one balancer: the loopback address that is its DNS name,
   and one `Forwarder` per listener. `local_balancer(arn)` finds it again.
 * A `Forwarder` is a threaded HTTP/1.1 reverse proxy on (address, listener port). It
-  reads its listener's default actions from moto's backend on every request, so a
-  listener update (the blue-green switch) applies to the next request without rebinding:
-  `forward` (one target group, or weighted across a ForwardConfig), `redirect` (the
-  Location AWS builds, port included) and `fixed-response`. Requests go round-robin to
-  the group's healthy targets; with none healthy, to every registered target that is
-  not draining or unusable (AWS fails open the same way); with none, 503. A target that
-  refuses the connection gives 502, one that does not answer within the balancer's
-  idle timeout (`idle_timeout.timeout_seconds`, 60 s) 504. X-Forwarded-For (as
+  reads its listener's rules and default actions from moto's backend on every request,
+  so a listener or rule update (the blue-green switch) applies to the next request
+  without rebinding. As on AWS, the rules are evaluated in priority order (lowest number
+  first) and the first whose conditions all match answers; with none, the default
+  action. Every condition type is evaluated with AWS's matching (`rule_matches`:
+  http-header, path-pattern, host-header, http-request-method, query-string, source-ip;
+  by Values, not RegexValues); a rule with a condition the sandbox cannot evaluate gets
+  a 500 naming it (and a log line), never skipped. Actions: `forward` (one target group,
+  or weighted across a ForwardConfig), `redirect` (the Location AWS builds, port
+  included) and `fixed-response`. Requests go round-robin to the group's healthy
+  targets; with none healthy, to every registered target that is not draining or
+  unusable (AWS fails open the same way); with none, 503. A target that refuses the
+  connection gives 502, one that does not answer within the balancer's idle timeout
+  (`idle_timeout.timeout_seconds`, 60 s) 504. X-Forwarded-For (as
   `routing.http.xff_header_processing.mode` says), -Proto and -Port and an
   X-Amzn-Trace-Id are added; keep-alive, Content-Length and chunked bodies work both
   ways and responses are streamed. Connections to targets are kept alive and reused
@@ -26,8 +32,14 @@ is health-checked in the background, so `http://<LoadBalancerDns>/` answers as o
   and a state changes after HealthyThresholdCount (UnhealthyThresholdCount) consecutive
   passes (failures): with threshold 2 and interval 15 s a target is healthy about 15 s
   after registration (on AWS registration itself adds tens of seconds). A deregistered
-  target drains for the group's `deregistration_delay.timeout_seconds`: no new requests,
-  and requests already on their way finish (they are not cut when the delay ends).
+  target gets no new request; requests already on their way finish (they are not cut
+  when the delay ends). Its deregistration completes as soon as none is in flight: the
+  balancer's idle kept-alive connections to it close at once, the others as their
+  requests end, so the target can stop without a failed request. DescribeTargetHealth
+  shows it `draining` for the group's whole `deregistration_delay.timeout_seconds` even
+  so, as AWS does ("even though target deregistration is complete, the status of the
+  target is displayed as draining until the deregistration delay timeout expires", ALB
+  guide, Deregistration delay); then it is no longer listed.
 * `traffic(arn)` reads what a balancer or target group has served so far (the counters
   CloudWatch's ApplicationELB metrics are made of), `take_response_time_extremes(arn)`
   the fastest and slowest target response since it was last asked, and
@@ -43,7 +55,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import http.client
+import ipaddress
 import logging
 import random
 import re
@@ -59,6 +73,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from hivemind.sandbox import runtime, usage
 from hivemind.sandbox.faults import FAULTS, InjectedFault
@@ -193,6 +208,7 @@ class _Target:
     checking: bool = False
     draining_until: float = 0.0
     generation: int = 0  # bumped whenever a check under way must no longer count
+    in_flight: int = 0  # requests the balancer sent it that are not over yet
 
     @property
     def parked(self) -> bool:
@@ -266,12 +282,14 @@ class _Check:
 
 @dataclass(frozen=True)
 class Route:
-    """Where one request goes: a target of a target group."""
+    """Where one request goes: a target of a target group (and the health monitor's
+    record of it, which counts the request as in flight until `finish`)."""
 
     group_arn: str
     target_id: str
     address: str
     port: int
+    target: _Target | None = field(default=None, compare=False, repr=False)
 
 
 class TargetHealthMonitor:
@@ -336,7 +354,8 @@ class TargetHealthMonitor:
 
     def describe(self, backend: MotoBackend, group: MotoTargetGroup) -> list[TargetStatus]:
         """Every registered or draining target of the group with its health, in
-        registration order."""
+        registration order (a deregistered target is draining for the group's whole
+        deregistration delay, as AWS shows it, even once no request is in flight)."""
         self.ensure_running()
         used = group.arn in groups_in_use(backend)
         with self._lock:
@@ -346,7 +365,8 @@ class TargetHealthMonitor:
     def choose(self, backend: MotoBackend, group: MotoTargetGroup) -> Route | None:
         """The next target for a request to `group` (round robin over the healthy ones;
         with none healthy, over every one that is initial or unhealthy); None when the
-        group has no target to send it to."""
+        group has no target to send it to. The request counts as in flight until
+        `finish(route)`."""
         self.ensure_running()
         with self._lock:
             entry = self._sync_locked(backend, group, True, time.monotonic())
@@ -361,8 +381,28 @@ class TargetHealthMonitor:
                 return None
             target = candidates[entry.turn % len(candidates)]
             entry.turn += 1
+            target.in_flight += 1
             assert target.address is not None
-            return Route(group.arn, target.target_id, target.address, target.port)
+            return Route(group.arn, target.target_id, target.address, target.port, target)
+
+    def finish(self, route: Route) -> None:
+        """A request `choose` routed is over (answered, failed or abandoned by the
+        client). For a deregistered target, the balancer's idle connections to it
+        close; with its last request in flight over, its deregistration is complete."""
+        target = route.target
+        if target is None:
+            return
+        with self._lock:
+            target.in_flight -= 1
+            draining, idle = target.state == DRAINING, target.in_flight == 0
+        if draining:
+            _close_idle_connections(route.address, route.port)
+            if idle:
+                log.info(
+                    "deregistration of %s from %s complete: no request in flight",
+                    route.target_id,
+                    route.group_arn,
+                )
 
     # -- the scheduler
 
@@ -466,9 +506,23 @@ class TargetHealthMonitor:
                 continue
             if target.state != DRAINING:
                 target.drain(now + delay)
+                _deregistering(group.arn, target)
             if target.draining_until <= now:
                 del entry.targets[target_id]
         return entry
+
+
+def _deregistering(group_arn: str, target: _Target) -> None:
+    """A target just deregistered: the balancer's idle kept-alive connections to it close
+    (requests in flight keep theirs until they are over, see `finish`)."""
+    if target.address is not None:
+        _close_idle_connections(target.address, target.port)
+    if target.in_flight == 0:
+        log.info(
+            "deregistration of %s from %s complete: no request in flight",
+            target.target_id,
+            group_arn,
+        )
 
 
 def _serves(target: _Target) -> bool:
@@ -712,6 +766,186 @@ class _TargetConnection(http.client.HTTPConnection):
 
 
 # ---------------------------------------------------------------------------
+# listener rules
+
+# The condition types of ALB listener rules, all of which the sandbox evaluates.
+RULE_CONDITIONS = (
+    "http-header",
+    "path-pattern",
+    "host-header",
+    "http-request-method",
+    "query-string",
+    "source-ip",
+)
+RULES_EVALUATED = (
+    f"the sandbox's load balancers evaluate the conditions {', '.join(RULE_CONDITIONS)} "
+    "by their Values (wildcards * and ?), not by RegexValues"
+)
+
+
+class UnsupportedCondition(Exception):
+    """A listener rule condition the sandbox cannot evaluate; the message names it."""
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What listener rule conditions look at in one request."""
+
+    method: str
+    path: str  # without the query string
+    query: str
+    host: str | None  # the Host header, without the protocol's default port
+    headers: tuple[tuple[str, str], ...]
+    source_ip: str  # the address the connection comes from (not X-Forwarded-For)
+
+    @classmethod
+    def of(cls, request: _Handler, protocol: str) -> RequestFacts:
+        path, _, query = request.path.partition("?")
+        host = request.headers.get("Host")
+        if host is not None:
+            host = host.strip().removesuffix(":443" if protocol == "HTTPS" else ":80")
+        return cls(
+            request.command,
+            path,
+            query,
+            host,
+            tuple((str(n), str(v)) for n, v in request.headers.items()),
+            str(request.client_address[0]),
+        )
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value of a header, in the order the request has them."""
+        return [value for key, value in self.headers if key.lower() == name.lower()]
+
+
+def rules_by_priority(listener: Any) -> list[Any]:
+    """A moto listener's rules in the order ALB evaluates them (lowest priority number
+    first), without its default rule."""
+    rules = [rule for rule in list(listener.rules.values()) if not rule.is_default]
+    return sorted(rules, key=lambda rule: int(rule.priority))
+
+
+def rule_matches(conditions: Iterable[Mapping[str, Any]], request: RequestFacts) -> bool:
+    """Whether the request meets every condition of a rule, with ALB's semantics:
+
+    * `http-header`: the header's name case-insensitively, any of its values (when it
+      appears more than once) against any pattern, case-insensitively;
+    * `host-header`: the Host header case-insensitively; `path-pattern`: the path
+      (without the query string) case-sensitively; both in the `*Config` form or the
+      legacy `Values` form;
+    * `http-request-method`: the method exactly;
+    * `query-string`: any of the key/value pairs (a pair without a key: any value),
+      case-insensitively, on the decoded query string; `\\` makes a wildcard literal;
+    * `source-ip`: the client's address in any of the CIDR blocks.
+
+    Patterns match whole strings; `*` matches any run of characters, `?` exactly one.
+    `UnsupportedCondition` for a condition the sandbox cannot evaluate (an unknown
+    type, RegexValues, a condition without its configuration), whether or not the
+    others match."""
+    matchers = [_condition(condition) for condition in conditions]
+    return all(matches(request) for matches in matchers)
+
+
+def check_condition(condition: Mapping[str, Any]) -> None:
+    """`UnsupportedCondition` if the sandbox cannot evaluate `condition`."""
+    _condition(condition)
+
+
+def _condition(condition: Mapping[str, Any]) -> Callable[[RequestFacts], bool]:
+    field_ = str(condition.get("Field") or "")
+    if field_ == "http-header":
+        config = _config(condition, "HttpHeaderConfig")
+        name = str(config.get("HttpHeaderName") or "")
+        if not name:
+            raise UnsupportedCondition("condition http-header without an HttpHeaderName")
+        values = _patterns(field_, config, ignore_case=True)
+        return lambda r: any(p.fullmatch(v) for v in r.header_values(name) for p in values)
+    if field_ == "host-header":
+        hosts = _patterns(field_, _config(condition, "HostHeaderConfig"), ignore_case=True)
+        return lambda r: r.host is not None and any(p.fullmatch(r.host) for p in hosts)
+    if field_ == "path-pattern":
+        paths = _patterns(field_, _config(condition, "PathPatternConfig"), ignore_case=False)
+        return lambda r: any(p.fullmatch(r.path) for p in paths)
+    if field_ == "http-request-method":
+        methods = set(_values(field_, _config(condition, "HttpRequestMethodConfig")))
+        return lambda r: r.method in methods
+    if field_ == "query-string":
+        pairs = [
+            (
+                None if pair.get("Key") is None else _wildcard(str(pair["Key"]), True, True),
+                _wildcard(str(pair.get("Value") or ""), True, True),
+            )
+            for pair in _values(field_, _config(condition, "QueryStringConfig"))
+        ]
+        return lambda r: any(
+            (key is None or key.fullmatch(k)) and value.fullmatch(v)
+            for k, v in parse_qsl(r.query, keep_blank_values=True)
+            for key, value in pairs
+        )
+    if field_ == "source-ip":
+        try:
+            networks = [
+                ipaddress.ip_network(str(cidr), strict=False)
+                for cidr in _values(field_, _config(condition, "SourceIpConfig"))
+            ]
+        except ValueError as error:
+            raise UnsupportedCondition(f"condition source-ip: {error}") from None
+        return lambda r: any(ipaddress.ip_address(r.source_ip) in n for n in networks)
+    # Never the condition's values in the message: a rule's header value may be a secret.
+    raise UnsupportedCondition(
+        f"condition type {field_!r}" if field_ else "a condition without a Field"
+    )
+
+
+def _config(condition: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A condition's configuration; host-header and path-pattern also come in the legacy
+    form, with their Values on the condition itself."""
+    config = condition.get(key)
+    if isinstance(config, Mapping):
+        return config
+    if key in ("HostHeaderConfig", "PathPatternConfig") and condition.get("Values"):
+        return {"Values": condition["Values"]}
+    raise UnsupportedCondition(f"condition {condition.get('Field')} without a {key}")
+
+
+def _values(field_: str, config: Mapping[str, Any]) -> list[Any]:
+    if config.get("RegexValues"):
+        raise UnsupportedCondition(f"condition {field_} with RegexValues")
+    values = config.get("Values")
+    if not values:
+        raise UnsupportedCondition(f"condition {field_} without Values")
+    return list(values)
+
+
+def _patterns(
+    field_: str, config: Mapping[str, Any], *, ignore_case: bool
+) -> list[re.Pattern[str]]:
+    return [_wildcard(str(value), ignore_case, False) for value in _values(field_, config)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _wildcard(pattern: str, ignore_case: bool, escapes: bool) -> re.Pattern[str]:
+    """A rule's match pattern as a regular expression: `*` any run of characters, `?`
+    exactly one, and with `escapes` (query strings) a backslash makes the next
+    character literal."""
+    parts: list[str] = []
+    escaped = False
+    for char in pattern:
+        if escaped:
+            parts.append(re.escape(char))
+            escaped = False
+        elif char == "\\" and escapes:
+            escaped = True
+        elif char in "*?":
+            parts.append(".*" if char == "*" else ".")
+        else:
+            parts.append(re.escape(char))
+    if escaped:
+        parts.append(re.escape("\\"))
+    return re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
+# ---------------------------------------------------------------------------
 # the reverse proxy
 
 
@@ -769,12 +1003,27 @@ class _ConnectionPool:
                 return
         connection.close()
 
+    def discard(self, address: str, port: int) -> None:
+        """Close the idle connections to one target."""
+        with self._lock:
+            idle = self._idle.pop((address, port), [])
+        for _, connection in idle:
+            connection.close()
+
     def close(self) -> None:
         with self._lock:
             idle = [c for connections in self._idle.values() for _, c in connections]
             self._idle.clear()
         for connection in idle:
             connection.close()
+
+
+def _close_idle_connections(address: str, port: int) -> None:
+    """Close every listener's idle kept-alive connections to the target at (address,
+    port), so that a deregistered target has none left once its last request is over."""
+    for balancer in local_balancers():
+        for forwarder in balancer.forwarders():
+            forwarder.close_idle_connections(address, port)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -896,6 +1145,8 @@ class Forwarder:
         self.protocol = protocol.upper()
         self.name = f"{protocol.lower()}://{address}:{port}"
         self._pool = _ConnectionPool()
+        self._unsupported_lock = threading.Lock()
+        self._unsupported_seen: set[str] = set()
         try:
             self._server = _ListenerServer((address, port), self, tls)
         except PermissionError as error:
@@ -927,6 +1178,10 @@ class Forwarder:
         self._thread.join(timeout=5)
         log.info("load balancer listener at %s stopped", self.name)
 
+    def close_idle_connections(self, address: str, port: int) -> None:
+        """Close this listener's idle kept-alive connections to one target."""
+        self._pool.discard(address, port)
+
     # -- what the listener says now
 
     def _balancer(self) -> Any:
@@ -939,21 +1194,38 @@ class Forwarder:
         attributes = balancer.attrs if balancer is not None else {}
         return float(attributes.get("idle_timeout.timeout_seconds") or DEFAULT_IDLE_TIMEOUT)
 
-    def _action(self) -> dict[str, Any] | None:
+    def _action(self, request: _Handler) -> dict[str, Any] | None:
+        """The action that answers `request`: that of the listener's first rule (by
+        priority) whose conditions the request meets, else the default action; None
+        when the listener is gone. `UnsupportedCondition` names a rule the sandbox
+        cannot evaluate."""
         balancer = self._balancer()
         listener = balancer.listeners.get(self.listener_arn) if balancer is not None else None
         if listener is None:
             return None
-        actions = [dict(action.data) for action in list(listener.default_actions)]
-        actions.sort(key=lambda action: int(action.get("Order") or 0))
-        return next(iter(actions), None)
+        facts = RequestFacts.of(request, self.protocol)
+        for rule in rules_by_priority(listener):
+            try:
+                matched = rule_matches(list(rule.conditions or []), facts)
+            except UnsupportedCondition as error:
+                raise UnsupportedCondition(
+                    f"listener rule {rule.arn} (priority {rule.priority}): {error}"
+                ) from None
+            if matched:
+                return _first_action(rule.actions)
+        return _first_action(listener.default_actions)
 
     # -- one request
 
     def serve(self, request: _Handler) -> None:
-        """Answer one request as the listener's default action says."""
+        """Answer one request as the listener's rules and default action say."""
         started = time.monotonic()
-        action = self._action()
+        try:
+            action = self._action(request)
+        except UnsupportedCondition as error:
+            self._discard_body(request)
+            self._unsupported(request, error)
+            return
         kind = action.get("Type") if action else None
         if action is None or kind not in ("forward", "redirect", "fixed-response"):
             # authenticate-cognito/-oidc would need an identity provider the sandbox lacks.
@@ -977,6 +1249,14 @@ class Forwarder:
             self._discard_body(request)
             self._respond(request, 503, counted)
             return
+        try:
+            self._send(request, route, counted, started)
+        finally:
+            HEALTH.finish(route)
+
+    def _send(self, request: _Handler, route: Route, counted: list[str], started: float) -> None:
+        """Send the request to the target and its response to the client (or answer
+        for a target that fails); a connection that may serve again is kept idle."""
         try:
             upstream, response = self._exchange(request, route)
         except _TargetFailed as failure:
@@ -1202,6 +1482,15 @@ class Forwarder:
         status = 302 if config.get("StatusCode") == "HTTP_302" else 301
         self._respond(request, status, headers=[("Location", location)])
 
+    def _unsupported(self, request: _Handler, error: UnsupportedCondition) -> None:
+        message = f"The HiveMind sandbox cannot evaluate {error}: {RULES_EVALUATED}."
+        with self._unsupported_lock:
+            first = message not in self._unsupported_seen
+            self._unsupported_seen.add(message)
+        if first:  # every request the rule sees gets the 500; the log says it once
+            log.error("%s: %s", self.name, message)
+        self._respond(request, 500, body=message.encode() + b"\n", content_type="text/plain")
+
     def _fixed(self, request: _Handler, config: Mapping[str, Any]) -> None:
         self._respond(
             request,
@@ -1215,6 +1504,13 @@ class Forwarder:
         length, chunked = _body_framing(request)
         for _ in _request_body(request, length, chunked):
             pass
+
+
+def _first_action(actions: Iterable[Any]) -> dict[str, Any] | None:
+    """The action of a rule (or of the default actions) that answers: the first by Order
+    (an authenticate action comes before its forward; the sandbox does not run those)."""
+    ordered = sorted((dict(a.data) for a in list(actions)), key=lambda a: int(a.get("Order") or 0))
+    return next(iter(ordered), None)
 
 
 def _pick_group(action: Mapping[str, Any]) -> str | None:
@@ -1348,6 +1644,11 @@ class LocalBalancer:
     def listener(self, listener_arn: str) -> Forwarder | None:
         with self._lock:
             return self._listeners.get(listener_arn)
+
+    def forwarders(self) -> list[Forwarder]:
+        """The forwarders of every listener served now."""
+        with self._lock:
+            return list(self._listeners.values())
 
     def close_listener(self, listener_arn: str) -> None:
         with self._lock:
