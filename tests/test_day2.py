@@ -268,8 +268,14 @@ def test_upgrade_blue_green_rolling_and_switch_back_drop_no_request(
     assert again.returncode == 0 and "already serves" in again.stdout + again.stderr
 
     report = (home / "deployments" / ident / "report.md").read_text()
-    for section in ("Timeline", "Resources", "Configuration", "Verification", "Access"):
-        assert section in report, section
+    sections = (
+        "Summary", "Timeline", "Architecture", "Resources", "Configuration", "Verification",
+        "Access", "Costs", "Next steps and troubleshooting",
+    )  # fmt: skip
+    for section in sections:
+        assert f"## {section}" in report, section
+    for stage in ("provision blue", "rolling deploy", "switch release", "retire green"):
+        assert stage in report, stage  # the timeline has every stage of every update
     assert "Releases in service" in report
     assert all(how in report for how in ("upgrade", "blue-green", "rolling", "switch"))
     assert "```mermaid" in report
