@@ -95,7 +95,16 @@ def reconcile(state: DeploymentState, stack: str | None, *, locked: bool) -> Rec
 def _changed(
     state: DeploymentState, stack: str | None, status: Status, stage: str | None, note: str
 ) -> Reconciled:
-    updated = state.model_copy(update={"status": status, "failed_stage": stage, "note": note})
+    # A stage still "running" in the record ran in the process that stopped.
+    stages = [
+        s.model_copy(update={"status": "failed", "error": "interrupted: HiveMind stopped"})
+        if s.status == "running"
+        else s
+        for s in state.stages
+    ]
+    updated = state.model_copy(
+        update={"status": status, "failed_stage": stage, "note": note, "stages": stages}
+    )
     return Reconciled(updated, stack, True, note)
 
 

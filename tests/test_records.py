@@ -132,6 +132,25 @@ def test_an_interrupted_command_is_reconciled(
     assert (result.state.status, result.state.failed_stage) == (expected, stage)
 
 
+def test_the_stage_an_interrupted_command_was_running_is_marked_failed() -> None:
+    from hivemind.records import StageResult
+
+    running = state(Status.UPDATING).model_copy(
+        update={
+            "stages": [
+                StageResult(name="provision green", status="ok", started_at="t"),
+                StageResult(name="deploy green", status="running", started_at="t"),
+            ]
+        }
+    )
+    result = reconcile(running, "UPDATE_COMPLETE", locked=False)
+    assert (result.state.status, result.state.failed_stage) == (Status.FAILED, "update")
+    assert [(s.status, s.error) for s in result.state.stages] == [
+        ("ok", None),
+        ("failed", "interrupted: HiveMind stopped"),
+    ]
+
+
 def test_nothing_changes_while_a_command_holds_the_lock_or_cloudformation_works() -> None:
     assert not reconcile(state(Status.PROVISIONING), "CREATE_COMPLETE", locked=True).changed
     busy = reconcile(state(Status.PROVISIONING), "CREATE_IN_PROGRESS", locked=False)
