@@ -127,9 +127,11 @@ class Provisioner:
         # CloudFormation's answer to an update that changes nothing: the stack is already
         # what was asked for.
         unchanged = bool(tail) and tail[-1].strip() == "No updates are to be performed."
-        ok = (process.returncode == 0 or unchanged) and status in (
-            "CREATE_COMPLETE",
-            "UPDATE_COMPLETE",
+        # A stack an update failed on rolls back to UPDATE_ROLLBACK_COMPLETE: asking it
+        # for the template it rolled back to changes nothing, and that is success too.
+        ok = (process.returncode == 0 and status in ("CREATE_COMPLETE", "UPDATE_COMPLETE")) or (
+            unchanged
+            and status in ("CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE")
         )
         return ProvisionResult(
             ok=ok,

@@ -233,6 +233,27 @@ def test_upgrade_blue_green_rolling_and_switch_back_drop_no_request(
     health = target_health(env, state["outputs"]["BlueTargetGroupArn"])
     assert sorted(health) == sorted(blue) and set(health.values()) == {"healthy"}
 
+    # A failure after the new instances passed their checks (CloudFormation fails the
+    # listener's switch): the listener goes back to blue, green is removed, v2 serves.
+    armed = run_cli(
+        "sandbox", "fault", "--resource-type", "AWS::ElasticLoadBalancingV2::Listener",
+        "--on", "update", "--code", "Throttling", "--message", "Rate exceeded", env=env,
+    )  # fmt: skip
+    assert armed.returncode == 0, armed.stderr
+    served = update(env, ident, url, "--version", "v3", exit_code=1)
+    assert versions(served.bodies) == ["2"]
+    state = status(env, ident)
+    assert (state["status"], state["update"]) == ("deployed", None)
+    assert state["outputs"]["ActiveColor"] == "blue"
+    assert state["outputs"]["GreenInstanceIds"] == "-"
+    assert "Rate exceeded" in state["note"]
+    ran = [(s["name"], s["status"]) for s in state["stages"]]
+    assert ran[-7:] == [
+        ("verify green", "ok"), ("synth", "ok"), ("switch", "failed"),
+        ("synth", "ok"), ("switch back", "ok"), ("synth", "ok"),
+        ("remove new instances", "ok"),
+    ]  # fmt: skip
+
     # An update killed half-way (the new instances built, the release going on them):
     # `status` finds it interrupted, and `retry` undoes it, v2 serving throughout.
     events = home / "deployments" / ident / "events.log"

@@ -128,7 +128,8 @@ def test_provisioning_failures_are_diagnosed_and_a_capacity_fix_resumes_the_depl
     before = run_cli("spec", "show", str(app), "--stage-1", "--json", env=env)
     instance_type = json.loads(before.stdout)["compute"]["instance_type"]
     fault(env, "AWS::EC2::Instance", "InsufficientInstanceCapacity", capacity(instance_type))
-    resumed = run_cli("retry", ident, "--yes", env=env)
+    # Its fourth retry: past the three `retry` allows, so --force.
+    resumed = run_cli("retry", ident, "--yes", "--force", env=env)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "Fix applied. Resuming" in resumed.stdout
     state = status(env, ident)
