@@ -367,21 +367,7 @@ class Conductor:
         try:
             record = self.parts.store.get(deployment_id)
             with record.lock("update"):
-                state = record.load()
-                if state.status != Status.DEPLOYED:
-                    raise RefusedError(
-                        f"{deployment_id} is {state.status.value}: only a deployed "
-                        "deployment is updated",
-                        next_step=f"`hivemind retry {deployment_id}` resumes a failed one"
-                        if state.status == Status.FAILED
-                        else f"`hivemind status {deployment_id}`",
-                    )
-                if state.source is None:
-                    raise BadInputError(
-                        f"{deployment_id} has no recorded source (it was made by an older "
-                        "HiveMind)",
-                        next_step=f"`hivemind destroy {deployment_id}`, then deploy again",
-                    )
+                state = _deployed(record, "updated")
                 spec = record.spec()
                 kept = kept_release(state, version)
                 if kept is not None and kept == serving_release(state):
@@ -430,22 +416,10 @@ class Conductor:
         try:
             record = self.parts.store.get(deployment_id)
             with record.lock("upgrade"):
-                state = record.load()
-                if state.status != Status.DEPLOYED:
-                    raise RefusedError(
-                        f"{deployment_id} is {state.status.value}: only a deployed "
-                        "deployment is upgraded",
-                        next_step=f"`hivemind status {deployment_id}`",
-                    )
+                _deployed(record, "upgraded")
                 spec = record.spec()
                 if spec.profile == "production":
                     raise RefusedError(f"{deployment_id} is already a production deployment")
-                if state.source is None:
-                    raise BadInputError(
-                        f"{deployment_id} has no recorded source (it was made by an older "
-                        "HiveMind)",
-                        next_step=f"`hivemind destroy {deployment_id}`, then deploy again",
-                    )
                 return self._upgrade(record, spec, plan)
         finally:
             self._keep_agent_calls(deployment_id)
@@ -1355,6 +1329,25 @@ def _parameters(record: DeploymentRecord) -> dict[str, str]:
     if record.spec().app.port is not None:
         parameters[STANDBY_TOKEN_PARAMETER] = ensure_standby_token(record.folder)
     return parameters
+
+
+def _deployed(record: DeploymentRecord, verb: str) -> DeploymentState:
+    """The record's state when it is deployed with a recorded source (what an update or
+    an upgrade starts from); otherwise refused, saying what to run instead."""
+    state, ident = record.load(), record.deployment_id
+    if state.status != Status.DEPLOYED:
+        raise RefusedError(
+            f"{ident} is {state.status.value}: only a deployed deployment is {verb}",
+            next_step=f"`hivemind retry {ident}` resumes a failed one"
+            if state.status == Status.FAILED
+            else f"`hivemind status {ident}`",
+        )
+    if state.source is None:
+        raise BadInputError(
+            f"{ident} has no recorded source (it was made by an older HiveMind)",
+            next_step=f"`hivemind destroy {ident}`, then deploy again",
+        )
+    return state
 
 
 def _last_error(state: DeploymentState) -> str:

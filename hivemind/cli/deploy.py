@@ -297,6 +297,15 @@ def update(
       hivemind update shop-k2j4m6p7q3 --version v1.4.2 --rolling
       hivemind update shop-k2j4m6p7q3 --version 20261202101500-3f9c2ab --yes
     """
+    conductor, plan = _day_two(deployment_id, yes, health_timeout, llm, llm_region)
+    _done(conductor.update(deployment_id, version=version, rolling=rolling, plan=plan))
+
+
+def _day_two(
+    deployment_id: str, yes: bool, health_timeout: float, llm: str | None, llm_region: str | None
+) -> tuple[Any, Any]:
+    """The Conductor for an update or upgrade of a recorded deployment, and how it shows
+    a plan (Medic's fixes are reported, never applied: the old release keeps serving)."""
     from hivemind.records import RecordStore
     from hivemind.synth_command import plan_with_changes
 
@@ -304,15 +313,8 @@ def update(
     spec = record.spec()
     advisor = advisor_from(llm, llm_region, spec.region)
     conductor = _conductor(spec.region, yes, True, health_timeout, advisor)
-    _done(
-        conductor.update(
-            deployment_id,
-            version=version,
-            rolling=rolling,
-            plan=lambda result, folder, deployed: plan_with_changes(
-                record.spec(), folder, result, deployed, advisor
-            ),
-        )
+    return conductor, lambda result, folder, deployed: plan_with_changes(
+        record.spec(), folder, result, deployed, advisor
     )
 
 
@@ -353,23 +355,10 @@ def upgrade(
       hivemind upgrade shop-k2j4m6p7q3 --to-production
       hivemind upgrade shop-k2j4m6p7q3 --to-production --yes
     """
-    from hivemind.records import RecordStore
-    from hivemind.synth_command import plan_with_changes
-
     if not to_production:
         raise click.UsageError("name the upgrade: --to-production")
-    record = RecordStore().get(deployment_id)
-    spec = record.spec()
-    advisor = advisor_from(llm, llm_region, spec.region)
-    conductor = _conductor(spec.region, yes, True, health_timeout, advisor)
-    _done(
-        conductor.upgrade(
-            deployment_id,
-            plan=lambda result, folder, deployed: plan_with_changes(
-                record.spec(), folder, result, deployed, advisor
-            ),
-        )
-    )
+    conductor, plan = _day_two(deployment_id, yes, health_timeout, llm, llm_region)
+    _done(conductor.upgrade(deployment_id, plan=plan))
 
 
 def _setting_value(text: str) -> object:
