@@ -782,7 +782,7 @@ class Conductor:
                 "diagnosis": None,
                 "update": None,
                 "source": packed,
-                "history": [*state.history, _in_service(packed, how)],
+                "history": [*state.history, _event(packed, how)],
             }
         )
         record.log(f"updated ({how}): release {packed.release_id} in service")
@@ -1056,7 +1056,7 @@ class Conductor:
                 "note": "",
                 "checks": checks,
                 "diagnosis": None,
-                "history": [*record.load().history, _in_service(packed, "deploy")],
+                "history": [*record.load().history, _event(packed, "deploy")],
             }
         )
         record.log(f"deployed: {state.url or 'no URL (the app serves no port)'}")
@@ -1364,7 +1364,8 @@ def _instance_ids(outputs: Mapping[str, str], color: str) -> list[str]:
     return [i for i in listed if i and i != "-"]
 
 
-def _in_service(packed: SourceRecord, how: UpdateKind) -> ReleaseEvent:
+def _event(packed: SourceRecord, how: UpdateKind) -> ReleaseEvent:
+    """The history entry of a release that went into service."""
     return ReleaseEvent(
         release_id=packed.release_id, commit=packed.commit, version=packed.version, how=how
     )
