@@ -20,9 +20,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from sandbox_cycle import run  # the same timed CLI run (bench/ is on the path)
 
 LIMIT_BLUE_GREEN_S = 240.0
 LIMIT_ROLLING_S = 180.0
@@ -33,20 +34,6 @@ GIT = {
     "GIT_COMMITTER_NAME": "bench",
     "GIT_COMMITTER_EMAIL": "bench@example.com",
 }
-
-
-def run(*args: str, env: dict[str, str]) -> tuple[float, subprocess.CompletedProcess[str]]:
-    start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "hivemind", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"hivemind {' '.join(args)} failed:\n{result.stderr[-3000:]}")
-    return time.perf_counter() - start, result
 
 
 def tagged_repo(root: Path) -> Path:
