@@ -283,12 +283,7 @@ class Conductor:
                 record, spec, group, behind, lambda i: deployer.activate(serving, [i])[0]
             ),
         )
-        checks: list[CheckResult] = self._stage(
-            record,
-            "verify live",
-            lambda: self._verify(record, spec, instances),
-            check=lambda found: self._verify_failure(record, found),
-        )
+        checks = self._checked(record, "verify live", spec, instances)
         commit = state.serving.commit if state.serving else None
         on_each = {
             i.instance_id: InstanceRelease(
@@ -514,12 +509,7 @@ class Conductor:
                 lambda: self._deploy_app(record, both, packed, green),
             )
             token = ensure_standby_token(record.folder)
-            self._stage(
-                record,
-                f"verify {green}",
-                lambda: self._verify(record, both, instances, {STANDBY_HEADER: token}),
-                check=lambda results: self._verify_failure(record, results),
-            )
+            self._checked(record, f"verify {green}", both, instances, {STANDBY_HEADER: token})
             self._progress(record, f"{green} verified")
         except RefusedError as refused:  # the change set was declined: nothing changed
             record.save_spec(spec)
@@ -531,12 +521,7 @@ class Conductor:
         try:
             self._provision_spec(record, switched, "switch")
             self._progress(record, "switched")
-            checks: list[CheckResult] = self._stage(
-                record,
-                "verify live",
-                lambda: self._verify(record, switched, instances),
-                check=lambda results: self._verify_failure(record, results),
-            )
+            checks = self._checked(record, "verify live", switched, instances)
         except HiveMindError as error:
             self.parts.say(f"Switching back to {blue} ...")
             self._restore_spec(record, spec, "switch back", serving, error, via=both)
@@ -654,12 +639,7 @@ class Conductor:
                 stage,
                 lambda: self._one_at_a_time(record, spec, group, instances, action),
             )
-            checks: list[CheckResult] = self._stage(
-                record,
-                "verify live",
-                lambda: self._verify(record, spec, instances),
-                check=lambda results: self._verify_failure(record, results),
-            )
+            checks = self._checked(record, "verify live", spec, instances)
         except HiveMindError as error:
             reached = instances
             if isinstance(error, RollingFailed):
@@ -1043,12 +1023,7 @@ class Conductor:
             record, "deploy", lambda: self._deploy_app(record, spec, packed, color)
         )
         self._advise(record, "deployer", lambda: self._explain_deploy(record, spec))
-        checks: list[CheckResult] = self._stage(
-            record,
-            "verify",
-            lambda: self._verify(record, spec, instances),
-            check=lambda results: self._verify_failure(record, results),
-        )
+        checks = self._checked(record, "verify", spec, instances)
         state = record.load().model_copy(
             update={
                 "status": Status.DEPLOYED,
@@ -1141,6 +1116,23 @@ class Conductor:
             )
             raise
         record.log(f"deploy: every {color} target healthy after {waited:.1f}s")
+
+    def _checked(
+        self,
+        record: DeploymentRecord,
+        stage: str,
+        spec: DeploymentSpec,
+        instances: list[Instance],
+        headers: dict[str, str] | None = None,
+    ) -> list[CheckResult]:
+        """A QA stage: the checks run and recorded; any failed check fails the stage."""
+        checks: list[CheckResult] = self._stage(
+            record,
+            stage,
+            lambda: self._verify(record, spec, instances, headers),
+            check=lambda results: self._verify_failure(record, results),
+        )
+        return checks
 
     def _verify(
         self,
