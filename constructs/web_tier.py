@@ -18,7 +18,6 @@ from hivemind.deployment_ids import STANDBY_HEADER
 from hivemind.spec import COLORS, Color, DeploymentSpec
 from hivemind_constructs.acknowledge import acknowledge
 
-ROOT_VOLUME_GIB = 16
 STANDBY_RULE_PRIORITY = 10
 # The instance role's only permissions: Session Manager, the CloudWatch agent, X-Ray writes.
 MANAGED_POLICIES = ("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy")
@@ -150,7 +149,7 @@ class WebTier(Construct):
                 ec2.BlockDevice(
                     device_name="/dev/xvda",
                     volume=ec2.BlockDeviceVolume.ebs(
-                        ROOT_VOLUME_GIB,
+                        spec.compute.root_volume_gb,
                         encrypted=True,
                         volume_type=ec2.EbsDeviceVolumeType.GP3,
                         delete_on_termination=True,

@@ -28,6 +28,7 @@ from hivemind.spec import (
     APP_NAME_PATTERN,
     CERTIFICATE_ARN_PATTERN,
     DB_INSTANCE_CLASS_PATTERN,
+    DEFAULT_ROOT_VOLUME_GB,
     ENV_VAR_PATTERN,
     INSTANCE_TYPE_PATTERN,
     PROVIDED_DATABASE_ENV_VARS,
@@ -259,6 +260,12 @@ class _Resolver:
         self.pick("compute.active_color", None, "blue", "the first release runs on blue")
         self.pick("compute.standby_count", None, 0, "no standby instances between updates")
         self.pick("compute.public_color", None, None, "set only while upgrading to production")
+        self.pick(
+            "compute.root_volume_gb",
+            None,
+            DEFAULT_ROOT_VOLUME_GB,
+            "room for the system, the runtime and a few releases",
+        )
         self.pick("access.certificate_arn", None, None, "no certificate: HTTP on port 80")
         self.pick("access.ssh_cidr", None, None, "no SSH rule (set --ssh-cidr to add one)")
         self._region()

@@ -180,6 +180,10 @@ Color = Literal["blue", "green"]
 COLORS: tuple[Color, Color] = ("blue", "green")
 
 
+# Room for Amazon Linux, the runtime, a few releases and their dependencies.
+DEFAULT_ROOT_VOLUME_GB = 16
+
+
 class ComputeSpec(_Frozen):
     """The instances the app runs on: two sets, blue and green, behind one load balancer.
 
@@ -195,6 +199,11 @@ class ComputeSpec(_Frozen):
         None,
         description="during an upgrade to production: the colour still placed as in "
         "stage-1 (public subnets) while the other is built in the private ones",
+    )
+    root_volume_gb: Annotated[int, Field(ge=8, le=16384)] = Field(
+        DEFAULT_ROOT_VOLUME_GB,
+        description="each instance's root volume (encrypted gp3), in GiB: the system, the "
+        "app's releases and its dependencies live there",
     )
 
     def instances(self, color: Color) -> int:
