@@ -473,3 +473,31 @@ def test_security_group_descriptions_are_ones_ec2_accepts(tmp_path: Path) -> Non
             seen += 1
             assert isinstance(text, str) and _EC2_DESCRIPTION.match(text), text
     assert seen > 5
+
+
+def test_the_root_volume_follows_the_spec_and_its_cost(tmp_path: Path) -> None:
+    def synth(size: int | None, folder: Path) -> Synthesized:
+        compute: dict[str, Any] = {"instance_type": "t3.small", "count": 1}
+        if size is not None:
+            compute["root_volume_gb"] = size
+        spec = make_spec("stage-1", "none", False, compute=compute)
+        folder.mkdir()
+        return Synthesized(synthesize(spec, DEPLOYMENT_ID, folder, use_cache=False), folder, spec)
+
+    default, larger = synth(None, tmp_path / "default"), synth(48, tmp_path / "larger")
+    for built, size in ((default, 16), (larger, 48)):
+        assert built.result.findings == []
+        built.template.has_resource_properties(
+            "AWS::EC2::LaunchTemplate",
+            {
+                "LaunchTemplateData": Match.object_like(
+                    {"BlockDeviceMappings": [Match.object_like({"Ebs": Match.object_like(
+                        {"VolumeSize": size, "Encrypted": True}
+                    )})]}
+                )
+            },
+        )  # fmt: skip
+    # 32 GiB more of gp3 for the one instance, at $0.08 a GiB-month in us-east-1 and
+    # 1.1 times that in eu-west-1 (the spec's region).
+    extra = larger.result.cost.total_usd - default.result.cost.total_usd
+    assert extra == pytest.approx(32 * 0.08 * 1.1, abs=0.01)
