@@ -15,6 +15,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hivemind.ops.detect import FULL_PERCENT  # memory or disk this full is critical
+
 from .base import Agent, Rejected
 
 Health = Literal["healthy", "degraded", "failing"]
@@ -22,7 +24,6 @@ Severity = Literal["critical", "warning", "info"]
 _SEVERITY_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
 ANOMALY_Z = 3.0  # below this a metric's move is noise
 CRITICAL_Z = 5.0
-FULL_PERCENT = 90.0  # memory or disk this full is critical whatever its z-score
 RECENT = timedelta(minutes=10)
 # Log kinds by how bad they are (hivemind/ops/detect.py's kinds: exception, panic,
 # log_error, http_5xx; unknown kinds count as 1).

@@ -17,6 +17,7 @@ from hivemind.ops.detect import (
     detect_log_errors,
     normalize,
     robust_z_scores,
+    saturation,
     scan_log_errors,
 )
 from hivemind.ops.logs import LogEvent, fetch_log_events
@@ -265,12 +266,17 @@ def test_normalize_keeps_words_and_replaces_what_varies() -> None:
 # --- anomalies ----------------------------------------------------------------------------
 
 
-def series(values: list[float], label: str = "CPU %", min_delta: float = 0.0) -> MetricSeries:
+def series(
+    values: list[float],
+    label: str = "CPU %",
+    min_delta: float = 0.0,
+    metric: str = "CPUUtilization",
+) -> MetricSeries:
     query = MetricQuery(
         resource="i-0aaa",
         resource_kind="instance",
-        namespace="AWS/EC2",
-        metric="CPUUtilization",
+        namespace="AWS/EC2" if metric == "CPUUtilization" else "CWAgent",
+        metric=metric,
         dimension="InstanceId",
         statistic="Average",
         label=label,
@@ -429,3 +435,43 @@ def test_the_iam_policy_grants_every_call_the_ops_views_make() -> None:
     assert "arn:aws:logs:*:*:log-group:/hivemind/*:*" in granted["logs:FilterLogEvents"]
     assert "*" not in granted["logs:FilterLogEvents"]
     assert granted["ce:GetCostAndUsage"] == ["*"]
+
+
+# --- capacity running out -------------------------------------------------------------------
+
+
+def test_memory_or_disk_at_90_percent_or_more_is_running_out_however_steady() -> None:
+    steady = series([97.0] * 12, "memory %", metric="mem_used_percent")
+    assert anomalies(steady) == []  # no anomaly in a flat line...
+    full = saturation(steady)  # ...but it is full
+    assert full is not None
+    assert (full.series, full.value, full.limit) == ("memory % i-0aaa", 97.0, 90.0)
+    rising = series([40.0, 60.0, 91.5, 80.0], "disk %", metric="disk_used_percent")
+    peak = saturation(rising)
+    assert peak is not None and peak.value == 91.5 and peak.timestamp == T0 + timedelta(minutes=10)
+    assert saturation(series([89.9] * 3, "memory %", metric="mem_used_percent")) is None
+    assert saturation(series([100.0] * 3)) is None  # CPU at 100% is busy, not out of room
+    assert saturation(series([], "memory %", metric="mem_used_percent")) is None
+
+
+def test_medic_and_the_ops_agent_are_told_of_memory_running_out() -> None:
+    from hivemind.ops.health import medic_evidence, ops_input
+    from hivemind.ops.overview import MetricsView, OpsReport
+    from hivemind_agents.ops import Ops
+
+    memory = series([97.0] * 12, "memory %", metric="mem_used_percent")
+    cpu = series([2.0] * 11 + [99.0], min_delta=5.0)
+    view = MetricsView(
+        series=(memory, cpu),
+        anomalies=tuple(anomalies(cpu)),
+        saturated=tuple(s for s in (saturation(memory), saturation(cpu)) if s is not None),
+    )
+    assert medic_evidence(view) == [
+        "memory % i-0aaa reached 97.0% at 10:00:00 UTC (90% and over is running out)",
+        "CPU % i-0aaa was 99 at 10:55:00 UTC, high against its median 2 (robust z +9.6)",
+    ]
+    report = OpsReport(start=T0, end=T0 + timedelta(hours=1), since="1h", metrics=view)
+    verdict = Ops().fallback(ops_input(report, "shop-k2j4m6p7q3"))
+    assert verdict.health == "failing"
+    assert verdict.findings[0].subject == "mem_used_percent on i-0aaa"
+    assert verdict.findings[0].severity == "critical"

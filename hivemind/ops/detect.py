@@ -12,6 +12,7 @@ Pure functions over plain data, no AWS calls; `hivemind status` and Medic both u
   shipped one line per event (the CloudWatch agent's default) counts once.
 * `anomalies(series)` flags the points of a metric series far from the series' median,
   by the robust z-score 0.6745·(x - median)/MAD (Iglewicz and Hoaglin; |z| > 3.5).
+* `saturation(series)` flags memory or disk used at 90% or more, however steady.
 """
 
 from __future__ import annotations
@@ -645,3 +646,40 @@ def anomalies(
                 )
             )
     return found
+
+
+# --- capacity running out -------------------------------------------------------------
+
+# A share of a fixed capacity (memory, the root volume) at or above this is running out,
+# whatever the series' history: a flat 97% has no anomaly but is the trouble.
+FULL_PERCENT: Final = 90.0
+CAPACITY_METRICS: Final = ("mem_used_percent", "disk_used_percent")
+
+
+class Saturation(BaseModel):
+    """A capacity metric's highest point in the window, at or above `limit` percent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    series: str  # the series' label, e.g. "memory % i-0abc"
+    metric: str  # mem_used_percent or disk_used_percent
+    timestamp: datetime
+    value: float
+    limit: float
+
+
+def saturation(series: MetricSeries, *, limit: float = FULL_PERCENT) -> Saturation | None:
+    """The series' peak when it is a capacity metric (memory or disk used %) that reached
+    `limit`; None otherwise."""
+    if series.query.metric not in CAPACITY_METRICS or not series.values:
+        return None
+    peak = max(range(len(series.values)), key=lambda index: series.values[index])
+    if series.values[peak] < limit:
+        return None
+    return Saturation(
+        series=series.label,
+        metric=series.query.metric,
+        timestamp=series.timestamps[peak],
+        value=series.values[peak],
+        limit=limit,
+    )

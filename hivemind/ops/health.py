@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hivemind.ops.overview import OpsReport
+from hivemind.ops.overview import MetricsView, OpsReport
 
 
 def ops_input(report: OpsReport, deployment_id: str, dashboard: str | None = None) -> Any:
@@ -45,6 +45,21 @@ def ops_input(report: OpsReport, deployment_id: str, dashboard: str | None = Non
                     baseline=anomaly.median,
                 )
             )
+        # A capacity running out with no anomaly (steadily full) is news all the same.
+        flagged = {(a.metric, a.resource) for a in found}
+        for full in report.metrics.saturated:
+            query = series_of[full.series].query
+            if (query.metric, query.resource) not in flagged:
+                found.append(
+                    MetricAnomaly(
+                        metric=query.metric,
+                        resource=query.resource,
+                        value=full.value,
+                        z_score=0.0,
+                        at=full.timestamp,
+                        unit=str(query.unit),
+                    )
+                )
     minutes = max(1, round((report.end - report.start).total_seconds() / 60))
     return OpsInput(
         deployment_id=deployment_id,
@@ -63,3 +78,19 @@ def health_report(report: OpsReport, deployment_id: str, advisor: Any = None) ->
     advisor = advisor or Advisor()
     link = report.dashboard.link.url if report.dashboard and report.dashboard.link else None
     return advisor.ask(Ops(), ops_input(report, deployment_id, link))
+
+
+def medic_evidence(view: MetricsView) -> list[str]:
+    """The metrics' findings as lines Medic reads and may quote: each memory or disk
+    running out, then each anomaly."""
+    lines = [
+        f"{full.series} reached {full.value:.1f}% at {full.timestamp:%H:%M:%S} UTC "
+        f"({full.limit:.0f}% and over is running out)"
+        for full in view.saturated
+    ]
+    lines += [
+        f"{a.series} was {a.value:,.4g} at {a.timestamp:%H:%M:%S} UTC, {a.direction} against "
+        f"its median {a.median:,.4g} (robust z {a.score:+.1f})"
+        for a in view.anomalies
+    ]
+    return lines

@@ -13,7 +13,14 @@ from pydantic import BaseModel, ConfigDict
 from hivemind.errors import BadInputError
 from hivemind.ops.costs import COST_EXPLORER_REGION, CostReport, deployment_costs
 from hivemind.ops.dashboard import DashboardLink, dashboard_link
-from hivemind.ops.detect import Anomaly, ErrorGroup, anomalies, scan_log_errors
+from hivemind.ops.detect import (
+    Anomaly,
+    ErrorGroup,
+    Saturation,
+    anomalies,
+    saturation,
+    scan_log_errors,
+)
 from hivemind.ops.logs import fetch_log_events
 from hivemind.ops.metrics import MetricSeries, fetch_metrics, metric_queries
 from hivemind.ops.traces import TracesReport, recent_traces, tracing_off
@@ -68,6 +75,7 @@ class LogsView(_Frozen):
 class MetricsView(_Frozen):
     series: tuple[MetricSeries, ...]
     anomalies: tuple[Anomaly, ...]
+    saturated: tuple[Saturation, ...] = ()  # memory or disk running out
     note: str = ""
 
 
@@ -185,4 +193,5 @@ def _metrics(found: Watched, window: Window, client: ClientFactory) -> MetricsVi
     return MetricsView(
         series=tuple(series),
         anomalies=tuple(a for s in series for a in anomalies(s)),
+        saturated=tuple(full for s in series if (full := saturation(s)) is not None),
     )

@@ -122,6 +122,15 @@ def render_metrics(view: MetricsView, since: str, with_date: bool) -> list[str]:
             resource = query.resource
             lines.append(f"  {_resource_title(series)}")
         lines.append(f"    {query.label:<{_LABEL_WIDTH}} {_series_line(series)}")
+    for full in view.saturated:
+        lines.append(
+            _paint(
+                RED,
+                f"! {full.series} reached {full.value:.1f}% at "
+                f"{clock(full.timestamp, with_date=with_date)}: running out "
+                f"({full.limit:.0f}% and over)",
+            )
+        )
     if view.anomalies:
         lines += ["", _paint(YELLOW, f"Anomalies (robust z-score beyond ±{THRESHOLD}):")]
         for anomaly in view.anomalies:
