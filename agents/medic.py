@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from hivemind.cost import DEFAULT_PRICES
 from hivemind.errors import BadInputError
 from hivemind.spec import (
+    DEFAULT_ROOT_VOLUME_GB,
     ENV_VAR_PATTERN,
     PROVIDED_DATABASE_ENV_VARS,
     SUPPORTED_ENGINE_VERSIONS,
@@ -63,6 +64,7 @@ Cause = Literal[
     "build_failure",
     "timeout",
     "throttling",
+    "resources_exhausted",
     "unknown",
 ]
 CAUSES: tuple[Cause, ...] = get_args(Cause)
@@ -83,6 +85,9 @@ class Failure(BaseModel):
     app_log: list[str] = Field(default_factory=list)  # the app's log tail
     # Errors Ops found in the app's recent CloudWatch log ("3 x KeyError: 'X' (app.py:9)").
     log_errors: list[str] = Field(default_factory=list)
+    # What the deployment's metrics showed meanwhile: memory or disk running out
+    # ("memory % i-0abc reached 97.4% at 10:41:05 UTC ...") and anomalies.
+    metrics: list[str] = Field(default_factory=list)
     spec: DeploymentSpec | None = None
 
 
@@ -138,21 +143,22 @@ MAX_EVIDENCE = 5
 class Line:
     """One line of a failure's text, and the field it came from."""
 
-    source: str  # cause, details, command_output, health_reason, app_log, what
+    source: str  # cause, details, command_output, health_reason, app_log, metrics, what
     text: str  # stripped, a verbatim substring of the field
     consequence: bool  # CloudFormation cancelled it because something else failed
 
 
 def failure_lines(failure: Failure) -> list[Line]:
     """Every non-blank line Medic reads, in the order it weighs them: the cause line,
-    the other reasons, the command's output, the health reason, the app log, the
-    headline."""
+    the other reasons, the command's output, the health reason, the app log, what the
+    metrics showed, the headline."""
     fields: list[tuple[str, Iterable[str]]] = [
         ("cause", [failure.cause]),
         ("details", failure.details),
         ("command_output", [failure.command_output]),
         ("health_reason", [failure.health_reason]),
         ("app_log", failure.app_log),
+        ("metrics", failure.metrics),
         ("what", [failure.what]),
     ]
     lines: list[Line] = []
@@ -1203,6 +1209,100 @@ def _throttling(finding: Finding) -> Verdict:
     )
 
 
+# resources_exhausted ---------------------------------------------------------------------
+
+_OUT_OF_MEMORY = _compile(
+    r"Out of memory: Kill(?:ed)? process",
+    r"invoked oom-killer|killed by the OOM killer|Failed with result 'oom-kill'",
+    r"\bMemoryError\b",
+    r"JavaScript heap out of memory|Reached heap limit Allocation failed",
+    r"java\.lang\.OutOfMemoryError",
+    r"fatal error: runtime: out of memory",
+    r"[Cc]annot allocate memory|\bENOMEM\b",
+    r"Killed signal terminated program",
+    r"was sent SIGKILL! Perhaps out of memory",
+    r"^memory % \S+ reached \d",
+)
+_OUT_OF_DISK = _compile(
+    r"No space left on device",
+    r"\bENOSPC\b",
+    r"\[Errno 28\]",
+    r"^disk % \S+ reached \d",
+)
+_DATABASE_FULL = re.compile(
+    r"\bDiskFull\b|could not extend file|free storage capacity for DB Instance"
+    r"|storage-full|\(1114, .The table '[^']+' is full"
+)
+# Instance sizes in order; within the families HiveMind prices, each size has twice the
+# memory of the one before it.
+_SIZES = ("nano", "micro", "small", "medium", "large", "xlarge", "2xlarge", "4xlarge")
+
+
+def larger_type(instance_type: str) -> str | None:
+    """The next size of the same family that HiveMind can price (twice the memory)."""
+    family, _, size = instance_type.partition(".")
+    if size not in _SIZES:
+        return None
+    priced = DEFAULT_PRICES.ec2_instance_hourly
+    bigger = (f"{family}.{s}" for s in _SIZES[_SIZES.index(size) + 1 :])
+    return next((t for t in bigger if t in priced), None)
+
+
+def _resources_exhausted(finding: Finding) -> Verdict:
+    failure, spec = finding.failure, finding.failure.spec
+    during = " while building" if _build_step(failure) else ""
+    if finding.first(_DATABASE_FULL) is not None:
+        storage = spec.database.storage_gb if spec is not None else None
+        if storage is None:
+            return Verdict(
+                "The database ran out of storage.",
+                Fix(
+                    explanation="Give the database more storage (database.storage_gb), then retry.",
+                    command=_retry(failure),
+                ),
+            )
+        more = min(2 * storage, 65536)
+        return Verdict(
+            f"The database ran out of its {storage} GiB of storage.",
+            Fix(
+                explanation=f"Give the database {more} GiB (RDS grows storage in place), "
+                "then retry.",
+                spec_changes={"database.storage_gb": more},
+            ),
+        )
+    if any(p.search(h.line.text) for h in finding.hits for p in _OUT_OF_DISK):
+        size = spec.compute.root_volume_gb if spec is not None else DEFAULT_ROOT_VOLUME_GB
+        more = min(2 * size, 16384)
+        return Verdict(
+            f"An instance ran out of disk space{during} ({size} GiB root volume).",
+            Fix(
+                explanation=f"Give each instance a {more} GiB root volume (the instances are "
+                "replaced with the larger disk), then retry.",
+                spec_changes={"compute.root_volume_gb": more},
+            ),
+        )
+    current = spec.compute.instance_type if spec is not None else None
+    summary = f"The app ran out of memory{during}" + (f" on {current}." if current else ".")
+    bigger = larger_type(current) if current else None
+    if bigger is None:
+        return Verdict(
+            summary,
+            Fix(
+                explanation="Choose an instance type with more memory for "
+                "compute.instance_type, or make the app use less, then retry.",
+                command=_retry(failure),
+            ),
+        )
+    return Verdict(
+        summary,
+        Fix(
+            explanation=f"Use {bigger}, the next size of the same family, with twice the "
+            "memory, then retry.",
+            spec_changes={"compute.instance_type": bigger},
+        ),
+    )
+
+
 # the table -------------------------------------------------------------------------------
 
 # Tiers, tried in order. Within the first tier (AWS's own reasons) the rule whose match
@@ -1281,6 +1381,13 @@ RULES: tuple[tuple[Rule, ...], ...] = (
                 r"Has the environment been bootstrapped",
             ),
             _invalid_parameter,
+        ),
+    ),
+    (
+        Rule(
+            "resources_exhausted",
+            (*_OUT_OF_MEMORY, *_OUT_OF_DISK, _DATABASE_FULL),
+            _resources_exhausted,
         ),
     ),
     (Rule("missing_env_var", _ENV_TRIGGERS, _missing_env_var),),
@@ -1419,6 +1526,9 @@ Causes (pick exactly one):
 - timeout: something did not finish in time (health checks never healthy, SSH timed out,
   a resource never stabilized).
 - throttling: AWS throttled the calls (Throttling, Rate exceeded, RequestLimitExceeded).
+- resources_exhausted: the app or its build ran out of memory (MemoryError, "JavaScript
+  heap out of memory", the OOM killer, memory % at 90% or more) or of disk ("No space
+  left on device", ENOSPC, disk % at 90% or more), or the database of storage.
 - unknown: none of these is shown by the text.
 
 Rules:
@@ -1428,7 +1538,10 @@ Rules:
 - evidence: 1 to 5 lines copied exactly from the failure, the ones that show the cause.
 - fix: only when a concrete one exists. spec_changes use the dotted paths listed under
   "Spec" (e.g. {"app.port": 5000}, {"compute.instance_type": "t3a.small"}); an instance
-  type or DB class must be one of those the priced_types tool lists. For wrong_port set
+  type or DB class must be one of those the priced_types tool lists. For
+  resources_exhausted give the instances more memory (the next size of the same family,
+  compute.instance_type), a larger root volume (compute.root_volume_gb) or the database
+  more storage (database.storage_gb). For wrong_port set
   app.port to the port the app's log shows. For missing_env_var list the variables in
   env_needed. For missing_permission give permission.action exactly as the message names
   it and permission.statement {"Effect": "Allow", "Action": [action], "Resource": ...}.
@@ -1485,6 +1598,9 @@ class Medic(Agent[Failure, Diagnosis]):
         if inputs.log_errors:
             parts += ["Errors in the app's recent log, grouped:"]
             parts += [f"  {line}" for line in inputs.log_errors]
+        if inputs.metrics:
+            parts += ["The deployment's metrics meanwhile:"]
+            parts += [f"  {line}" for line in inputs.metrics]
         return "\n".join(parts + _describe_spec(inputs.spec))
 
     def fallback(self, inputs: Failure) -> Diagnosis:
@@ -1560,6 +1676,8 @@ def check_diagnosis(failure: Failure, diagnosis: Diagnosis) -> None:
             raise Rejected(f"port {port} does not appear in its evidence")
         if failure.spec is not None and failure.spec.app.port == port:
             raise Rejected(f"port {port} is the spec's port already")
+    if diagnosis.cause == "resources_exhausted" and failure.spec is not None:
+        _check_more(failure.spec, fix.spec_changes)
     for name in fix.env_needed:
         if not re.fullmatch(ENV_VAR_PATTERN, name):
             raise Rejected(f"{name!r} is not an environment variable's name")
@@ -1576,6 +1694,22 @@ def check_diagnosis(failure: Failure, diagnosis: Diagnosis) -> None:
             raise Rejected(f"its statement does not allow {action}")
         if fix.permission.statement.get("Effect") != "Allow":
             raise Rejected("its statement does not Allow")
+
+
+def _check_more(spec: DeploymentSpec, changes: Mapping[str, object]) -> None:
+    """A fix for an exhausted resource must give more of it, not less or the same."""
+    volume = changes.get("compute.root_volume_gb")
+    if isinstance(volume, int) and volume <= spec.compute.root_volume_gb:
+        raise Rejected(f"a {volume} GiB root volume is no larger than the spec's")
+    storage = changes.get("database.storage_gb")
+    if isinstance(storage, int) and storage <= (spec.database.storage_gb or 0):
+        raise Rejected(f"{storage} GiB of database storage is no more than the spec's")
+    kind = changes.get("compute.instance_type")
+    if isinstance(kind, str):
+        now = spec.compute.instance_type.partition(".")[2]
+        then = kind.partition(".")[2]
+        if now in _SIZES and then in _SIZES and _SIZES.index(then) <= _SIZES.index(now):
+            raise Rejected(f"{kind} is no larger than {spec.compute.instance_type}")
 
 
 # --- the corpus --------------------------------------------------------------------------

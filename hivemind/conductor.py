@@ -835,7 +835,7 @@ class Conductor:
             spec = record.spec()
             failure = _failure_of(record.deployment_id, stage, error, spec)
             if stage in _ON_BOX_STAGES:
-                failure = self._with_recent_log(record, spec, failure)
+                failure = self._with_recent_telemetry(record, spec, failure)
             answer = self.parts.advisor.ask(Medic(), failure)
             found = answer.value
             diagnosis = Diagnosis(
@@ -853,31 +853,45 @@ class Conductor:
         record.log(f"medic: {diagnosis.cause}: {diagnosis.summary} (by {diagnosis.by})")
         self.parts.say(_render_diagnosis(diagnosis))
 
-    def _with_recent_log(self, record: DeploymentRecord, spec: DeploymentSpec, failure: Any) -> Any:
-        """The failure with what Ops finds in the app's last 15 minutes of CloudWatch
-        Logs: the grouped errors, and the lines themselves when the error carried no log
-        tail. Best effort: the diagnosis goes on without it."""
-        from hivemind.ops.detect import detect_log_errors
-        from hivemind.ops.logs import fetch_log_events
+    def _with_recent_telemetry(
+        self, record: DeploymentRecord, spec: DeploymentSpec, failure: Any
+    ) -> Any:
+        """The failure with what Ops finds in the deployment's last 15 minutes: the
+        errors in the app's CloudWatch log, grouped (and the lines themselves when the
+        error carried no log tail), and the metrics' anomalies and any memory or disk
+        running out. Best effort: the diagnosis goes on without them."""
+        from hivemind.ops.health import medic_evidence
+        from hivemind.ops.overview import OpsRequest, collect_ops
         from hivemind.ops.window import window
 
-        group = record.load().outputs.get("AppLogGroup")
-        if not group:
-            return failure
+        request = OpsRequest(logs=True, metrics=True, since="15m", lines=LOG_LINES_FOR_MEDIC)
         try:
-            fetched = fetch_log_events(self.parts.client("logs"), group, window("15m"))
+            found = collect_ops(
+                record.load(),
+                spec,
+                request,
+                window(request.since),
+                lambda service, _region: self.parts.client(service),
+            )
         except Exception as problem:
-            record.log(f"medic: the app's log was not read ({type(problem).__name__}: {problem})")
+            record.log(f"medic: telemetry was not read ({type(problem).__name__}: {problem})")
             return failure
-        lines = [event.message for event in fetched.events]
-        groups = detect_log_errors(lines, spec.app.language)
-        found = [
-            f"{g.count} x {g.signature}" + (f" ({g.location})" if g.location else "")
-            for g in groups
-        ]
-        changes: dict[str, object] = {"log_errors": found}
-        if not failure.app_log:
-            changes["app_log"] = lines[-LOG_LINES_FOR_MEDIC:]
+        changes: dict[str, object] = {}
+        logs, metrics = found.logs, found.metrics
+        if logs is not None:
+            changes["log_errors"] = [
+                f"{g.count} x {g.signature}" + (f" ({g.location})" if g.location else "")
+                for g in logs.errors
+            ]
+            if not failure.app_log:
+                changes["app_log"] = [line.message for line in logs.lines]
+        if metrics is not None:
+            changes["metrics"] = medic_evidence(metrics)
+        record.log(
+            f"medic: read {logs.events_read if logs else 0} log events and "
+            f"{len(metrics.series) if metrics else 0} metric series of the last "
+            f"{request.since}"
+        )
         return failure.model_copy(update=changes)
 
     def _keep_agent_calls(self, deployment_id: str) -> None:

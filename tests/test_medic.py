@@ -27,6 +27,7 @@ from hivemind_agents.medic import (
     PermissionFix,
     apply_spec_changes,
     classify,
+    larger_type,
     read_corpus,
 )
 
@@ -449,3 +450,56 @@ def test_the_corpus_lines_are_json_with_their_origin() -> None:
     for line in path.read_text("utf-8").splitlines():
         data = json.loads(line)
         assert set(data) == {"id", "origin", "stage", "failure", "expected"}
+
+
+# --- resources running out -------------------------------------------------------------------
+
+
+def test_the_larger_type_is_the_next_priced_size_of_the_same_family() -> None:
+    assert larger_type("t3.micro") == "t3.small"
+    assert larger_type("t3a.medium") == "t3a.large"
+    assert larger_type("m5.large") == "m5.xlarge"
+    assert larger_type("t3.2xlarge") is None  # the largest t3
+    assert larger_type("x9z.small") is None  # a family HiveMind cannot price
+
+
+def test_memory_running_out_in_the_metrics_is_quoted_as_evidence() -> None:
+    failure = BY_ID["oom-metric-only"].to_failure()
+    found = classify(failure)
+    assert found.cause == "resources_exhausted"
+    assert any(line.startswith("memory % i-") for line in found.evidence)
+    Medic().check(failure, found)  # the metrics line is part of the failure's text
+    assert "The deployment's metrics meanwhile:" in Medic().describe(failure)
+
+
+def test_a_memory_error_outside_the_app_is_no_reason_to_grow_the_disk() -> None:
+    found = classify(BY_ID["oom-gunicorn-sigkill"].to_failure())
+    assert found.fix is not None and set(found.fix.spec_changes) == {"compute.instance_type"}
+    disk = classify(BY_ID["disk-npm-enospc"].to_failure())
+    assert disk.fix is not None and disk.fix.spec_changes == {"compute.root_volume_gb": 32}
+    assert "while building" in disk.summary
+
+
+@pytest.mark.parametrize(
+    ("changes", "refused"),
+    [
+        ({"compute.instance_type": "t3.nano"}, "no larger than t3.micro"),
+        ({"compute.instance_type": "t3a.micro"}, "no larger than t3.micro"),
+        ({"compute.root_volume_gb": 16}, "no larger than the spec's"),
+        ({"database.storage_gb": 20}, "no more than the spec's"),
+    ],
+)
+def test_the_check_refuses_a_fix_that_gives_no_more_of_what_ran_out(
+    changes: dict[str, Any], refused: str
+) -> None:
+    failure = BY_ID["oom-kernel-gunicorn"].to_failure()
+    evidence = ["shop.service: A process of this unit has been killed by the OOM killer."]
+    fix = {"explanation": "More.", "spec_changes": changes}
+    assert refused in rejected(failure, cause="resources_exhausted", evidence=evidence, fix=fix)
+    bigger = {"explanation": "More.", "spec_changes": {"compute.instance_type": "t3.medium"}}
+    Medic().check(
+        failure,
+        Diagnosis.model_validate(
+            answer(cause="resources_exhausted", evidence=evidence, fix=bigger)
+        ),
+    )

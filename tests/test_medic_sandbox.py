@@ -7,6 +7,7 @@ stage and it ends deployed."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,4 +218,32 @@ def test_an_unreachable_database_is_diagnosed_from_the_app_log(
     assert any(
         "Connection refused" in line or "port 1 failed" in line for line in found["evidence"]
     )
+    destroy(env, ident)
+
+
+def test_an_app_that_runs_out_of_memory_is_given_a_larger_instance_type(
+    env: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    app = tmp_path / "flask-notes"
+    shutil.copytree(EXAMPLES / "flask-notes", app)
+    code = app / "app.py"
+    code.write_text(
+        code.read_text().replace(
+            "app = Flask(__name__)\n",
+            "app = Flask(__name__)\nCACHE = bytearray(1 << 48)  # 256 TiB: no machine has it\n",
+        )
+    )  # the bug: the app asks for more memory than the instance has, as it loads
+    failed, ident = deploy(env, app, "--yes", "--no-input", "--health-timeout", "20")
+    assert failed.returncode == 1
+    found = diagnosis(env, ident)
+    assert found["cause"] == "resources_exhausted", found
+    assert "MemoryError" in found["evidence"], found["evidence"]
+    assert found["fix"]["spec_changes"] == {"compute.instance_type": "t3.small"}
+    assert f"hivemind retry {ident} --set compute.instance_type=t3.small" in failed.stdout
+    # Medic read the deployment's telemetry (its log and the instance's metrics), not
+    # only the error's own lines.
+    events = (home / "deployments" / ident / "events.log").read_text()
+    read = re.search(r"medic: read (\d+) log events and (\d+) metric series", events)
+    assert read is not None, events[-2000:]
+    assert int(read.group(2)) > 0
     destroy(env, ident)
