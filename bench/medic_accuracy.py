@@ -33,6 +33,7 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
     "build_failure": ("npm ERR!", "ERROR:", "build failed"),
     "timeout": ("timed out", "within"),
     "throttling": ("Rate exceeded", "Throttling"),
+    "resources_exhausted": ("out of memory", "No space left"),
 }
 
 
