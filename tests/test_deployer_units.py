@@ -283,3 +283,83 @@ def test_deploying_a_spec_without_its_source_is_bad_input(tmp_path: Path) -> Non
     assert "deploying --spec needs the app's source too" in result.stderr
     assert "--source" in result.stderr
     assert not (tmp_path / "deployments").exists()  # nothing recorded, nothing created
+
+
+# --- the local health probe ----------------------------------------------------------------
+
+
+class _Paths(http.server.BaseHTTPRequestHandler):
+    """/health answers 200, /old redirects (302), /boom fails (500), anything else 404."""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        code = {"/health": 200, "/old": 302, "/boom": 500}.get(self.path, 404)
+        self.send_response(code)
+        if code == 302:
+            self.send_header("Location", "/nowhere")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def paths_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Paths)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _probe(base: str, path: str, tmp_path: Path, seconds: float = 5.0) -> tuple[int, str]:
+    """Run the probe the deploy runs on an instance, with a systemd that sees the app
+    running (no restarts, not failed)."""
+    from hivemind.deployer.release import _ANSWERS, HEALTH_CANDIDATES
+
+    tools = tmp_path / "bin"
+    tools.mkdir(exist_ok=True)
+    systemctl = tools / "systemctl"
+    systemctl.write_text('#!/bin/sh\n[ "$1" = show ] && echo 0 && exit 0\nexit 1\n')
+    systemctl.chmod(0o755)
+    script = _ANSWERS.format(
+        url=base + path,
+        base=base,
+        seconds=seconds,
+        unit="shop",
+        restarts=3,
+        wrong_seconds=0.5,
+        candidates=repr(HEALTH_CANDIDATES),
+    )
+    done = subprocess.run(
+        ["python3", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": f"{tools}:/usr/bin:/bin"},
+    )
+    return done.returncode, done.stderr
+
+
+def test_the_probe_passes_what_the_load_balancer_passes(paths_server: str, tmp_path: Path) -> None:
+    assert _probe(paths_server, "/health", tmp_path) == (0, "")
+    assert _probe(paths_server, "/old", tmp_path) == (0, "")  # 302, not followed: healthy
+
+
+def test_the_probe_names_a_wrong_health_path_and_the_paths_that_answer(
+    paths_server: str, tmp_path: Path
+) -> None:
+    code, said = _probe(paths_server, "/status", tmp_path)
+    assert code == 1
+    assert f"the app answers {paths_server}/status with HTTP 404" in said
+    assert "wants 200-399" in said
+    assert said.startswith("other paths: /health -> 200, /healthz -> 404")
+    assert "/ready -> 404, / -> 404\n" in said
+    assert said.endswith("wants 200-399\n")  # the last line: the failure's cause
+
+
+def test_a_failing_app_is_waited_for_not_called_a_wrong_path(
+    paths_server: str, tmp_path: Path
+) -> None:
+    code, said = _probe(paths_server, "/boom", tmp_path, seconds=2.0)
+    assert code == 1
+    assert said == f"the app did not answer at {paths_server}/boom within 2 s: HTTP 500\n"

@@ -42,6 +42,11 @@ KEEP_RELEASES = 3
 LOCAL_HEALTH_SECONDS = 90.0
 # An app that exits this many times while it should be starting will not start.
 RESTARTS_BEFORE_GIVING_UP = 3
+# An app answering its health path with 4xx this long is up, at the wrong path: the load
+# balancer's health check (200-399, redirects not followed) will never pass it.
+WRONG_ANSWER_SECONDS = 10.0
+# Paths tried then, to tell the operator (and Medic) one the app does answer.
+HEALTH_CANDIDATES = ("/health", "/healthz", "/api/health", "/ping", "/status", "/ready", "/")
 _TAIL = 20
 DATABASE_NAME = "app"  # the database the stack creates (hivemind_constructs.database)
 _SCHEMES = {"postgres": "postgresql", "mysql": "mysql"}
@@ -338,12 +343,15 @@ class _Steps:
         if port is None:
             self.run(f"sudo systemctl is-active {self.spec.app.name}", step="start", with_log=True)
             return
-        url = f"http://{self.instance.private_ip}:{port}{self.spec.app.health_path}"
+        base = f"http://{self.instance.private_ip}:{port}"
         probe = _ANSWERS.format(
-            url=url,
+            url=base + self.spec.app.health_path,
+            base=base,
             seconds=LOCAL_HEALTH_SECONDS,
             unit=self.spec.app.name,
             restarts=RESTARTS_BEFORE_GIVING_UP,
+            wrong_seconds=WRONG_ANSWER_SECONDS,
+            candidates=repr(HEALTH_CANDIDATES),
         )
         self.run(f"python3 -c {shlex.quote(probe)}", step="health check", with_log=True)
 
@@ -472,6 +480,17 @@ _ANSWERS = """
 import subprocess, sys, time, urllib.error, urllib.request
 deadline = time.time() + {seconds}
 last = "no answer"
+wrong_since = None
+class Stay(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # as the load balancer: a redirect is an answer, not followed
+opener = urllib.request.build_opener(Stay)
+def code(url):
+    try:
+        with opener.open(url, timeout=3) as answer:
+            return answer.status
+    except urllib.error.HTTPError as error:
+        return error.code
 def restarts():
     shown = subprocess.run(
         ["systemctl", "show", "-p", "NRestarts", "--value", "{unit}"],
@@ -488,14 +507,29 @@ while time.time() < deadline:
         )
         sys.exit(1)
     try:
-        with urllib.request.urlopen("{url}", timeout=3) as answer:
-            sys.exit(0)
-    except urllib.error.HTTPError as error:
-        if error.code < 500:
-            sys.exit(0)
-        last = "HTTP %s" % error.code
+        answered = code("{url}")
     except Exception as error:
-        last = str(error)
+        last, wrong_since = str(error), None
+    else:
+        if answered < 400:
+            sys.exit(0)
+        last = "HTTP %s" % answered
+        if answered >= 500:
+            wrong_since = None
+        elif wrong_since is None:
+            wrong_since = time.time()
+        elif time.time() - wrong_since >= {wrong_seconds}:
+            others = []
+            for path in {candidates}:
+                try:
+                    others.append("%s -> %s" % (path, code("{base}" + path)))
+                except Exception as error:
+                    others.append("%s -> %s" % (path, type(error).__name__))
+            sys.stderr.write(
+                "other paths: %s\\nthe app answers {url} with HTTP %s, but the load "
+                "balancer's health check wants 200-399\\n" % (", ".join(others), answered)
+            )
+            sys.exit(1)
     time.sleep(0.5)
 sys.stderr.write("the app did not answer at {url} within {seconds:.0f} s: %s\\n" % last)
 sys.exit(1)
