@@ -59,6 +59,7 @@ Cause = Literal[
     "capacity",
     "invalid_parameter",
     "wrong_port",
+    "health_check_mismatch",
     "missing_env_var",
     "database_unreachable",
     "build_failure",
@@ -1123,6 +1124,85 @@ def _wrong_port(finding: Finding) -> Verdict | None:
     )
 
 
+# health_check_mismatch -------------------------------------------------------------------
+
+_WRONG_ANSWER = _compile(
+    r"the app answers \S+ with HTTP (?P<code>4\d\d), but the load balancer",
+    r"Target\.ResponseCodeMismatch",
+)
+_OTHER_PATHS = re.compile(r"^other paths: (?P<paths>.+)$")
+_PATH_ANSWER = re.compile(r"(?P<path>/\S*) -> (?P<code>\d{3})\b")
+
+
+def answering_paths(line: str) -> list[str]:
+    """The paths an "other paths: /health -> 200, / -> 404" line shows answering as the
+    load balancer wants (200-399), in the order tried."""
+    found = _OTHER_PATHS.search(line)
+    if found is None:
+        return []
+    return [
+        m.group("path")
+        for m in _PATH_ANSWER.finditer(found.group("paths"))
+        if 200 <= int(m.group("code")) < 400
+    ]
+
+
+# The health check's Host header is the instance's address, which a host check refuses.
+_DISALLOWED_HOST = re.compile(r"Invalid HTTP_HOST header|DisallowedHost")
+
+
+def _health_check_mismatch(finding: Finding) -> Verdict:
+    failure, spec = finding.failure, finding.failure.spec
+    refused = finding.line_with(_DISALLOWED_HOST)
+    if refused is not None:
+        return Verdict(
+            "The app refuses the load balancer's health check: its Host header is the "
+            "instance's private address, which the app's allowed hosts leave out.",
+            Fix(
+                explanation="Let the app accept the instance's own address as a Host: the "
+                "load balancer's health check sends it. For Django, add it to ALLOWED_HOSTS "
+                "when the app starts (socket.gethostbyname(socket.gethostname())), then retry.",
+                command=_retry(failure),
+            ),
+            evidence=(refused,),
+        )
+    current = spec.app.health_path if spec is not None else None
+    listed = finding.line_with(_OTHER_PATHS)
+    good = [p for p in answering_paths(listed or "") if p != current]
+    summary = (
+        f"The app answers, but not at its health path {current}: the load balancer's "
+        "health check wants 200-399."
+        if current
+        else "The app answers, but not healthily at its health path: the load balancer's "
+        "health check wants 200-399."
+    )
+    if not good or listed is None:
+        return Verdict(
+            summary,
+            Fix(
+                explanation="Give the app a route that answers 200 at app.health_path, or set "
+                "app.health_path to a path it does answer (`--set app.health_path=/PATH`).",
+                command=_retry(failure),
+            ),
+        )
+    return Verdict(
+        summary,
+        Fix(
+            explanation=f"Set app.health_path to {good[0]}, which the app answers with "
+            f"{_code_of(listed, good[0])}, so the load balancer checks there.",
+            spec_changes={"app.health_path": good[0]},
+        ),
+        evidence=(listed,),
+    )
+
+
+def _code_of(line: str, path: str) -> str:
+    for m in _PATH_ANSWER.finditer(line):
+        if m.group("path") == path:
+            return m.group("code")
+    return "200-399"
+
+
 # timeout ---------------------------------------------------------------------------------
 
 _TIMEOUT_PATTERNS = _compile(
@@ -1394,6 +1474,7 @@ RULES: tuple[tuple[Rule, ...], ...] = (
     (Rule("database_unreachable", _DB_PATTERNS, _database_unreachable),),
     (Rule("build_failure", _BUILD_PATTERNS, _build_failure),),
     (Rule("wrong_port", LISTENING, _wrong_port),),
+    (Rule("health_check_mismatch", _WRONG_ANSWER, _health_check_mismatch),),
     (Rule("timeout", _TIMEOUT_PATTERNS, _timeout, when=_not_build_step),),
     (Rule("build_failure", _compile(r"^build failed on "), _failed_build_step, when=_build_step),),
     (
@@ -1520,6 +1601,9 @@ Causes (pick exactly one):
   parameter validation errors, an engine version RDS does not offer).
 - wrong_port: the app listens on a port other than the spec's app.port while the health
   checks fail.
+- health_check_mismatch: the app answers the load balancer's health check with a 4xx where
+  it wants 200-399 (Target.ResponseCodeMismatch): a wrong app.health_path, or the app
+  refusing the check's Host header (Django's ALLOWED_HOSTS) or asking for a login.
 - missing_env_var: the app stops because an environment variable is not set.
 - database_unreachable: the app cannot connect or log in to its database.
 - build_failure: the build step (pip, npm, mvn, go, bundle) failed.
@@ -1541,7 +1625,8 @@ Rules:
   type or DB class must be one of those the priced_types tool lists. For
   resources_exhausted give the instances more memory (the next size of the same family,
   compute.instance_type), a larger root volume (compute.root_volume_gb) or the database
-  more storage (database.storage_gb). For wrong_port set
+  more storage (database.storage_gb). For health_check_mismatch set
+  app.health_path to a path the evidence shows answering 200-399. For wrong_port set
   app.port to the port the app's log shows. For missing_env_var list the variables in
   env_needed. For missing_permission give permission.action exactly as the message names
   it and permission.statement {"Effect": "Allow", "Action": [action], "Resource": ...}.
@@ -1676,6 +1761,11 @@ def check_diagnosis(failure: Failure, diagnosis: Diagnosis) -> None:
             raise Rejected(f"port {port} does not appear in its evidence")
         if failure.spec is not None and failure.spec.app.port == port:
             raise Rejected(f"port {port} is the spec's port already")
+    if diagnosis.cause == "health_check_mismatch" and "app.health_path" in fix.spec_changes:
+        chosen = fix.spec_changes["app.health_path"]
+        shown = [p for line in diagnosis.evidence for p in answering_paths(line)]
+        if chosen not in shown:
+            raise Rejected(f"its evidence does not show {chosen!r} answering 200-399")
     if diagnosis.cause == "resources_exhausted" and failure.spec is not None:
         _check_more(failure.spec, fix.spec_changes)
     for name in fix.env_needed:

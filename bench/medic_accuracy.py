@@ -34,6 +34,7 @@ KEYWORDS: dict[str, tuple[str, ...]] = {
     "timeout": ("timed out", "within"),
     "throttling": ("Rate exceeded", "Throttling"),
     "resources_exhausted": ("out of memory", "No space left"),
+    "health_check_mismatch": ("ResponseCodeMismatch",),
 }
 
 

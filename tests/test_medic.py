@@ -26,6 +26,7 @@ from hivemind_agents.medic import (
     Medic,
     PermissionFix,
     apply_spec_changes,
+    answering_paths,
     classify,
     larger_type,
     read_corpus,
@@ -503,3 +504,24 @@ def test_the_check_refuses_a_fix_that_gives_no_more_of_what_ran_out(
             answer(cause="resources_exhausted", evidence=evidence, fix=bigger)
         ),
     )
+
+
+# --- health check answers --------------------------------------------------------------------
+
+
+def test_the_paths_answering_as_the_load_balancer_wants_are_read_in_order() -> None:
+    line = "other paths: /health -> 404, /healthz -> 200, /ping -> ConnectionResetError, / -> 302"
+    assert answering_paths(line) == ["/healthz", "/"]
+    assert answering_paths("/healthz -> 200") == []  # only the probe's own line counts
+
+
+def test_the_check_holds_a_health_path_fix_to_a_path_its_evidence_shows_answering() -> None:
+    failure = BY_ID["health-probe-404-healthz"].to_failure()
+    found = classify(failure)
+    assert found.fix is not None and found.fix.spec_changes == {"app.health_path": "/healthz"}
+    Medic().check(failure, found)
+    wrong = found.model_copy(
+        update={"fix": found.fix.model_copy(update={"spec_changes": {"app.health_path": "/ping"}})}
+    )
+    with pytest.raises(Rejected, match="does not show '/ping' answering"):
+        Medic().check(failure, wrong)

@@ -247,3 +247,26 @@ def test_an_app_that_runs_out_of_memory_is_given_a_larger_instance_type(
     assert read is not None, events[-2000:]
     assert int(read.group(2)) > 0
     destroy(env, ident)
+
+
+def test_a_wrong_health_path_is_found_at_once_and_the_path_that_answers_resumes(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    app = tmp_path / "flask-notes"
+    shutil.copytree(EXAMPLES / "flask-notes", app)
+    (app / "hivemind.yaml").write_text("app:\n  health_path: /status\n")  # the app has /health
+    failed, ident = deploy(env, app, "--yes", "--no-input")
+    assert failed.returncode == 1
+    found = diagnosis(env, ident)
+    assert found["cause"] == "health_check_mismatch", found
+    assert found["fix"]["spec_changes"] == {"app.health_path": "/health"}
+    assert any(line.startswith("other paths: /health -> 200") for line in found["evidence"])
+    assert f"hivemind retry {ident} --set app.health_path=/health" in failed.stdout
+    state = status(env, ident)
+    deploy_stage = next(s for s in state["stages"] if s["name"] == "deploy")
+    assert deploy_stage["status"] == "failed"
+
+    resumed = run_cli("retry", ident, "--set", "app.health_path=/health", "--yes", env=env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert status(env, ident)["status"] == "deployed"
+    destroy(env, ident)
