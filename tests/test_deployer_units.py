@@ -291,7 +291,7 @@ def test_deploying_a_spec_without_its_source_is_bad_input(tmp_path: Path) -> Non
 class _Paths(http.server.BaseHTTPRequestHandler):
     """/health answers 200, /old redirects (302), /boom fails (500), anything else 404."""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         code = {"/health": 200, "/old": 302, "/boom": 500}.get(self.path, 404)
         self.send_response(code)
         if code == 302:
