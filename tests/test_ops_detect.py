@@ -475,3 +475,16 @@ def test_medic_and_the_ops_agent_are_told_of_memory_running_out() -> None:
     assert verdict.health == "failing"
     assert verdict.findings[0].subject == "mem_used_percent on i-0aaa"
     assert verdict.findings[0].severity == "critical"
+
+
+def test_a_bracketed_level_leaves_no_bracket_in_the_signature() -> None:
+    lines = [
+        "[2026-12-01 10:15:31 +0000] [2311] [ERROR] Connection in use: ('0.0.0.0', 5000)",
+        "[2026-12-01 10:15:32 +0000] [2290] [CRITICAL] WORKER TIMEOUT (pid:2301)",
+        "(ERROR) y failed",
+    ]
+    assert [g.signature for g in detect_log_errors(lines, "python")] == [
+        "ERROR: Connection in use: ('<ip>', <n>)",
+        "CRITICAL: WORKER TIMEOUT (pid:<n>)",
+        "ERROR: y failed",
+    ]

@@ -466,7 +466,7 @@ _LEVEL_PAIR = re.compile(
 _MESSAGE_PAIR = re.compile(r"\b(?:msg|message|error|err)=(\"(?:[^\"\\]|\\.)*\"|\S+)")
 _JSON_LEVELS = ("error", "err", "fatal", "panic", "critical", "crit", "alert", "emerg")
 _PY_LOGGER = re.compile(r"^:[\w.]+:")
-_LEAD = re.compile(r"^(?:\s|\[[^\]]*\]|-{2,3}|\d+(?=\s)|[:\-|>])+")
+_LEAD = re.compile(r"^(?:\s|\[[^\]]*\]|-{2,3}|\d+(?=\s)|[:\-|>\])])+")
 
 
 def _level_line(text: str) -> tuple[str, str] | None:
