@@ -4,6 +4,7 @@ SSH key, reading host keys from console output, QA's checks of a URL."""
 from __future__ import annotations
 
 import http.server
+import socket
 import stat
 import subprocess
 import tarfile
@@ -311,19 +312,27 @@ def paths_server() -> Iterator[str]:
     server.shutdown()
 
 
-def _probe(base: str, path: str, tmp_path: Path, seconds: float = 5.0) -> tuple[int, str]:
+def _probe(
+    base: str, path: str, tmp_path: Path, seconds: float = 5.0, main_pid: int = 0
+) -> tuple[int, str]:
     """Run the probe the deploy runs on an instance, with a systemd that sees the app
-    running (no restarts, not failed)."""
+    running as `main_pid` (no restarts, not failed)."""
     from hivemind.deployer.release import _ANSWERS, HEALTH_CANDIDATES
 
     tools = tmp_path / "bin"
     tools.mkdir(exist_ok=True)
     systemctl = tools / "systemctl"
-    systemctl.write_text('#!/bin/sh\n[ "$1" = show ] && echo 0 && exit 0\nexit 1\n')
+    systemctl.write_text(
+        f'#!/bin/sh\n[ "$1" = show ] || exit 1\n[ "$3" = MainPID ] && echo {main_pid} && exit 0\n'
+        "echo 0\n"
+    )
     systemctl.chmod(0o755)
+    host, _, port = base.removeprefix("http://").partition(":")
     script = _ANSWERS.format(
         url=base + path,
         base=base,
+        host=host,
+        port=int(port),
         seconds=seconds,
         unit="shop",
         restarts=3,
@@ -363,3 +372,28 @@ def test_a_failing_app_is_waited_for_not_called_a_wrong_path(
     code, said = _probe(paths_server, "/boom", tmp_path, seconds=2.0)
     assert code == 1
     assert said == f"the app did not answer at {paths_server}/boom within 2 s: HTTP 500\n"
+
+
+def test_the_probe_names_the_port_an_app_listens_on_instead(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # a port nothing listens on: where HiveMind checks
+        taken.bind(("127.0.0.1", 0))
+        checked = taken.getsockname()[1]
+    app = subprocess.Popen(  # the app, listening elsewhere (and on loopback only)
+        ["python3", "-m", "http.server", "--bind", "127.0.0.1", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert app.stdout is not None
+        serving = app.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N ..."
+        port = int(serving.split(" port ")[1].split()[0])
+        code, said = _probe(f"http://127.0.0.1:{checked}", "/", tmp_path, main_pid=app.pid)
+    finally:
+        app.kill()
+        app.wait()
+    assert code == 1
+    assert said == (
+        f"the app listens on 127.0.0.1:{port}, not on 127.0.0.1:{checked} where the load "
+        "balancer checks it\n"
+    )

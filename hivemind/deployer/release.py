@@ -43,7 +43,9 @@ LOCAL_HEALTH_SECONDS = 90.0
 # An app that exits this many times while it should be starting will not start.
 RESTARTS_BEFORE_GIVING_UP = 3
 # An app answering its health path with 4xx this long is up, at the wrong path: the load
-# balancer's health check (200-399, redirects not followed) will never pass it.
+# balancer's health check (200-399, redirects not followed) will never pass it. One that
+# refuses connections this long while listening elsewhere is on the wrong port (or the
+# loopback address only).
 WRONG_ANSWER_SECONDS = 10.0
 # Paths tried then, to tell the operator (and Medic) one the app does answer.
 HEALTH_CANDIDATES = ("/health", "/healthz", "/api/health", "/ping", "/status", "/ready", "/")
@@ -343,17 +345,21 @@ class _Steps:
         if port is None:
             self.run(f"sudo systemctl is-active {self.spec.app.name}", step="start", with_log=True)
             return
-        base = f"http://{self.instance.private_ip}:{port}"
+        host = self.instance.private_ip
+        base = f"http://{host}:{port}"
         probe = _ANSWERS.format(
             url=base + self.spec.app.health_path,
             base=base,
+            host=host,
+            port=port,
             seconds=LOCAL_HEALTH_SECONDS,
             unit=self.spec.app.name,
             restarts=RESTARTS_BEFORE_GIVING_UP,
             wrong_seconds=WRONG_ANSWER_SECONDS,
             candidates=repr(HEALTH_CANDIDATES),
         )
-        self.run(f"python3 -c {shlex.quote(probe)}", step="health check", with_log=True)
+        # As root: the app's processes (their sockets) belong to the app's user.
+        self.run(f"sudo python3 -c {shlex.quote(probe)}", step="health check", with_log=True)
 
     def releases(self) -> tuple[str | None, list[str]]:
         return _read_releases(self.connection, self.layout, self.instance)
@@ -477,10 +483,63 @@ class _DeploySteps(_Steps):
 # Waits for any HTTP answer below 500 from the app (the load balancer's check is stricter);
 # gives up early on an app that keeps exiting (systemd restarting it, or giving up on it).
 _ANSWERS = """
-import subprocess, sys, time, urllib.error, urllib.request
+import os, subprocess, sys, time, urllib.error, urllib.request
 deadline = time.time() + {seconds}
 last = "no answer"
-wrong_since = None
+wrong_since = refused_since = None
+def address_of(hexed):
+    if len(hexed) == 8:  # /proc/net/tcp: IPv4, little-endian
+        return ".".join(str(int(hexed[i:i + 2], 16)) for i in (6, 4, 2, 0))
+    if hexed[:24] == "0000000000000000FFFF0000":
+        return "::ffff:" + address_of(hexed[24:])
+    return {{"0" * 32: "[::]", "0" * 24 + "01000000": "[::1]"}}.get(hexed, "[ipv6]")
+def listening():  # the (address, port) pairs the unit's processes listen on (TCP)
+    main = subprocess.run(
+        ["systemctl", "show", "-p", "MainPID", "--value", "{unit}"],
+        capture_output=True, text=True,
+    ).stdout.strip()
+    if not main.isdigit() or main == "0":
+        return []
+    children = {{}}
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/stat" % name) as stat:
+                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(name))
+    pids, todo = set(), [int(main)]
+    while todo:
+        pid = todo.pop()
+        if pid not in pids:
+            pids.add(pid)
+            todo += children.get(pid, [])
+    sockets = set()
+    for pid in pids:
+        try:
+            fds = os.listdir("/proc/%d/fd" % pid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                sockets.add(target[8:-1])
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as rows:
+                lines = rows.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in lines:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and fields[9] in sockets:
+                address, port = fields[1].split(":")
+                found.add((address_of(address), int(port, 16)))
+    return sorted(found)
 class Stay(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None  # as the load balancer: a redirect is an answer, not followed
@@ -510,7 +569,21 @@ while time.time() < deadline:
         answered = code("{url}")
     except Exception as error:
         last, wrong_since = str(error), None
+        refused_since = refused_since or time.time()
+        if time.time() - refused_since >= {wrong_seconds}:
+            bound = listening()
+            reachable = ("0.0.0.0", "[::]", "{host}", "::ffff:{host}")
+            if bound and ({port} not in [p for a, p in bound if a in reachable]):
+                sys.stderr.write(
+                    "the app listens on %s, not on {host}:{port} where the load balancer "
+                    "checks it\\n" % ", ".join(
+                        "%s:%d" % (a, p) + ("" if a in reachable else " (this instance only)")
+                        for a, p in bound
+                    )
+                )
+                sys.exit(1)
     else:
+        refused_since = None
         if answered < 400:
             sys.exit(0)
         last = "HTTP %s" % answered
