@@ -1062,6 +1062,8 @@ def _failed_build_step(finding: Finding) -> Verdict:
 # wrong_port ------------------------------------------------------------------------------
 
 LISTENING = _compile(
+    # HiveMind's own probe, from the sockets the app's processes hold.
+    r"^the app listens on [^\s,]*:(?P<port>\d{2,5})\b",
     r"[Ll]istening (?:on|at):? (?:https?|tcp)://[^\s/]*:(?P<port>\d{2,5})\b",
     r"[Ll]istening (?:on|at) (?:port )?:?(?P<port>\d{2,5})\b",
     r"[Ll]istening on (?:\S+ )?port (?P<port>\d{2,5})\b",
@@ -1077,6 +1079,7 @@ LISTENING = _compile(
 )
 _HEALTH_FAILED = re.compile(
     r"Target\.(?:FailedHealthChecks|Timeout)|Health checks failed|did not answer at"
+    r"|where the load balancer checks it"
     r"|[Cc]onnection refused|did not report every instance healthy"
 )
 # Listeners beside the app's own: their port is not the one to check.
@@ -1094,6 +1097,29 @@ def _expected_port(finding: Finding) -> int | None:
     return int(probed.group("port")) if probed else None
 
 
+# An app log's address on the loopback interface; HiveMind's probe marks such an address
+# "(this instance only)", whatever it is (in the sandbox every instance is a 127.x address).
+_LOOPBACK = re.compile(r"//(?:127\.0\.0\.1|localhost):|\(this instance only\)")
+
+
+def _loopback_only(finding: Finding, port: int, health: str) -> Verdict | None:
+    """The app listens on the right port, but on an address only the instance itself
+    reaches (as HiveMind's probe saw its sockets)."""
+    probe = finding.line_with(re.compile(rf":{port} \(this instance only\)"))
+    if probe is None:
+        return None
+    return Verdict(
+        f"The app listens on port {port} on the loopback address only: the load balancer "
+        "cannot reach it.",
+        Fix(
+            explanation="Have the app bind 0.0.0.0 (every address), e.g. gunicorn's --bind "
+            "0.0.0.0:$PORT or app.listen(port, '0.0.0.0'), then retry.",
+            command=_retry(finding.failure),
+        ),
+        evidence=(probe, health),
+    )
+
+
 def _wrong_port(finding: Finding) -> Verdict | None:
     expected = _expected_port(finding)
     health = finding.line_with(_HEALTH_FAILED)
@@ -1101,12 +1127,12 @@ def _wrong_port(finding: Finding) -> Verdict | None:
         return None
     ports = [int(h.match.group("port")) for h in finding.hits]
     if expected in ports:
-        return None
+        return _loopback_only(finding, expected, health)
     served = [h for h in finding.hits if not _SIDE_LISTENER.search(h.line.text)]
     if not served:
         return None
     line, actual = served[0].line.text, int(served[0].match.group("port"))
-    local = re.search(r"//(?:127\.0\.0\.1|localhost):", line) is not None
+    local = _LOOPBACK.search(line) is not None
     loopback = (
         " It also listens on the loopback address only: have it bind 0.0.0.0 (or read $PORT "
         "and HOST)."
@@ -1116,8 +1142,8 @@ def _wrong_port(finding: Finding) -> Verdict | None:
     return Verdict(
         f"The app listens on port {actual}, but HiveMind checks it on port {expected}.",
         Fix(
-            explanation=f"Set app.port to {actual}, the port the app's log shows it listening "
-            f"on, so the load balancer checks and forwards there.{loopback}",
+            explanation=f"Set app.port to {actual}, the port the app listens on, so the load "
+            f"balancer checks and forwards there.{loopback}",
             spec_changes={"app.port": actual},
         ),
         evidence=(health,),
@@ -1753,7 +1779,11 @@ def check_diagnosis(failure: Failure, diagnosis: Diagnosis) -> None:
                     _check_value(path, value)
                 except BadInputError as error:
                     raise Rejected(f"its spec change is not valid: {error.what}") from None
-    if diagnosis.cause == "wrong_port":
+    if diagnosis.cause == "wrong_port" and "app.port" not in fix.spec_changes:
+        spec_port = failure.spec.app.port if failure.spec is not None else None
+        if spec_port is None or f":{spec_port} (this instance only)" not in quoted:
+            raise Rejected("a wrong port needs the port the app listens on (app.port)")
+    elif diagnosis.cause == "wrong_port":
         port = fix.spec_changes.get("app.port")
         if not isinstance(port, int) or isinstance(port, bool):
             raise Rejected("a wrong port needs the port the app listens on (app.port)")

@@ -270,3 +270,21 @@ def test_a_wrong_health_path_is_found_at_once_and_the_path_that_answers_resumes(
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert status(env, ident)["status"] == "deployed"
     destroy(env, ident)
+
+
+def test_an_app_bound_to_the_loopback_address_only_is_told_to_bind_every_address(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    app = tmp_path / "flask-notes"
+    shutil.copytree(EXAMPLES / "flask-notes", app)
+    (app / "hivemind.yaml").write_text(
+        "app:\n  start_command: gunicorn --bind 127.0.0.1:$PORT app:app\n"
+    )  # the bug: only the instance itself can reach the app
+    failed, ident = deploy(env, app, "--yes", "--no-input")
+    assert failed.returncode == 1
+    assert "(this instance only)" in failed.stderr
+    found = diagnosis(env, ident)
+    assert found["cause"] == "wrong_port", found
+    assert "0.0.0.0" in found["fix"]["explanation"]
+    assert found["fix"]["spec_changes"] == {}
+    destroy(env, ident)
