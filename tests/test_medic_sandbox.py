@@ -61,6 +61,17 @@ def destroy(env: dict[str, str], ident: str) -> None:
     assert destroyed.returncode == 0, destroyed.stderr[-3000:]
 
 
+def broken_copy(tmp_path: Path, example: str, file: str, old: str, new: str) -> Path:
+    """A copy of a bundled example with one bug put in: `old` replaced by `new` in `file`."""
+    app = tmp_path / example
+    shutil.copytree(EXAMPLES / example, app, symlinks=True)
+    code = app / file
+    text = code.read_text()
+    assert old in text, f"{example}/{file} no longer has {old!r}"
+    code.write_text(text.replace(old, new))
+    return app
+
+
 def diagnosis(env: dict[str, str], ident: str) -> dict[str, Any]:
     state = status(env, ident)
     assert state["status"] == "failed", state["status"]
@@ -146,11 +157,8 @@ def test_provisioning_failures_are_diagnosed_and_a_capacity_fix_resumes_the_depl
 def test_a_wrong_port_is_found_in_the_app_log_and_the_fix_resumes(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    app = tmp_path / "express-hello"
-    shutil.copytree(EXAMPLES / "express-hello", app, symlinks=True)
-    server = app / "server.js"
-    server.write_text(
-        server.read_text().replace("Number(process.env.PORT) || 3000", "3000")
+    app = broken_copy(
+        tmp_path, "express-hello", "server.js", "Number(process.env.PORT) || 3000", "3000"
     )  # the bug: PORT is ignored
     (app / "hivemind.yaml").write_text("app:\n  port: 8080\n")
     failed, ident = deploy(env, app, "--yes", "--no-input", "--health-timeout", "20")
@@ -173,16 +181,14 @@ def test_a_wrong_port_is_found_in_the_app_log_and_the_fix_resumes(
 def test_a_missing_environment_variable_is_named_and_given_on_retry(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    app = tmp_path / "express-hello"
-    shutil.copytree(EXAMPLES / "express-hello", app, symlinks=True)
-    server = app / "server.js"
-    server.write_text(
-        server.read_text().replace(
-            "const app = express();",
-            "if (!process.env.SESSION_SECRET) {\n"
-            '  throw new Error("Missing required environment variable SESSION_SECRET");\n'
-            "}\nconst app = express();",
-        )
+    app = broken_copy(
+        tmp_path,
+        "express-hello",
+        "server.js",
+        "const app = express();",
+        "if (!process.env.SESSION_SECRET) {\n"
+        '  throw new Error("Missing required environment variable SESSION_SECRET");\n'
+        "}\nconst app = express();",
     )
     failed, ident = deploy(env, app, "--yes", "--no-input", "--health-timeout", "20")
     assert failed.returncode == 1
@@ -202,14 +208,12 @@ def test_a_missing_environment_variable_is_named_and_given_on_retry(
 def test_an_unreachable_database_is_diagnosed_from_the_app_log(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    app = tmp_path / "flask-notes"
-    shutil.copytree(EXAMPLES / "flask-notes", app)
-    code = app / "app.py"
-    code.write_text(
-        code.read_text().replace(
-            'os.environ["DATABASE_URL"]',
-            'os.environ.get("NOTES_DB", "postgresql://notes:notes@127.0.0.1:1/notes")',
-        )
+    app = broken_copy(
+        tmp_path,
+        "flask-notes",
+        "app.py",
+        'os.environ["DATABASE_URL"]',
+        'os.environ.get("NOTES_DB", "postgresql://notes:notes@127.0.0.1:1/notes")',
     )  # the bug: another variable than the one HiveMind sets, and a local fallback
     failed, ident = deploy(env, app, "--yes", "--no-input", "--health-timeout", "20")
     assert failed.returncode == 1
@@ -224,14 +228,12 @@ def test_an_unreachable_database_is_diagnosed_from_the_app_log(
 def test_an_app_that_runs_out_of_memory_is_given_a_larger_instance_type(
     env: dict[str, str], home: Path, tmp_path: Path
 ) -> None:
-    app = tmp_path / "flask-notes"
-    shutil.copytree(EXAMPLES / "flask-notes", app)
-    code = app / "app.py"
-    code.write_text(
-        code.read_text().replace(
-            "app = Flask(__name__)\n",
-            "app = Flask(__name__)\nCACHE = bytearray(1 << 48)  # 256 TiB: no machine has it\n",
-        )
+    app = broken_copy(
+        tmp_path,
+        "flask-notes",
+        "app.py",
+        "app = Flask(__name__)\n",
+        "app = Flask(__name__)\nCACHE = bytearray(1 << 48)  # 256 TiB: no machine has it\n",
     )  # the bug: the app asks for more memory than the instance has, as it loads
     failed, ident = deploy(env, app, "--yes", "--no-input", "--health-timeout", "20")
     assert failed.returncode == 1
