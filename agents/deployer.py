@@ -34,8 +34,14 @@ STEPS: dict[str, str] = {
     "configure": "writing the app's environment file (its port, and the database settings "
     "read from Secrets Manager) and its systemd unit",
     "start": "switching the current release and restarting the app's systemd service",
-    "healthy": "waiting for the app to answer HTTP on its port, on the instance itself",
-    "health check": "waiting for the app to answer HTTP on its port, on the instance itself",
+    "healthy": "waiting for the app to answer its health path on the instance itself, as "
+    "the load balancer will check it (200-399)",
+    "health check": "waiting for the app to answer its health path on the instance itself, "
+    "as the load balancer will check it (200-399)",
+    "drain": "taking the instance out of the load balancer and waiting while it drains "
+    "(the target group's deregistration delay), before the release goes on it",
+    "register": "putting the instance back into the load balancer and waiting until it "
+    "reports the instance healthy",
     "prune": "removing releases older than the last three",
     "load balancer health check": "waiting for the load balancer to report every instance "
     "healthy on the app's health path",
@@ -43,6 +49,7 @@ STEPS: dict[str, str] = {
 SLOW_BUILD_SECONDS = 20.0
 SLOW_START_SECONDS = 30.0
 SLOW_UPLOAD_SECONDS = 30.0
+SLOW_DRAIN_SECONDS = 20.0
 SKEW_FACTOR = 2.0
 SKEW_SECONDS = 15.0
 _INSTANCE_ID = re.compile(r"\bi-[0-9a-f]{8,17}\b")
@@ -374,6 +381,13 @@ def _notes(inputs: DeployerInput, timings: list[StepTiming]) -> list[str]:
             f"The app took {started.seconds:.0f}s to answer on its port after the restart: "
             "work at start-up (migrations, loading data) delays every deploy and restart; do "
             "it in the build, or lazily after the app answers."
+        )
+    drain = by_step.get("drain")
+    if drain is not None and drain.seconds >= SLOW_DRAIN_SECONDS:
+        notes.append(
+            f"Each instance spent up to {drain.seconds:.0f}s draining (the target group's "
+            "deregistration delay) before its release went on: a rolling update pays it once "
+            "per instance, a blue-green update (the default) once, when the old colour retires."
         )
     upload = by_step.get("upload")
     if upload is not None and upload.seconds >= SLOW_UPLOAD_SECONDS:

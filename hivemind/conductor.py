@@ -569,13 +569,15 @@ class Conductor:
             raise RefusedError("nothing was changed: the update was declined")
         release = self._release_of(record, packed)
         deployer = self._deployer(record, spec)
-        return self._roll(
+        state = self._roll(
             record,
             spec,
             packed,
             "rolling",
             lambda instance: deployer.deploy_one(release, instance),
         )
+        self._advise(record, "deployer", lambda: self._explain_deploy(record, spec))
+        return state
 
     def _switch_release(
         self, record: DeploymentRecord, spec: DeploymentSpec, release_id: str

@@ -31,8 +31,8 @@ from hivemind.spec import DeploymentSpec, Provenance, Source
 from hivemind.synth import SynthResult
 from hivemind_agents.base import Advisor, Agent, Answer
 from hivemind_agents.compiler import Compiler, CompilerInput, PlanExplanation
+from hivemind_agents.deployer import STEPS, DeployerInput, DeployFailure, DeployReport
 from hivemind_agents.deployer import Deployer as DeployerAgent
-from hivemind_agents.deployer import DeployerInput, DeployFailure, DeployReport
 from hivemind_agents.janitor import (
     CleanupPlan,
     Janitor,
@@ -1005,6 +1005,17 @@ def test_deployer_finds_the_slowest_step_and_suggests_a_lockfile(spec: Deploymen
     (note,) = report.notes
     assert note.startswith("The build takes 51s of 58s on the slowest instance")
     assert "lock file" in note and "wheels" in note
+
+
+def test_deployer_explains_a_rolling_updates_drain_and_register(spec: DeploymentSpec) -> None:
+    rolled = (
+        release(FIRST, "10.0.2.11", drain=30.2, upload=0.3, build=8.1, start=1.6, register=16.1),
+        release(SECOND, "10.0.3.12", drain=30.1, upload=0.3, build=7.4, start=1.5, register=16.0),
+    )
+    report = DeployerAgent().fallback(DeployerInput(releases=rolled, spec=spec))
+    assert report.slowest_step is not None and report.slowest_step.step == "drain"
+    assert any("draining (the target group's deregistration delay)" in n for n in report.notes)
+    assert "deregistration delay" in STEPS["drain"] and "healthy" in STEPS["register"]
 
 
 def test_deployer_points_at_an_instance_much_slower_than_the_others(spec: DeploymentSpec) -> None:
