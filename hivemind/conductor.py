@@ -57,6 +57,7 @@ from hivemind.records import (
     UpdateKind,
     UpdateProgress,
     now,
+    shown_value,
 )
 from hivemind.spec import DeploymentSpec, Provenance
 from hivemind.spec import Source as SpecSource
@@ -331,7 +332,9 @@ class Conductor:
                 )
             spec = record.spec().with_changes(changes, provenance)
             record.save_spec(spec)
-            shown = ", ".join(f"{path}={_shown(path, value)}" for path, value in changes.items())
+            shown = ", ".join(
+                f"{path}={shown_value(path, value)}" for path, value in changes.items()
+            )
             record.log(f"spec changed: {shown} ({provenance.describe()})")
             return spec
 
@@ -1404,18 +1407,11 @@ def _digest(spec: DeploymentSpec) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _shown(path: str, value: object) -> str:
-    """A spec value as the user sees it in a message; env values are not repeated."""
-    if path == "app.env" and isinstance(value, dict):
-        return "{" + ", ".join(sorted(value)) + "}"
-    return json.dumps(value) if not isinstance(value, str) else value
-
-
 def _retry_command(
     deployment_id: str, changes: Mapping[str, object], env_needed: Sequence[str] = ()
 ) -> str:
     """The `hivemind retry` that applies these spec changes (and asks for these values)."""
-    flags = [f"--set {path}={_shown(path, value)}" for path, value in changes.items()]
+    flags = [f"--set {path}={shown_value(path, value)}" for path, value in changes.items()]
     flags += [f"--env {name}=VALUE" for name in env_needed]
     return f"`hivemind retry {deployment_id} {' '.join(flags)}`"
 
@@ -1447,7 +1443,7 @@ def _render_diagnosis(diagnosis: Diagnosis) -> str:
     if fix:
         lines.append(f"  fix: {fix.get('explanation', '')}")
         for path, value in (fix.get("spec_changes") or {}).items():
-            lines.append(f"    set {path} = {_shown(path, value)}")
+            lines.append(f"    set {path} = {shown_value(path, value)}")
         for name in fix.get("env_needed") or []:
             lines.append(f"    give {name} a value")
         permission = fix.get("permission")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -158,6 +159,14 @@ class CheckResult(BaseModel):
     status: Literal["passed", "failed", "not_applicable"]
     detail: str
     seconds: float | None = None
+
+
+def shown_value(path: str, value: object) -> str:
+    """A spec value as the user sees it in a message (a plan, a fix, a retry command):
+    the names of app.env's variables, never their values."""
+    if path == "app.env" and isinstance(value, dict):
+        return "{" + ", ".join(sorted(value)) + "}"
+    return json.dumps(value) if not isinstance(value, str) else value
 
 
 class Diagnosis(BaseModel):

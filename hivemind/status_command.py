@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from hivemind.aws import client
 from hivemind.cli.render import table
 from hivemind.reconcile import Reconciled, reconcile_record
-from hivemind.records import STALE_FAILURE, DeploymentState, RecordStore, Status
+from hivemind.records import STALE_FAILURE, DeploymentState, RecordStore, Status, shown_value
 
 if TYPE_CHECKING:  # the ops views are imported only when one is asked for
     from hivemind.ops.overview import OpsReport, OpsRequest
@@ -82,7 +82,7 @@ class StatusReport:
             found = state.diagnosis
             lines.append(f"  medic: {found.summary} [{found.cause}] (by {found.by})")
             for path, value in ((found.fix or {}).get("spec_changes") or {}).items():
-                lines.append(f"    fix: set {path} = {value}")
+                lines.append(f"    fix: set {path} = {shown_value(path, value)}")
             for name in (found.fix or {}).get("env_needed") or []:
                 lines.append(f"    fix: give {name} a value (retry --env {name}=VALUE)")
             command = (found.fix or {}).get("command")

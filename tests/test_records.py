@@ -238,6 +238,13 @@ def test_status_shows_medics_diagnosis_model_calls_and_the_destroy_suggestion(
     text = report.render()
     assert "medic: The app listens on port 3000, not on app.port 8080. [wrong_port]" in text
     assert "fix: set app.port = 3000" in text
+    # A fix's environment values are never shown, only the variables' names.
+    secret = diagnosis.model_copy(
+        update={"fix": {"explanation": "x", "spec_changes": {"app.env": {"API_KEY": "s3cr3t"}}}}
+    )
+    record.update(diagnosis=secret)
+    shown = show_status(DEPLOYMENT_ID).render()
+    assert "fix: set app.env = {API_KEY}" in shown and "s3cr3t" not in shown
     assert "model calls: 1 (1 answers used), 900 tokens in, 120 out" in text
     assert "! failed 3 day(s) ago" in text
     assert "hivemind destroy shop-abcdefghij" in report.as_dict()["suggestion"]
