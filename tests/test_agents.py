@@ -1055,7 +1055,7 @@ def test_deployer_explains_an_app_that_never_answered(spec: DeploymentSpec) -> N
         "<urlopen error [Errno 111] Connection refused>",
         details=[
             "exit code 1",
-            "command: python3 -c '...'",
+            "command: sudo python3 -c '...'",
             "stderr: the app did not answer at http://10.0.2.11:5000/health within 90 s: "
             "<urlopen error [Errno 111] Connection refused>",
             "app log: [INFO] Listening at: http://127.0.0.1:8000 (1234)",

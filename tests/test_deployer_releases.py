@@ -5,7 +5,7 @@ Each instance is a `LocalHost`: a folder on this machine standing in for the SSH
 connection. Its commands really run (bash, ln, mv, tar, readlink, ls, rm), with the
 instance's /opt, /etc/systemd/system, /var/log and /tmp mapped into the folder; `sudo`
 runs the command as is, `systemctl` is recorded (a restart fails when told to), and the
-local health wait (the `python3 -c` probe) answers as told, without an app."""
+local health wait (the `sudo python3 -c` probe) answers as told, without an app."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class LocalHost:
         return text
 
     def run(self, command: str, **_options: Any) -> _Done:
-        if command.startswith("python3 -c "):  # the local health wait
+        if command.startswith("sudo python3 -c "):  # the local health wait
             if self.answers:
                 return _Done(0, "", "")
             return _Done(1, "", "the app did not answer at http://x within 90 s: refused\n")
