@@ -1160,17 +1160,17 @@ _OTHER_PATHS = re.compile(r"^other paths: (?P<paths>.+)$")
 _PATH_ANSWER = re.compile(r"(?P<path>/\S*) -> (?P<code>\d{3})\b")
 
 
-def answering_paths(line: str) -> list[str]:
+def answering_paths(line: str) -> dict[str, str]:
     """The paths an "other paths: /health -> 200, / -> 404" line shows answering as the
-    load balancer wants (200-399), in the order tried."""
+    load balancer wants (200-399), in the order tried, with their status codes."""
     found = _OTHER_PATHS.search(line)
     if found is None:
-        return []
-    return [
-        m.group("path")
+        return {}
+    return {
+        m.group("path"): m.group("code")
         for m in _PATH_ANSWER.finditer(found.group("paths"))
         if 200 <= int(m.group("code")) < 400
-    ]
+    }
 
 
 # The health check's Host header is the instance's address, which a host check refuses.
@@ -1194,7 +1194,7 @@ def _health_check_mismatch(finding: Finding) -> Verdict:
         )
     current = spec.app.health_path if spec is not None else None
     listed = finding.line_with(_OTHER_PATHS)
-    good = [p for p in answering_paths(listed or "") if p != current]
+    good = {p: code for p, code in answering_paths(listed or "").items() if p != current}
     summary = (
         f"The app answers, but not at its health path {current}: the load balancer's "
         "health check wants 200-399."
@@ -1202,7 +1202,7 @@ def _health_check_mismatch(finding: Finding) -> Verdict:
         else "The app answers, but not healthily at its health path: the load balancer's "
         "health check wants 200-399."
     )
-    if not good or listed is None:
+    if listed is None or not good:
         return Verdict(
             summary,
             Fix(
@@ -1211,22 +1211,16 @@ def _health_check_mismatch(finding: Finding) -> Verdict:
                 command=_retry(failure),
             ),
         )
+    path, code = next(iter(good.items()))
     return Verdict(
         summary,
         Fix(
-            explanation=f"Set app.health_path to {good[0]}, which the app answers with "
-            f"{_code_of(listed, good[0])}, so the load balancer checks there.",
-            spec_changes={"app.health_path": good[0]},
+            explanation=f"Set app.health_path to {path}, which the app answers with {code}, "
+            "so the load balancer checks there.",
+            spec_changes={"app.health_path": path},
         ),
         evidence=(listed,),
     )
-
-
-def _code_of(line: str, path: str) -> str:
-    for m in _PATH_ANSWER.finditer(line):
-        if m.group("path") == path:
-            return m.group("code")
-    return "200-399"
 
 
 # timeout ---------------------------------------------------------------------------------
@@ -1793,7 +1787,7 @@ def check_diagnosis(failure: Failure, diagnosis: Diagnosis) -> None:
             raise Rejected(f"port {port} is the spec's port already")
     if diagnosis.cause == "health_check_mismatch" and "app.health_path" in fix.spec_changes:
         chosen = fix.spec_changes["app.health_path"]
-        shown = [p for line in diagnosis.evidence for p in answering_paths(line)]
+        shown = {p for line in diagnosis.evidence for p in answering_paths(line)}
         if chosen not in shown:
             raise Rejected(f"its evidence does not show {chosen!r} answering 200-399")
     if diagnosis.cause == "resources_exhausted" and failure.spec is not None:

@@ -511,8 +511,8 @@ def test_the_check_refuses_a_fix_that_gives_no_more_of_what_ran_out(
 
 def test_the_paths_answering_as_the_load_balancer_wants_are_read_in_order() -> None:
     line = "other paths: /health -> 404, /healthz -> 200, /ping -> ConnectionResetError, / -> 302"
-    assert answering_paths(line) == ["/healthz", "/"]
-    assert answering_paths("/healthz -> 200") == []  # only the probe's own line counts
+    assert answering_paths(line) == {"/healthz": "200", "/": "302"}
+    assert answering_paths("/healthz -> 200") == {}  # only the probe's own line counts
 
 
 def test_the_check_holds_a_health_path_fix_to_a_path_its_evidence_shows_answering() -> None:
