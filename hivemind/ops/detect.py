@@ -662,7 +662,6 @@ class Saturation(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     series: str  # the series' label, e.g. "memory % i-0abc"
-    metric: str  # mem_used_percent or disk_used_percent
     timestamp: datetime
     value: float
     limit: float
@@ -678,7 +677,6 @@ def saturation(series: MetricSeries, *, limit: float = FULL_PERCENT) -> Saturati
         return None
     return Saturation(
         series=series.label,
-        metric=series.query.metric,
         timestamp=series.timestamps[peak],
         value=series.values[peak],
         limit=limit,
