@@ -1220,7 +1220,8 @@ class Conductor:
             ProvisionerAgent(), ProvisionerInput.from_api(stack, events)
         ).value
         slowest = ", ".join(f"{r.logical_id} {r.seconds:.0f}s" for r in report.slowest[:3])
-        self.parts.say(f"{report.headline}" + (f" Slowest: {slowest}." if slowest else ""))
+        named = bool(report.slowest) and report.slowest[0].logical_id in report.headline
+        self.parts.say(report.headline + (f" Slowest: {slowest}." if slowest and not named else ""))
 
     def _explain_deploy(self, record: DeploymentRecord, spec: DeploymentSpec) -> None:
         """Deployer's summary of the release: the slowest step, and what would help."""
