@@ -202,6 +202,7 @@ def test_the_hot_path_imports_no_aws_or_llm_library(args: list[str]) -> None:
     assert not imported.intersection(HEAVY_MODULES)
 
 
+@pytest.mark.sandbox
 def test_doctor_reports_each_piece_as_json(tmp_path: Path) -> None:
     home = {"HIVEMIND_HOME": str(tmp_path), "HIVEMIND_SANDBOX": "1"}
     try:

@@ -26,6 +26,8 @@ from sandbox_harness import Clients
 
 from hivemind.sandbox import control
 
+pytestmark = [pytest.mark.sandbox, pytest.mark.e2e]
+
 REGION = "us-east-1"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 UPDATE_TIMEOUT = 900.0

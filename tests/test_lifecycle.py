@@ -18,6 +18,8 @@ from sandbox_harness import Clients, leftovers
 
 from hivemind.sandbox import control
 
+pytestmark = [pytest.mark.sandbox, pytest.mark.e2e]
+
 
 @pytest.fixture(scope="module")
 def sandbox_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:

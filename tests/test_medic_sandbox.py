@@ -18,6 +18,8 @@ from harness import EXAMPLES, run_cli
 
 from hivemind.sandbox import control
 
+pytestmark = [pytest.mark.sandbox, pytest.mark.e2e]
+
 REGION = "us-east-1"
 
 

@@ -20,6 +20,8 @@ from sandbox_harness import Clients
 from hivemind.deployer.access import AccessError, Instance, connect
 from hivemind.sandbox import control
 
+pytestmark = [pytest.mark.sandbox, pytest.mark.e2e]
+
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 

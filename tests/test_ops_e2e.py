@@ -19,6 +19,8 @@ from harness import EXAMPLES, run_cli
 
 from hivemind.sandbox import control
 
+pytestmark = [pytest.mark.sandbox, pytest.mark.e2e]
+
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 # A route that fails, and a hand-written X-Ray emitter: each request continues the trace

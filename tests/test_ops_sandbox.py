@@ -28,6 +28,8 @@ from hivemind.ops.window import window
 from hivemind.records import RecordStore, ResourceRecord, Status
 from hivemind.sandbox import control
 
+pytestmark = pytest.mark.sandbox
+
 REGION = "us-east-1"
 LOAD_BALANCER = (
     "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/hm-shop/50dc6c495c0c9188"

@@ -33,6 +33,8 @@ from hivemind import toolchain
 from hivemind.sandbox import control, provisioning
 from hivemind.sandbox.server import SandboxServer, start_server
 
+pytestmark = pytest.mark.sandbox
+
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[SandboxServer]:

@@ -37,6 +37,8 @@ from hivemind.sandbox import databases, provisioning
 from hivemind.sandbox.cloudformation import dependencies
 from hivemind.sandbox.server import SandboxServer, start_server
 
+pytestmark = pytest.mark.sandbox
+
 DATABASE = "DatabaseInstanceAA8A5FDE"
 REPLICA = "DatabaseReadReplicaFA1999F7"
 SUBNET_GROUP = "DatabaseInstanceSubnetGroupDE121BB6"

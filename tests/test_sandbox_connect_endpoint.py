@@ -42,6 +42,8 @@ from websockets.sync.client import ClientConnection, connect
 from hivemind.sandbox import connect_endpoint, control, hosts, runtime
 from hivemind.sandbox.server import SandboxServer, start_server
 
+pytestmark = pytest.mark.sandbox
+
 REGION = "us-west-1"  # apart from the other sandbox tests' regions
 VPC_CIDR = "10.9.0.0/16"
 

@@ -14,6 +14,8 @@ import pytest
 
 from hivemind.sandbox import control
 
+pytestmark = pytest.mark.sandbox
+
 
 def test_up_status_and_down_round_trip(tmp_path: Path) -> None:
     home = tmp_path / "home"

@@ -37,6 +37,8 @@ from hivemind.sandbox import control, databases
 from hivemind.sandbox.cloudformation import dependencies
 from hivemind.sandbox.server import SandboxServer, start_server
 
+pytestmark = pytest.mark.sandbox
+
 PRIMARY = "DatabaseInstanceAA8A5FDE"
 REPLICA = "DatabaseReadReplicaFA1999F7"
 ATTACHMENT = "DatabaseInstanceSecretAttachmentFCA06D38"

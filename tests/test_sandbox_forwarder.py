@@ -37,6 +37,8 @@ from sandbox_harness import Clients, events, stack
 from hivemind.sandbox import control, forwarder, runtime
 from hivemind.sandbox.server import SandboxServer, start_server
 
+pytestmark = pytest.mark.sandbox
+
 APP_PORT = 8080
 UNPRIVILEGED_PORT_START = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
 # What HiveMind's stacks use, where this process may bind it (root, or the sysctl allows it).

@@ -38,6 +38,8 @@ from hivemind.sandbox import control, hosts, runtime
 from hivemind.sandbox.host_tools import ADDRESS_VARIABLE, PATH_VARIABLE, namespace, units
 from hivemind.sandbox.server import SandboxServer, start_server
 
+pytestmark = pytest.mark.sandbox
+
 REGION = "us-east-2"  # apart from the other sandbox tests' region
 
 

@@ -38,6 +38,8 @@ from hivemind.sandbox import cloudwatch_agent, databases, hosts, telemetry, usag
 from hivemind.sandbox.cloudwatch_agent import ConfigNotFound, FileFollower, find_config
 from hivemind.sandbox.server import SandboxServer, start_server
 
+pytestmark = pytest.mark.sandbox
+
 REGION = "eu-central-1"  # apart from the other sandbox tests' regions
 DEPLOYMENT_ID = "shop-telemetry2"
 LOG_GROUP = f"/hivemind/{DEPLOYMENT_ID}/app"  # what HiveMind's stack names it

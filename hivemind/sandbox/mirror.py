@@ -4,8 +4,8 @@ An EC2 instance builds the app with the registries' packages (`pip install`,
 `npm ci`). The sandbox is offline, so its hosts install from local copies, the way an
 instance in a VPC without internet access installs from a mirror:
 
-* Python: a wheelhouse, `<cache>/wheelhouse/`, filled by `scripts/bootstrap` (or
-  `hivemind sandbox mirror REQUIREMENTS...`) with `pip download`; pip gets
+* Python: a wheelhouse, `<cache>/wheelhouse/`, filled by `scripts/bootstrap` with
+  `pip download` of the bundled examples' requirements at uv.lock's versions; pip gets
   `PIP_NO_INDEX=1` and `PIP_FIND_LINKS` to it.
 * Node: npm's own cache of this user (filled by any `npm ci` on this machine), with
   `npm_config_offline=true`.
@@ -18,8 +18,10 @@ on AWS.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from hivemind.paths import cache_dir
@@ -49,13 +51,23 @@ def host_environment() -> dict[str, str]:
     }
 
 
-def fill_wheelhouse(requirements: list[Path]) -> None:
-    """Download the wheels these requirements files need (online; run at set-up)."""
+def fill_wheelhouse(requirements: list[Path], constraints: Path | None = None) -> None:
+    """Fill the wheelhouse with the wheels these requirements files need, at the versions
+    `constraints` pins (`scripts/bootstrap` passes uv.lock's, exported), replacing what it
+    held: pip takes the newest version it finds, so an older fill's newer wheels must go.
+    Online; run at set-up."""
     target = wheelhouse()
-    target.mkdir(parents=True, exist_ok=True)
-    for path in requirements:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-             "-r", str(path), "-d", str(target)],
-            check=True,
-        )  # fmt: skip
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".wheelhouse-", dir=target.parent))
+    pinned = ["-c", str(constraints)] if constraints is not None else []
+    try:
+        for path in requirements:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet",
+                 "--disable-pip-version-check", "-r", str(path), *pinned, "-d", str(staging)],
+                check=True,
+            )  # fmt: skip
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
