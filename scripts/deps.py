@@ -225,9 +225,11 @@ def check(args: argparse.Namespace, pytest_args: list[str]) -> int:
     # Without failed tests, the lint or type check failed (or the set-up): re-run those.
     probe = failed or ["--collect-only", "-q"]
     probe_env = env if not failed else {**env, "HIVEMIND_SKIP_LINT": "1"}
-    say(f"The suite fails ({len(failed) or 'lint, types or set-up'}); trying each upgrade alone")
-    culprits: list[Change] = []
-    for change in moved:
+    say(f"The suite fails ({len(failed) or 'lint, types or set-up'})")
+    if len(moved) > 1:
+        say("Trying each upgrade alone against what failed")
+    culprits: list[Change] = moved if len(moved) == 1 else []
+    for change in moved if len(moved) > 1 else []:
         must(["git", "checkout", "--quiet", "--", "uv.lock", "pyproject.toml"], tree)
         relock(tree, [change.name])
         if locked(tree).get(change.name) == change.old:

@@ -63,7 +63,7 @@ from moto.cloudformation.models import (
 from moto.core.responses import ActionResult, EmptyResult
 from moto.ec2.models import ec2_backends
 
-from hivemind.sandbox import provisioning
+from hivemind.sandbox import patching, provisioning
 from hivemind.sandbox.faults import FAULTS
 from hivemind.sandbox.provisioning import MotoBackend, Provisioned, Recreation, ResourceFailed
 
@@ -1437,31 +1437,43 @@ def install() -> None:
     from hivemind.sandbox import resources  # noqa: F401
 
     provisioning.register()
-    parsing.parse_and_create_resource = _create_resource
-    parsing.clean_json = _clean_json
-    parsing.resource_class_from_type = _resource_class_from_type
-    parsing.ResourceMap.__getitem__ = _getitem  # type: ignore[method-assign]
-    parsing.ResourceMap.parse_ssm_parameter = _parse_ssm_parameter  # type: ignore[method-assign]
-    Stack.create_resources = _create_resources  # type: ignore[method-assign]
-    Stack.delete = _delete_stack  # type: ignore[method-assign]
-    Stack.update = _stack_update  # type: ignore[method-assign]
-    Stack.outputs = property(_outputs)  # type: ignore[assignment,method-assign]
-    Stack.stack_resources = property(_stack_resources)  # type: ignore[assignment,method-assign]
-    Stack.stack_parameters = property(_stack_parameters)  # type: ignore[assignment,method-assign]
-    CloudFormationBackend.create_stack = _backend_create_stack  # type: ignore[method-assign]
-    CloudFormationBackend.delete_stack = _backend_delete_stack  # type: ignore[method-assign]
-    CloudFormationBackend.create_change_set = _create_change_set  # type: ignore[method-assign]
-    CloudFormationBackend.execute_change_set = _execute_change_set  # type: ignore[method-assign]
-    CloudFormationBackend.describe_change_set = _describe_change_set  # type: ignore[method-assign]
-    CloudFormationBackend.delete_change_set = _delete_change_set  # type: ignore[method-assign]
+    parser_functions: tuple[tuple[str, Callable[..., Any]], ...] = (
+        ("parse_and_create_resource", _create_resource),
+        ("clean_json", _clean_json),
+        ("resource_class_from_type", _resource_class_from_type),
+    )
+    for name, function in parser_functions:
+        patching.replace(parsing, name, function)
+    patching.replace(parsing.ResourceMap, "__getitem__", _getitem)
+    patching.replace(parsing.ResourceMap, "parse_ssm_parameter", _parse_ssm_parameter)
+    patching.replace(Stack, "create_resources", _create_resources)
+    patching.replace(Stack, "delete", _delete_stack)
+    patching.replace(Stack, "update", _stack_update)
+    patching.replace(Stack, "outputs", property(_outputs))
+    patching.replace(Stack, "stack_resources", property(_stack_resources))
+    patching.replace(Stack, "stack_parameters", property(_stack_parameters))
+    backend_methods: tuple[tuple[str, Callable[..., Any]], ...] = (
+        ("create_stack", _backend_create_stack),
+        ("delete_stack", _backend_delete_stack),
+        ("create_change_set", _create_change_set),
+        ("execute_change_set", _execute_change_set),
+        ("describe_change_set", _describe_change_set),
+        ("delete_change_set", _delete_change_set),
+    )
+    for name, function in backend_methods:
+        patching.replace(CloudFormationBackend, name, function)
     responses = cfn_responses.CloudFormationResponse
-    for name in ("create_stack", "update_stack", "create_change_set", "validate_template"):
-        setattr(responses, name, _limit_template_body(getattr(responses, name)))
-    responses.describe_change_set = _describe_change_set_response  # type: ignore[method-assign]
-    responses.delete_change_set = _delete_change_set_response  # type: ignore[method-assign]
-    responses.list_change_sets = _list_change_sets_response  # type: ignore[method-assign]
-    responses.continue_update_rollback = _continue_update_rollback_response  # type: ignore[attr-defined]
-    cfn_responses.CloudFormationResponse.list_stack_resources = _list_stack_resources  # type: ignore[method-assign]
-    cfn_responses.CloudFormationResponse.delete_stack = _delete_stack_response  # type: ignore[method-assign]
-    cfn_responses.StackResourceDTO.__init__ = _dto_init  # type: ignore[method-assign]
+    for operation in ("CreateStack", "UpdateStack", "CreateChangeSet", "ValidateTemplate"):
+        moto_handler = getattr(responses, patching.method_names("cloudformation", operation)[0])
+        patching.serve(responses, "cloudformation", operation, _limit_template_body(moto_handler))
+    for operation, handler in (
+        ("DescribeChangeSet", _describe_change_set_response),
+        ("DeleteChangeSet", _delete_change_set_response),
+        ("ListChangeSets", _list_change_sets_response),
+        ("ContinueUpdateRollback", _continue_update_rollback_response),
+        ("ListStackResources", _list_stack_resources),
+        ("DeleteStack", _delete_stack_response),
+    ):
+        patching.serve(responses, "cloudformation", operation, handler)
+    patching.replace(cfn_responses.StackResourceDTO, "__init__", _dto_init)
     _installed = True

@@ -11,6 +11,8 @@ import json
 
 from moto.cloudtrail.responses import CloudTrailResponse
 
+from hivemind.sandbox import patching
+
 
 def _lookup_events(self: CloudTrailResponse) -> str:
     return json.dumps({"Events": []})
@@ -18,4 +20,4 @@ def _lookup_events(self: CloudTrailResponse) -> str:
 
 def install() -> None:
     """Answer LookupEvents with no events (idempotent)."""
-    CloudTrailResponse.lookup_events = _lookup_events  # type: ignore[attr-defined]
+    patching.serve(CloudTrailResponse, "cloudtrail", "LookupEvents", _lookup_events)

@@ -79,7 +79,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from hivemind.sandbox import control, runtime
+from hivemind.sandbox import control, patching, runtime
 from hivemind.sandbox.provisioning import (
     Context,
     MotoBackend,
@@ -833,9 +833,12 @@ def install_api() -> None:
     """Serve CreateInstanceConnectEndpoint, DescribeInstanceConnectEndpoints and
     DeleteInstanceConnectEndpoint on moto's EC2 endpoint (idempotent): moto dispatches
     an EC2 Action to the response method of its snake_case name."""
-    EC2Response.describe_instance_connect_endpoints = _describe_instance_connect_endpoints  # type: ignore[attr-defined]
-    EC2Response.create_instance_connect_endpoint = _create_instance_connect_endpoint  # type: ignore[attr-defined]
-    EC2Response.delete_instance_connect_endpoint = _delete_instance_connect_endpoint  # type: ignore[attr-defined]
+    for operation, handler in (
+        ("DescribeInstanceConnectEndpoints", _describe_instance_connect_endpoints),
+        ("CreateInstanceConnectEndpoint", _create_instance_connect_endpoint),
+        ("DeleteInstanceConnectEndpoint", _delete_instance_connect_endpoint),
+    ):
+        patching.serve(EC2Response, "ec2", operation, handler)
 
 
 # ---------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from moto.elbv2.models import (
     elbv2_backends,
 )
 
-from hivemind.sandbox import runtime
+from hivemind.sandbox import patching, runtime
 from hivemind.sandbox.forwarder import (
     HEALTH,
     RULES_EVALUATED,
@@ -530,9 +530,9 @@ def _deregister_targets(
 def install() -> None:
     """Make moto's ELBv2 API report the health checks' target states, and take target
     registrations and deregistrations in at once (idempotent)."""
-    ELBv2Backend.describe_target_health = _describe_target_health  # type: ignore[method-assign]
-    ELBv2Backend.register_targets = _register_targets  # type: ignore[method-assign]
-    ELBv2Backend.deregister_targets = _deregister_targets  # type: ignore[method-assign]
+    patching.replace(ELBv2Backend, "describe_target_health", _describe_target_health)
+    patching.replace(ELBv2Backend, "register_targets", _register_targets)
+    patching.replace(ELBv2Backend, "deregister_targets", _deregister_targets)
 
 
 # The sandbox's server imports this module (through `resources`) before it serves its

@@ -83,7 +83,7 @@ from typing import Any
 
 import asyncssh
 
-from hivemind.sandbox import mirror, runtime
+from hivemind.sandbox import mirror, patching, runtime
 from hivemind.sandbox.control import SANDBOX_ACCESS_KEY
 from hivemind.sandbox.faults import FAULTS, InjectedFault
 from hivemind.sandbox.host_tools import (
@@ -817,7 +817,7 @@ def start_host(
     (the instance's key pair's), or None. `endpoint` is the sandbox's URL the host's
     processes call AWS at (default: the URL of the request being served). HostError says
     why a host could not start; nothing of it is left behind then."""
-    _install()
+    install()
     mode = namespace_mode()
     endpoint = endpoint or sandbox_endpoint()
     aws = {
@@ -849,7 +849,7 @@ def start_host(
 _installed = False
 
 
-def _install() -> None:
+def install() -> None:
     """Teach moto's EC2 about hosts (idempotent): GetConsoleOutput answers a host's console
     (base64, as AWS sends it) instead of moto's sample text, and terminating an instance
     (TerminateInstances, or its stack's deletion) stops its host."""
@@ -860,12 +860,13 @@ def _install() -> None:
     from moto.core.types import Base64EncodedString
     from moto.core.utils import utcnow
     from moto.ec2.models.instances import Instance
+    from moto.ec2.responses import EC2Response
     from moto.ec2.responses.general import General
 
     original_console_output = General.get_console_output
     original_terminate = Instance.terminate
 
-    def get_console_output(self: General) -> ActionResult:
+    def get_console_output(self: EC2Response) -> ActionResult:
         instance = self.ec2_backend.get_instance(self._get_param("InstanceId"))
         host = host_of(instance.id)
         if host is None:
@@ -880,6 +881,6 @@ def _install() -> None:
             host.stop()
         return previous_state
 
-    General.get_console_output = get_console_output  # type: ignore[method-assign]
-    Instance.terminate = terminate  # type: ignore[method-assign]
+    patching.serve(EC2Response, "ec2", "GetConsoleOutput", get_console_output)
+    patching.replace(Instance, "terminate", terminate)
     _installed = True

@@ -63,7 +63,7 @@ def fill_wheelhouse(requirements: list[Path], constraints: Path | None = None) -
     try:
         for path in requirements:
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--quiet",
+                [sys.executable, "-m", "pip", "download", "-qq",
                  "--disable-pip-version-check", "-r", str(path), *pinned, "-d", str(staging)],
                 check=True,
             )  # fmt: skip

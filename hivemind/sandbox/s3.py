@@ -20,6 +20,7 @@ from moto.cloudformation import utils as cloudformation_utils
 from moto.cloudformation.exceptions import ValidationError
 from moto.s3.models import FakeBucket, s3_backends
 
+from hivemind.sandbox import patching
 from hivemind.sandbox.provisioning import (
     Context,
     MotoBackend,
@@ -65,7 +66,7 @@ def _get_permission(self: FakeBucket, action: str, resource: str) -> Any:
 
 def install() -> None:
     """Enforce bucket policies without their conditional statements (idempotent)."""
-    FakeBucket.get_permission = _get_permission  # type: ignore[method-assign]
+    patching.replace(FakeBucket, "get_permission", _get_permission)
 
 
 def template_from_url(template_url: str, account_id: str, partition: str) -> str:
@@ -89,6 +90,5 @@ _moto_template_from_url = cloudformation_utils.get_stack_from_s3_url
 def install_template_urls() -> None:
     """Let CloudFormation read templates from loopback URLs too (idempotent)."""
     # moto's modules imported the function by name: each module's reference is replaced.
-    cloudformation_utils.get_stack_from_s3_url = template_from_url
-    cloudformation_models.get_stack_from_s3_url = template_from_url  # type: ignore[attr-defined]
-    cloudformation_responses.get_stack_from_s3_url = template_from_url  # type: ignore[attr-defined]
+    for module in (cloudformation_utils, cloudformation_models, cloudformation_responses):
+        patching.replace(module, "get_stack_from_s3_url", template_from_url)

@@ -66,16 +66,26 @@ _prepared = False
 
 def prepare() -> None:
     """Install the sandbox into moto (idempotent): the CloudFormation engine, the X-Ray
-    group and sampling-rule API, EC2's Instance Connect Endpoint API, CloudWatch's exact
-    dimension matching, and the control endpoint."""
+    group and sampling-rule API, EC2's Instance Connect Endpoint API and hosts' consoles,
+    CloudWatch's exact dimension matching, and the control endpoint. Each change goes
+    through `patching`, which refuses one the installed moto would not honour."""
     global _prepared
     if _prepared:
         return
     from moto.moto_api._internal import urls as moto_api_urls
 
-    from hivemind.sandbox import cloudformation, cloudtrail, connect_endpoint, s3, telemetry, xray
+    from hivemind.sandbox import (
+        cloudformation,
+        cloudtrail,
+        connect_endpoint,
+        hosts,
+        s3,
+        telemetry,
+        xray,
+    )
 
     cloudformation.install()
+    hosts.install()
     telemetry.install()
     cloudtrail.install()
     connect_endpoint.install_api()

@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hivemind.sandbox import cloudwatch_agent, databases, forwarder, usage, xray_daemon
+from hivemind.sandbox import cloudwatch_agent, databases, forwarder, patching, usage, xray_daemon
 from hivemind.sandbox.hosts import SandboxHost
 
 log = logging.getLogger("hivemind.sandbox")
@@ -116,7 +116,7 @@ def install() -> None:
             (d.name, d.value) for d in dimensions
         )
 
-    models.are_dimensions_same = same_dimensions
+    patching.replace(models, "are_dimensions_same", same_dimensions)
 
     original = CloudWatchBackend.get_metric_statistics
 
@@ -135,7 +135,7 @@ def install() -> None:
                 kept.append(statistics)
         return kept
 
-    CloudWatchBackend.get_metric_statistics = get_metric_statistics  # type: ignore[method-assign]
+    patching.replace(CloudWatchBackend, "get_metric_statistics", get_metric_statistics)
     _installed = True
 
 

@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from moto.xray import urls as xray_urls
 from moto.xray.responses import XRayResponse
 
+from hivemind.sandbox import patching
 from hivemind.sandbox.provisioning import (
     Context,
     Provisioned,
@@ -148,102 +148,98 @@ def store(account_id: str, region: str) -> XRayStore:
         return _STORES[key]
 
 
-class SandboxXRayResponse(XRayResponse):
-    """moto's X-Ray endpoint plus the group and sampling-rule API. Each method answers the
-    request path of the same name (`/CreateGroup` -> `create_group`)."""
+def _answer(response: XRayResponse, action: Any) -> str | tuple[str, dict[str, Any]]:
+    try:
+        with _LOCK:
+            return json.dumps(action(store(response.current_account, response.region)))
+    except XRayError as error:
+        return response._error(error.code, error.message)
 
-    def _store(self) -> XRayStore:
-        return store(self.current_account, self.region)
 
-    def _answer(self, action: Any) -> str | tuple[str, dict[str, Any]]:
-        try:
-            with _LOCK:
-                return json.dumps(action(self._store()))
-        except XRayError as error:
-            return self._error(error.code, error.message)
-
-    def create_group(self) -> str | tuple[str, dict[str, Any]]:
-        return self._answer(
-            lambda s: {
-                "Group": s.create_group(
-                    self._get_param("GroupName"),
-                    self._get_param("FilterExpression"),
-                    self._get_param("InsightsConfiguration"),
-                )
-            }
-        )
-
-    def get_group(self) -> str | tuple[str, dict[str, Any]]:
-        return self._answer(
-            lambda s: {"Group": s.group(self._get_param("GroupName"), self._get_param("GroupARN"))}
-        )
-
-    def groups(self) -> str | tuple[str, dict[str, Any]]:  # GetGroups
-        return self._answer(lambda s: {"Groups": [s.default_group(), *s.groups.values()]})
-
-    def update_group(self) -> str | tuple[str, dict[str, Any]]:
-        def update(s: XRayStore) -> dict[str, Any]:
-            group = s.group(self._get_param("GroupName"), self._get_param("GroupARN"))
-            for key in ("FilterExpression", "InsightsConfiguration"):
-                if self._get_param(key) is not None:
-                    group[key] = self._get_param(key)
-            return {"Group": group}
-
-        return self._answer(update)
-
-    def delete_group(self) -> str | tuple[str, dict[str, Any]]:
-        return self._answer(
-            lambda s: (
-                s.delete_group(self._get_param("GroupName"), self._get_param("GroupARN")) or {}
+def _create_group(response: XRayResponse) -> str | tuple[str, dict[str, Any]]:
+    param = response._get_param
+    return _answer(
+        response,
+        lambda s: {
+            "Group": s.create_group(
+                param("GroupName"), param("FilterExpression"), param("InsightsConfiguration")
             )
-        )
-
-    def create_sampling_rule(self) -> str | tuple[str, dict[str, Any]]:
-        return self._answer(
-            lambda s: {"SamplingRuleRecord": s.create_rule(self._get_param("SamplingRule"))}
-        )
-
-    def get_sampling_rules(self) -> str | tuple[str, dict[str, Any]]:
-        return self._answer(lambda s: {"SamplingRuleRecords": s.rule_records()})
-
-    def update_sampling_rule(self) -> str | tuple[str, dict[str, Any]]:
-        def update(s: XRayStore) -> dict[str, Any]:
-            change = dict(self._get_param("SamplingRuleUpdate") or {})
-            record = s.rule(change.pop("RuleName", None), change.pop("RuleARN", None))
-            record["SamplingRule"].update(change)
-            record["ModifiedAt"] = time.time()
-            return {"SamplingRuleRecord": record}
-
-        return self._answer(update)
-
-    def delete_sampling_rule(self) -> str | tuple[str, dict[str, Any]]:
-        return self._answer(
-            lambda s: {
-                "SamplingRuleRecord": s.delete_rule(
-                    self._get_param("RuleName"), self._get_param("RuleARN")
-                )
-            }
-        )
+        },
+    )
 
 
-_ACTIONS = (
-    "CreateGroup",
-    "GetGroup",
-    "Groups",
-    "UpdateGroup",
-    "DeleteGroup",
-    "CreateSamplingRule",
-    "GetSamplingRules",
-    "UpdateSamplingRule",
-    "DeleteSamplingRule",
-)
+def _get_group(response: XRayResponse) -> str | tuple[str, dict[str, Any]]:
+    param = response._get_param
+    return _answer(response, lambda s: {"Group": s.group(param("GroupName"), param("GroupARN"))})
+
+
+def _get_groups(response: XRayResponse) -> str | tuple[str, dict[str, Any]]:
+    return _answer(response, lambda s: {"Groups": [s.default_group(), *s.groups.values()]})
+
+
+def _update_group(response: XRayResponse) -> str | tuple[str, dict[str, Any]]:
+    param = response._get_param
+
+    def update(s: XRayStore) -> dict[str, Any]:
+        group = s.group(param("GroupName"), param("GroupARN"))
+        for key in ("FilterExpression", "InsightsConfiguration"):
+            if param(key) is not None:
+                group[key] = param(key)
+        return {"Group": group}
+
+    return _answer(response, update)
+
+
+def _delete_group(response: XRayResponse) -> str | tuple[str, dict[str, Any]]:
+    param = response._get_param
+    return _answer(response, lambda s: s.delete_group(param("GroupName"), param("GroupARN")) or {})
+
+
+def _create_sampling_rule(response: XRayResponse) -> str | tuple[str, dict[str, Any]]:
+    rule = response._get_param("SamplingRule")
+    return _answer(response, lambda s: {"SamplingRuleRecord": s.create_rule(rule)})
+
+
+def _get_sampling_rules(response: XRayResponse) -> str | tuple[str, dict[str, Any]]:
+    return _answer(response, lambda s: {"SamplingRuleRecords": s.rule_records()})
+
+
+def _update_sampling_rule(response: XRayResponse) -> str | tuple[str, dict[str, Any]]:
+    def update(s: XRayStore) -> dict[str, Any]:
+        change = dict(response._get_param("SamplingRuleUpdate") or {})
+        record = s.rule(change.pop("RuleName", None), change.pop("RuleARN", None))
+        record["SamplingRule"].update(change)
+        record["ModifiedAt"] = time.time()
+        return {"SamplingRuleRecord": record}
+
+    return _answer(response, update)
+
+
+def _delete_sampling_rule(response: XRayResponse) -> str | tuple[str, dict[str, Any]]:
+    param = response._get_param
+    return _answer(
+        response,
+        lambda s: {"SamplingRuleRecord": s.delete_rule(param("RuleName"), param("RuleARN"))},
+    )
+
+
+_OPERATIONS = {
+    "CreateGroup": _create_group,
+    "GetGroup": _get_group,
+    "GetGroups": _get_groups,
+    "UpdateGroup": _update_group,
+    "DeleteGroup": _delete_group,
+    "CreateSamplingRule": _create_sampling_rule,
+    "GetSamplingRules": _get_sampling_rules,
+    "UpdateSamplingRule": _update_sampling_rule,
+    "DeleteSamplingRule": _delete_sampling_rule,
+}
 
 
 def install_api() -> None:
-    """Serve the group and sampling-rule API on moto's X-Ray endpoint (before the server
-    creates its X-Ray app, which reads these paths once)."""
-    for action in _ACTIONS:
-        xray_urls.url_paths[f"{{0}}/{action}$"] = SandboxXRayResponse.dispatch
+    """Serve the group and sampling-rule API on moto's X-Ray endpoint (idempotent)."""
+    for operation, handler in _OPERATIONS.items():
+        patching.serve(XRayResponse, "xray", operation, handler)
 
 
 @implements
