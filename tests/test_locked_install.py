@@ -9,6 +9,7 @@ import re
 import sys
 import tomllib
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from harness import REPO_ROOT
@@ -135,3 +136,27 @@ def test_the_sandbox_mirror_holds_the_locked_versions_of_the_examples_packages()
             f"({sorted(locked[normalized(name)])}): run ./scripts/bootstrap"
         )
     assert {"flask", "gunicorn", "psycopg", "fastapi", "uvicorn", "pymysql"} <= names
+
+
+def test_where_two_packages_ship_the_same_file_the_intended_one_is_on_disk() -> None:
+    """aws-cdk-lib and aws-cdk.cloud-assembly-schema both ship
+    aws_cdk/cloud_assembly_schema/__init__.py (aws/aws-cdk#38482): the installer's
+    unpacking order decides which lands, and only aws-cdk-lib's lets jsii accept
+    aws-cdk-lib's structs. scripts/bootstrap reinstalls aws-cdk-lib last; any other file
+    two packages ship is a new clash to look at."""
+    import base64
+    import hashlib
+
+    owners: dict[str, dict[str, str]] = defaultdict(dict)  # path -> {package: sha256}
+    for distribution in importlib.metadata.distributions(path=sys.path):
+        for file in distribution.files or []:
+            if file.hash is not None and file.hash.mode == "sha256":
+                owners[str(file)][normalized(distribution.metadata["Name"])] = file.hash.value
+    clashes = {path: hashes for path, hashes in owners.items() if len(hashes) > 1}
+    schema = "aws_cdk/cloud_assembly_schema/__init__.py"
+    assert set(clashes) == {schema}, f"files two installed packages both ship: {clashes}"
+    located = importlib.metadata.distribution("aws-cdk-lib").locate_file(schema)
+    on_disk = base64.urlsafe_b64encode(hashlib.sha256(Path(located).read_bytes()).digest())
+    assert on_disk.decode().rstrip("=") == clashes[schema]["aws-cdk-lib"].rstrip("="), (
+        f"{schema} is aws-cdk.cloud-assembly-schema's, not aws-cdk-lib's: run ./scripts/bootstrap"
+    )
