@@ -236,6 +236,7 @@ class WebTier(Construct):
             "metrics and the app's own logs are on the deployment's dashboard instead",
         )
 
+        balancing = spec.load_balancer
         for color in COLORS:
             self.target_groups[color] = elbv2.ApplicationTargetGroup(
                 self,
@@ -244,15 +245,15 @@ class WebTier(Construct):
                 port=port,
                 protocol=elbv2.ApplicationProtocol.HTTP,
                 target_type=elbv2.TargetType.INSTANCE,
-                deregistration_delay=Duration.seconds(30),
+                deregistration_delay=Duration.seconds(balancing.deregistration_delay),
                 health_check=elbv2.HealthCheck(
                     path=spec.app.health_path,
                     port=str(port),
                     healthy_http_codes="200-399",
-                    interval=Duration.seconds(15),
-                    timeout=Duration.seconds(5),
-                    healthy_threshold_count=2,
-                    unhealthy_threshold_count=3,
+                    interval=Duration.seconds(balancing.health_check_interval),
+                    timeout=Duration.seconds(balancing.health_check_timeout),
+                    healthy_threshold_count=balancing.healthy_threshold,
+                    unhealthy_threshold_count=balancing.unhealthy_threshold,
                 ),
                 targets=[
                     targets.InstanceIdTarget(instance.ref, port)

@@ -37,6 +37,7 @@ from hivemind.spec import (
     RUNTIME_VERSION_PATTERN,
     SUPPORTED_ENGINE_VERSIONS,
     DeploymentSpec,
+    LoadBalancerSpec,
     Provenance,
     Source,
 )
@@ -268,6 +269,14 @@ class _Resolver:
         )
         self.pick("access.certificate_arn", None, None, "no certificate: HTTP on port 80")
         self.pick("access.ssh_cidr", None, None, "no SSH rule (set --ssh-cidr to add one)")
+        balancing = LoadBalancerSpec()
+        for key, why in (
+            ("health_check_interval", "seconds between health checks"),
+            ("healthy_threshold", "checks passed before traffic"),
+            ("unhealthy_threshold", "checks failed before no traffic"),
+            ("deregistration_delay", "seconds an instance may drain"),
+        ):
+            self.pick(f"load_balancer.{key}", None, getattr(balancing, key), f"HiveMind's {why}")
         self._region()
         self.pick("xray", None, False, "tracing is opt-in (--xray)")
         self.pick("tags", None, {}, "no extra tags")

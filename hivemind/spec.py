@@ -234,6 +234,33 @@ class AccessSpec(_Frozen):
         return str(network)
 
 
+class LoadBalancerSpec(_Frozen):
+    """How the load balancer checks each instance and lets one go: its target groups'
+    health check and deregistration delay, within the ranges Elastic Load Balancing
+    accepts (ALB target group health checks: interval 5-300 s, thresholds 2-10;
+    deregistration delay 0-3600 s). Faster checks put an instance in service sooner
+    after a deploy; a shorter delay drains it sooner in a rolling update, cutting
+    in-flight requests longer than it."""
+
+    health_check_interval: Annotated[int, Field(ge=5, le=300)] = Field(
+        15, description="seconds between two health checks of an instance"
+    )
+    healthy_threshold: Annotated[int, Field(ge=2, le=10)] = Field(
+        2, description="passed checks in a row before an instance gets traffic"
+    )
+    unhealthy_threshold: Annotated[int, Field(ge=2, le=10)] = Field(
+        3, description="failed checks in a row before an instance stops getting traffic"
+    )
+    deregistration_delay: Annotated[int, Field(ge=0, le=3600)] = Field(
+        30, description="seconds an instance taken out of service may finish its requests"
+    )
+
+    @property
+    def health_check_timeout(self) -> int:
+        """ELB requires the timeout to be shorter than the interval: 5 s, or less."""
+        return min(5, self.health_check_interval - 1)
+
+
 class DeploymentSpec(_Frozen):
     """Everything HiveMind needs to build and run one deployment."""
 
@@ -242,6 +269,7 @@ class DeploymentSpec(_Frozen):
     database: DatabaseSpec
     compute: ComputeSpec
     access: AccessSpec = AccessSpec()
+    load_balancer: LoadBalancerSpec = LoadBalancerSpec()
     profile: Profile
     region: Annotated[str, Field(pattern=REGION_PATTERN)]
     xray: bool = False

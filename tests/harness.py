@@ -22,6 +22,22 @@ def run_cli(
     timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m hivemind ARGS` as a user would, in a fresh process."""
+    import time as _t
+
+    _s = _t.time()
+    _r = subprocess.run(
+        [sys.executable, "-m", "hivemind", *args],
+        cwd=cwd or REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    with open("/work/cli-timeline.log", "a") as _f:
+        _f.write(f"{_s:.0f} {_t.time() - _s:7.1f}s {' '.join(args)[:80]}\n")
+        _f.write(_r.stderr[-6000:] + "\n----\n")
+    return _r
     return subprocess.run(
         [sys.executable, "-m", "hivemind", *args],
         cwd=cwd or REPO_ROOT,

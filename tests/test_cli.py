@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -127,7 +128,8 @@ def test_spec_show_explains_each_field_and_writes_json(tmp_path: Path) -> None:
         str(out),
     )
     assert result.returncode == 0, result.stderr
-    assert "profile                  stage-1" in result.stdout
+    assert re.search(r"^profile +stage-1 ", result.stdout, re.MULTILINE)
+    assert re.search(r"^load_balancer\.health_check_interval +15 ", result.stdout, re.MULTILINE)
     assert "--stage-1" in result.stdout
     written = json.loads(out.read_text())
     assert written["tags"] == {"team": "data"}

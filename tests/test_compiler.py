@@ -501,3 +501,26 @@ def test_the_root_volume_follows_the_spec_and_its_cost(tmp_path: Path) -> None:
     # 1.1 times that in eu-west-1 (the spec's region).
     extra = larger.result.cost.total_usd - default.result.cost.total_usd
     assert extra == pytest.approx(32 * 0.08 * 1.1, abs=0.01)
+
+
+def test_the_load_balancers_checks_and_drain_follow_the_spec(tmp_path: Path) -> None:
+    fast = {
+        "health_check_interval": 5,
+        "healthy_threshold": 3,
+        "unhealthy_threshold": 2,
+        "deregistration_delay": 0,
+    }
+    spec = make_spec("stage-1", "none", False, load_balancer=fast)
+    built = Synthesized(synthesize(spec, DEPLOYMENT_ID, tmp_path, use_cache=False), tmp_path, spec)
+    assert built.result.findings == []
+    groups = built.resources("AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert len(groups) == 2  # blue and green
+    for group in groups.values():
+        properties = group["Properties"]
+        assert properties["HealthCheckIntervalSeconds"] == 5
+        # ELB refuses a timeout that is not shorter than the interval.
+        assert properties["HealthCheckTimeoutSeconds"] == 4
+        assert properties["HealthyThresholdCount"] == 3
+        assert properties["UnhealthyThresholdCount"] == 2
+        delay = {a["Key"]: a["Value"] for a in properties["TargetGroupAttributes"]}
+        assert delay["deregistration_delay.timeout_seconds"] == "0"

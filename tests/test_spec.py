@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from harness import EXAMPLES, FIXTURES, write_tree
+from harness import EXAMPLES, FIXTURES, make_spec, write_tree
 from pydantic import ValidationError
 
 from hivemind.config import parse_user_config
@@ -230,3 +230,27 @@ def test_choosing_a_managed_database_over_sqlite_drops_the_warning() -> None:
     assert spec.database.engine == "postgres"
     assert spec.provenance["database.engine"].evidence == "--db-engine"
     assert not any("SQLite" in note for note in spec.notes)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("health_check_interval", 4),
+        ("health_check_interval", 301),
+        ("healthy_threshold", 1),
+        ("unhealthy_threshold", 11),
+        ("deregistration_delay", 3601),
+    ],
+)
+def test_load_balancer_settings_outside_what_elb_accepts_are_refused(
+    setting: str, value: int
+) -> None:
+    with pytest.raises(ValidationError, match=setting):
+        make_spec("stage-1", "none", False, load_balancer={setting: value})
+
+
+def test_the_default_load_balancer_settings_are_hiveminds() -> None:
+    balancing = make_spec("production", "postgres", False).load_balancer
+    assert (balancing.health_check_interval, balancing.health_check_timeout) == (15, 5)
+    assert (balancing.healthy_threshold, balancing.unhealthy_threshold) == (2, 3)
+    assert balancing.deregistration_delay == 30
