@@ -205,12 +205,8 @@ def test_the_hot_path_imports_no_aws_or_llm_library(args: list[str]) -> None:
 
 
 @pytest.mark.sandbox
-def test_doctor_reports_each_piece_as_json(tmp_path: Path) -> None:
-    home = {"HIVEMIND_HOME": str(tmp_path), "HIVEMIND_SANDBOX": "1"}
-    try:
-        result = run_cli("doctor", "--json", env=home)
-    finally:
-        run_cli("sandbox", "down", env=home)
+def test_doctor_reports_each_piece_as_json(sandbox_env: dict[str, str]) -> None:
+    result = run_cli("doctor", "--json", env=sandbox_env)
     checks = {c["name"]: c for c in json.loads(result.stdout)}
     assert set(checks) == {
         "python",

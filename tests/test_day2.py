@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import EXAMPLES, run_cli
+from harness import app_copy, run_cli
 from request_loop import RequestLoop
 from sandbox_harness import Clients
 
@@ -61,8 +59,7 @@ def git(repo: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """flask-notes with a /version route, tagged v1, v2 and v3; checked out at v1."""
-    repo = tmp_path_factory.mktemp("day2") / "flask-notes"
-    shutil.copytree(EXAMPLES / "flask-notes", repo)
+    repo = app_copy("flask-notes", tmp_path_factory.mktemp("day2"))
     (repo / "app.py").write_text((repo / "app.py").read_text() + VERSION_ROUTE)
     git(repo, "init", "-q", "-b", "main")
     for version in ("1", "2", "3"):
@@ -80,16 +77,14 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("day2-home")
-    yield home
-    control.down(home)
+@pytest.fixture
+def home(sandbox_home: Path) -> Path:
+    return sandbox_home
 
 
-@pytest.fixture(scope="module")
-def env(home: Path) -> dict[str, str]:
-    return {"HIVEMIND_HOME": str(home), "HIVEMIND_SANDBOX": "1"}
+@pytest.fixture
+def env(sandbox_env: dict[str, str]) -> dict[str, str]:
+    return sandbox_env
 
 
 def status(env: dict[str, str], ident: str) -> dict[str, Any]:

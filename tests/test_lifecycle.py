@@ -9,11 +9,10 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import EXAMPLES, run_cli
+from harness import fast_example, run_cli
 from sandbox_harness import Clients, leftovers
 
 from hivemind.sandbox import control
@@ -21,20 +20,9 @@ from hivemind.sandbox import control
 pytestmark = [pytest.mark.sandbox, pytest.mark.e2e]
 
 
-@pytest.fixture(scope="module")
-def sandbox_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("lifecycle-home")
-    yield home
-    control.down(home)
-
-
 @pytest.fixture
-def hivemind(sandbox_home: Path) -> Iterator[dict[str, str]]:
-    env = {"HIVEMIND_HOME": str(sandbox_home), "HIVEMIND_SANDBOX": "1"}
-    yield env
-    info = control.status(sandbox_home)
-    if info is not None:
-        control.clear_faults(info)
+def hivemind(sandbox_env: dict[str, str]) -> dict[str, str]:
+    return sandbox_env
 
 
 def aws(home: Path) -> Clients:
@@ -55,7 +43,7 @@ def left_behind(home: Path) -> dict[str, list[str]]:
 
 def deploy(env: dict[str, str], example: str = "express-hello") -> subprocess.CompletedProcess[str]:
     return run_cli(
-        "deploy", str(EXAMPLES / example), "--stage-1", "--yes", "--region", "us-east-1", env=env
+        "deploy", str(fast_example(example)), "--stage-1", "--yes", "--region", "us-east-1", env=env
     )
 
 
@@ -234,7 +222,7 @@ def test_no_credentials_outside_the_sandbox_is_bad_input(tmp_path: Path) -> None
             "-m",
             "hivemind",
             "deploy",
-            str(EXAMPLES / "express-hello"),
+            str(fast_example("express-hello")),
             "--stage-1",
             "--yes",
             "--region",
@@ -257,9 +245,9 @@ def test_a_template_too_large_to_send_inline_goes_through_a_bootstrap(
 ) -> None:
     deployed = run_cli(
         "deploy",
-        str(EXAMPLES / "flask-notes"),
+        str(fast_example("flask-notes")),
         "--count",
-        "12",
+        "6",  # 53 KB with --xray: over the inline limit (5 instances: 51.8 KB)
         "--xray",
         "--yes",
         "--region",

@@ -9,33 +9,25 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import EXAMPLES, run_cli
-
-from hivemind.sandbox import control
+from harness import fast_example, run_cli
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.e2e]
 
 REGION = "us-east-1"
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("medic-home")
-    yield home
-    control.down(home)
+@pytest.fixture
+def home(sandbox_home: Path) -> Path:
+    return sandbox_home
 
 
 @pytest.fixture
-def env(home: Path) -> Iterator[dict[str, str]]:
-    yield {"HIVEMIND_HOME": str(home), "HIVEMIND_SANDBOX": "1"}
-    info = control.status(home)
-    if info is not None:
-        control.clear_faults(info)
+def env(sandbox_env: dict[str, str]) -> dict[str, str]:
+    return sandbox_env
 
 
 def fault(env: dict[str, str], resource_type: str, code: str, message: str) -> None:
@@ -66,7 +58,7 @@ def destroy(env: dict[str, str], ident: str) -> None:
 def broken_copy(tmp_path: Path, example: str, file: str, old: str, new: str) -> Path:
     """A copy of a bundled example with one bug put in: `old` replaced by `new` in `file`."""
     app = tmp_path / example
-    shutil.copytree(EXAMPLES / example, app, symlinks=True)
+    shutil.copytree(fast_example(example), app, symlinks=True)
     code = app / file
     text = code.read_text()
     assert old in text, f"{example}/{file} no longer has {old!r}"
@@ -111,7 +103,7 @@ def capacity(instance_type: str) -> str:
 def test_provisioning_failures_are_diagnosed_and_a_capacity_fix_resumes_the_deployment(
     env: dict[str, str],
 ) -> None:
-    app = EXAMPLES / "express-hello"
+    app = fast_example("express-hello")
     fault(env, "AWS::EC2::Instance", "UnauthorizedOperation", PERMISSION)
     failed, ident = deploy(env, app, "--yes")
     assert failed.returncode == 1
@@ -257,7 +249,7 @@ def test_a_wrong_health_path_is_found_at_once_and_the_path_that_answers_resumes(
     env: dict[str, str], tmp_path: Path
 ) -> None:
     app = tmp_path / "flask-notes"
-    shutil.copytree(EXAMPLES / "flask-notes", app)
+    shutil.copytree(fast_example("flask-notes"), app)
     (app / "hivemind.yaml").write_text("app:\n  health_path: /status\n")  # the app has /health
     failed, ident = deploy(env, app, "--yes", "--no-input")
     assert failed.returncode == 1
@@ -280,7 +272,7 @@ def test_an_app_bound_to_the_loopback_address_only_is_told_to_bind_every_address
     env: dict[str, str], tmp_path: Path
 ) -> None:
     app = tmp_path / "flask-notes"
-    shutil.copytree(EXAMPLES / "flask-notes", app)
+    shutil.copytree(fast_example("flask-notes"), app)
     (app / "hivemind.yaml").write_text(
         "app:\n  start_command: gunicorn --bind 127.0.0.1:$PORT app:app\n"
     )  # the bug: only the instance itself can reach the app

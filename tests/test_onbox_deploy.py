@@ -9,12 +9,11 @@ import json
 import shutil
 import socket
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import EXAMPLES, run_cli
+from harness import EXAMPLES, fast_example, run_cli
 from sandbox_harness import Clients
 
 from hivemind.deployer.access import AccessError, Instance, connect
@@ -25,19 +24,14 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.e2e]
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-@pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("onbox-home")
-    yield home
-    control.down(home)
+@pytest.fixture
+def home(sandbox_home: Path) -> Path:
+    return sandbox_home
 
 
 @pytest.fixture
-def env(home: Path) -> Iterator[dict[str, str]]:
-    yield {"HIVEMIND_HOME": str(home), "HIVEMIND_SANDBOX": "1"}
-    info = control.status(home)
-    if info is not None:
-        control.clear_faults(info)
+def env(sandbox_env: dict[str, str]) -> dict[str, str]:
+    return sandbox_env
 
 
 def aws(home: Path) -> Clients:
@@ -90,7 +84,7 @@ def destroy(env: dict[str, str], home: Path, ident: str) -> None:
 def test_flask_and_postgres_answer_through_the_load_balancer(
     env: dict[str, str], home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    deployed, ident = deploy(env, EXAMPLES / "flask-notes")
+    deployed, ident = deploy(env, fast_example("flask-notes"))
     assert deployed.returncode == 0, deployed.stderr[-4000:]
     state = status(env, ident)
     assert state["status"] == "deployed"
@@ -145,7 +139,7 @@ def test_flask_and_postgres_answer_through_the_load_balancer(
 
 
 def test_express_answers_through_the_load_balancer(env: dict[str, str], home: Path) -> None:
-    deployed, ident = deploy(env, EXAMPLES / "express-hello")
+    deployed, ident = deploy(env, fast_example("express-hello"))
     assert deployed.returncode == 0, deployed.stderr[-4000:]
     state = status(env, ident)
     code, body = get(state["url"] + "/")
@@ -160,7 +154,7 @@ def test_a_failing_build_fails_the_deploy_stage_and_retry_resumes_there(
     env: dict[str, str], home: Path, tmp_path: Path
 ) -> None:
     app = tmp_path / "flask-notes"
-    shutil.copytree(EXAMPLES / "flask-notes", app)
+    shutil.copytree(fast_example("flask-notes"), app)
     (app / "requirements.txt").write_text("flask>=3,<4\nno-such-package-hivemind==0.0.1\n")
     failed, ident = deploy(env, app)
     assert failed.returncode == 1
@@ -208,7 +202,7 @@ def test_an_app_that_never_gets_healthy_is_reported_with_its_log(
 ) -> None:
     ran = run_cli("sandbox", "fault", "--on", "health", "--times", "1000", env=env)
     assert ran.returncode == 0, ran.stderr
-    failed, ident = deploy(env, EXAMPLES / "express-hello", "--health-timeout", "40")
+    failed, ident = deploy(env, fast_example("express-hello"), "--health-timeout", "40")
     assert failed.returncode == 1, failed.stderr[-3000:]
     assert "did not report every instance healthy" in failed.stderr
     assert "Target.FailedHealthChecks" in failed.stderr
@@ -223,7 +217,7 @@ def test_an_app_that_never_gets_healthy_is_reported_with_its_log(
 
 def test_an_ssh_host_that_refuses_fails_the_deploy_stage(env: dict[str, str], home: Path) -> None:
     run_cli("sandbox", "fault", "--on", "connect", "--times", "1000", env=env)
-    failed, ident = deploy(env, EXAMPLES / "express-hello")
+    failed, ident = deploy(env, fast_example("express-hello"))
     assert failed.returncode == 1
     assert "cannot reach i-" in failed.stderr and "over SSH" in failed.stderr
     state = status(env, ident)
@@ -236,7 +230,7 @@ def test_fastapi_and_mysql_answer_through_the_load_balancer(
     env: dict[str, str], home: Path
 ) -> None:
     # The sandbox's hosts have this machine's Python (3.11), not the 3.12 the example pins.
-    deployed, ident = deploy(env, EXAMPLES / "fastapi-mysql", "--runtime-version", "3.11")
+    deployed, ident = deploy(env, fast_example("fastapi-mysql"), "--runtime-version", "3.11")
     assert deployed.returncode == 0, deployed.stderr[-4000:]
     url = status(env, ident)["url"]
     assert post(url + "/items", {"name": "kettle"})[0] == 201
@@ -251,7 +245,7 @@ def test_production_instances_are_reached_through_the_instance_connect_endpoint(
     env: dict[str, str], home: Path
 ) -> None:
     result = run_cli(
-        "deploy", str(EXAMPLES / "flask-notes"), "--yes", "--region", "us-east-1", env=env
+        "deploy", str(fast_example("flask-notes")), "--yes", "--region", "us-east-1", env=env
     )
     assert result.returncode == 0, result.stderr[-4000:]
     ident = next(x for x in result.stderr.splitlines() if x.startswith("Deployment ")).split()[1]

@@ -6,7 +6,6 @@ the instance's X-Ray daemon, the cost fallback, the dashboard URL and the report
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -15,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import EXAMPLES, run_cli
-
-from hivemind.sandbox import control
+from harness import app_copy, run_cli
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.e2e]
 
@@ -75,26 +72,13 @@ def _send_segment(response):
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    home = tmp_path_factory.mktemp("ops-home")
-    yield home
-    control.down(home)
-
-
-@pytest.fixture(scope="module")
-def env(home: Path) -> dict[str, str]:
-    # The sandbox's agents ship every second instead of every 5 (AWS: every minute).
-    return {
-        "HIVEMIND_HOME": str(home),
-        "HIVEMIND_SANDBOX": "1",
-        "HIVEMIND_SANDBOX_AGENT_INTERVAL": "1",
-    }
+def env(module_sandbox_env: dict[str, str]) -> dict[str, str]:
+    return module_sandbox_env
 
 
 @pytest.fixture(scope="module")
 def deployment(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    app = tmp_path_factory.mktemp("app") / "flask-notes"
-    shutil.copytree(EXAMPLES / "flask-notes", app)
+    app = app_copy("flask-notes", tmp_path_factory.mktemp("app"))
     (app / "app.py").write_text((app / "app.py").read_text() + INSTRUMENTED)
     result = run_cli(
         "deploy", str(app), "--stage-1", "--xray", "--yes", "--region", "us-east-1", env=env

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,11 +47,10 @@ class Sandbox:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    home = tmp_path_factory.mktemp("ops-home")
-    info = control.up(home)
-    yield Sandbox(home, Clients(info.url, region=REGION), info.url)
-    control.down(home)
+def sandbox(module_sandbox_env: dict[str, str], sandbox_home: Path) -> Sandbox:
+    info = control.status(sandbox_home)
+    assert info is not None
+    return Sandbox(sandbox_home, Clients(info.url, region=REGION), info.url)
 
 
 @dataclass(frozen=True)

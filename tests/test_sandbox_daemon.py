@@ -11,6 +11,8 @@ from pathlib import Path
 
 import boto3
 import pytest
+from harness import run_cli
+from sandbox_harness import Clients
 
 from hivemind.sandbox import control
 
@@ -105,3 +107,31 @@ def test_importing_the_control_module_does_not_import_moto() -> None:
     code = "import sys, hivemind.sandbox.control; print('moto' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_reset_empties_the_running_sandbox_and_keeps_the_daemon(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {"HIVEMIND_HOME": str(home)}
+    info = control.up(home)
+    try:
+        clients = Clients(info.url, region="eu-west-1")
+        clients.ssm.put_parameter(Name="/kept/nowhere", Value="x", Type="String")
+        clients.xray.create_group(GroupName="gone", FilterExpression='service("a")')
+        control.add_fault(info, "AWS::RDS::DBInstance")
+
+        declined = run_cli("sandbox", "reset", env=env)
+        assert declined.returncode != 0
+        assert clients.ssm.describe_parameters()["Parameters"]  # nothing was deleted
+
+        reset = run_cli("sandbox", "reset", "--yes", env=env)
+        assert reset.returncode == 0, reset.stderr
+        assert "a new, empty account" in reset.stdout
+        assert control.status(home) == info  # the same daemon, still serving
+        assert clients.ssm.describe_parameters()["Parameters"] == []
+        groups = clients.xray.get_groups()["Groups"]
+        assert [g["GroupName"] for g in groups] == ["Default"]
+        assert control.faults(info) == []
+    finally:
+        control.down(home)
+    stopped = run_cli("sandbox", "reset", "--yes", env=env)
+    assert stopped.returncode == 0 and "not running" in stopped.stdout

@@ -34,7 +34,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "report": ("report", "report", "Write a deployment's report: Markdown, or an HTML page."),
     "doctor": ("doctor", "doctor", "Check Python, Node, the CDK CLI and AWS access."),
     "iam-policy": ("iam_policy", "iam_policy", "Print the least-privilege IAM policy to attach."),
-    "sandbox": ("sandbox", "sandbox", "Run AWS's APIs locally, offline: up, down, status, fault."),
+    "sandbox": (
+        "sandbox",
+        "sandbox",
+        "Run AWS's APIs locally, offline: up, down, reset, status, fault.",
+    ),
     "setup": ("doctor", "setup", "Install the pinned AWS CDK CLI into the per-user cache."),
 }
 

@@ -1,10 +1,12 @@
-"""`hivemind sandbox up|down|status|fault`"""
+"""`hivemind sandbox up|down|reset|status|fault`"""
 
 from __future__ import annotations
 
 import json
 
 import click
+
+from hivemind.cli.options import yes_option
 
 
 @click.group()
@@ -32,6 +34,33 @@ def down() -> None:
 
     stopped = control.down(home())
     click.echo("sandbox stopped" if stopped else "the sandbox was not running")
+
+
+@sandbox.command()
+@yes_option
+def reset(yes: bool) -> None:
+    """Empty the running sandbox, as a new account: every stack, instance, database and
+    load balancer in it is gone, every fault disarmed; the daemon keeps running.
+    Deployment records stay (`hivemind status` finds their stacks gone).
+
+    \b
+    Example:
+      hivemind sandbox reset --yes
+    """
+    from hivemind.errors import RefusedError
+    from hivemind.paths import home
+    from hivemind.sandbox import control
+
+    info = control.status(home())
+    if info is None:
+        click.echo("the sandbox is not running: nothing to reset")
+        return
+    if not yes and not click.confirm(
+        f"Delete everything in the sandbox at {info.url}?", default=False, err=True
+    ):
+        raise RefusedError("nothing was deleted: the reset was declined")
+    control.reset(info)
+    click.echo(f"sandbox reset: {info.url} is a new, empty account")
 
 
 @sandbox.command("status")

@@ -738,6 +738,15 @@ def create_endpoint(
     return endpoint
 
 
+def forget_all() -> None:
+    """Forget every endpoint (the sandbox's reset, once their servers have stopped)."""
+    with _endpoints_lock:
+        stopping = list(_endpoints.values())
+        _endpoints.clear()
+    for endpoint in stopping:
+        endpoint.stop()
+
+
 def delete_endpoint(endpoint_id: str) -> ConnectEndpoint:
     """Delete an endpoint: its tunnels and server stop, its network interface goes.
     EC2ClientError when there is no such endpoint."""

@@ -211,6 +211,13 @@ def clear_faults(info: SandboxInfo) -> None:
     _control(info, "DELETE", "faults")
 
 
+def reset(info: SandboxInfo) -> None:
+    """Empty the sandbox, as a new account: everything created in it is gone, every fault
+    disarmed; the daemon keeps running (and its CA, so its endpoint certificates stay
+    trusted)."""
+    _control(info, "POST", "reset", {}, timeout=60.0)
+
+
 def faults(info: SandboxInfo) -> list[dict[str, Any]]:
     """The armed faults, each with how many more times it fires."""
     return list(_control(info, "GET", "faults")["faults"])
@@ -236,11 +243,15 @@ def _request(
 
 
 def _control(
-    info: SandboxInfo, method: str, what: str, body: dict[str, Any] | None = None
+    info: SandboxInfo,
+    method: str,
+    what: str,
+    body: dict[str, Any] | None = None,
+    timeout: float = 5.0,
 ) -> dict[str, Any]:
     url = f"{info.url}{CONTROL_PATH}/{what}"
     try:
-        return _request(url, method, body)
+        return _request(url, method, body, timeout)
     except urllib.error.HTTPError as error:
         detail = error.read().decode(errors="replace")
         with contextlib.suppress(ValueError):

@@ -11,6 +11,7 @@ Control endpoint (JSON, same port):
   GET    /moto-api/hivemind/faults  -> {"faults": [...]}
   POST   /moto-api/hivemind/faults  {"resource_type", "on", "times", "message"?} -> the fault
   DELETE /moto-api/hivemind/faults  -> {"faults": []}
+  POST   /moto-api/hivemind/reset   -> {"reset": true}: the sandbox as a new account
 """
 
 from __future__ import annotations
@@ -61,6 +62,31 @@ def faults_endpoint(request: Any, full_url: str, headers: Any) -> Response:
     return _json(200, {"faults": [f.to_json() for f in FAULTS.armed()]})
 
 
+def reset_endpoint(request: Any, full_url: str, headers: Any) -> Response:
+    """Start over (POST): see `reset`."""
+    if request.method != "POST":
+        return _json(405, {"error": "POST to reset the sandbox"})
+    reset()
+    return _json(200, {"reset": True})
+
+
+def reset() -> None:
+    """The sandbox as a new, empty account without a restart: every stand-in (host,
+    database server, load balancer, Instance Connect Endpoint, CloudWatch agent) stopped,
+    every resource moto and the sandbox keep forgotten, every fault disarmed."""
+    from moto.moto_api._internal.models import moto_api_backend
+
+    from hivemind.sandbox import connect_endpoint, runtime, telemetry, xray
+
+    runtime.shutdown()
+    connect_endpoint.forget_all()
+    xray.forget_all()
+    FAULTS.clear()
+    moto_api_backend.reset()
+    telemetry.COLLECTOR.start()
+    log.info("sandbox reset: a new, empty account")
+
+
 _prepared = False
 
 
@@ -94,6 +120,7 @@ def prepare() -> None:
     xray.install_api()
     moto_api_urls.url_paths[f"{{0}}{CONTROL_PATH}/ping$"] = ping_endpoint
     moto_api_urls.url_paths[f"{{0}}{CONTROL_PATH}/faults$"] = faults_endpoint
+    moto_api_urls.url_paths[f"{{0}}{CONTROL_PATH}/reset$"] = reset_endpoint
     _prepared = True
 
 

@@ -148,6 +148,12 @@ def store(account_id: str, region: str) -> XRayStore:
         return _STORES[key]
 
 
+def forget_all() -> None:
+    """Forget every account's groups and rules (the sandbox's reset)."""
+    with _LOCK:
+        _STORES.clear()
+
+
 def _answer(response: XRayResponse, action: Any) -> str | tuple[str, dict[str, Any]]:
     try:
         with _LOCK:
