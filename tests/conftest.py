@@ -44,6 +44,7 @@ def _long(scope: str) -> bool:
     return Path(scope.split("::")[0]).name in SCHEDULED_FIRST
 
 
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """xdist's scope scheduling with our units (a module; a test of a SPREAD module),
     one unit queued behind a worker's running one at most (a worker needs one, to know
@@ -120,14 +121,25 @@ def sandbox_environment(home: Path) -> dict[str, str]:
 def _fresh(home: Path) -> None:
     """Start the worker's sandbox, or empty it (`hivemind sandbox reset`): whatever an
     earlier test left there, this one starts from a new account. Its agents ship logs
-    and metrics every second (the sandbox's default: 5 s; AWS's: every minute)."""
+    and metrics at the sandbox's default interval (5 s; AWS's: every minute)."""
     info = control.status(home)
     if info is None:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("HIVEMIND_SANDBOX_AGENT_INTERVAL", "1")
-            control.up(home)
+        control.up(home)
     else:
         control.reset(info)
+
+
+@pytest.fixture(scope="module")
+def fast_agent_sandbox_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A sandbox of the module's own whose agents ship logs and metrics every second, for
+    tests that read what the agents ship. (At that pace a worker's shared daemon would
+    spend a tenth of a core on every deployment's disk and connection counts.)"""
+    home = tmp_path_factory.mktemp("fast-agent-home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HIVEMIND_SANDBOX_AGENT_INTERVAL", "1")
+        control.up(home)
+    yield sandbox_environment(home)
+    control.down(home)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 from harness import make_spec
 
+from hivemind.sandbox import server
 from hivemind.synth import synthesize
 
 DEPLOYMENT_ID = "shop-abcdefghij"
@@ -26,6 +27,20 @@ KEY_PARAMETERS = [
     {"ParameterKey": "SshPublicKey", "ParameterValue": SSH_PUBLIC_KEY},
     {"ParameterKey": "StandbyToken", "ParameterValue": STANDBY_TOKEN},
 ]
+
+
+@contextmanager
+def in_process_sandbox() -> Iterator[server.SandboxServer]:
+    """A sandbox served from this test process as a new, empty account. moto keeps its
+    resources per process, so what an earlier module of this worker left is forgotten
+    before the server starts, and what this one leaves, after it stops."""
+    server.forget_all()
+    running = server.start_server()
+    try:
+        yield running
+    finally:
+        running.stop()
+        server.forget_all()
 
 
 @dataclass(frozen=True)

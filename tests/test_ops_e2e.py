@@ -72,8 +72,8 @@ def _send_segment(response):
 
 
 @pytest.fixture(scope="module")
-def env(module_sandbox_env: dict[str, str]) -> dict[str, str]:
-    return module_sandbox_env
+def env(fast_agent_sandbox_env: dict[str, str]) -> dict[str, str]:
+    return fast_agent_sandbox_env
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from sandbox_harness import (
     bootstrapped,
     destroy,
     events,
+    in_process_sandbox,
     nothing_left,
     outputs,
     stack,
@@ -31,16 +32,15 @@ from sandbox_harness import (
 
 from hivemind import toolchain
 from hivemind.sandbox import control, provisioning
-from hivemind.sandbox.server import SandboxServer, start_server
+from hivemind.sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.sandbox
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sandbox() -> Iterator[SandboxServer]:
-    server = start_server()
-    yield server
-    server.stop()
+    with in_process_sandbox() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -34,13 +34,13 @@ import paramiko
 import pytest
 from botocore.signers import RequestSigner
 from cryptography import x509
-from sandbox_harness import Clients, destroy, outputs
+from sandbox_harness import Clients, destroy, in_process_sandbox, outputs
 from test_sandbox_hosts import console_host_key, new_key
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from hivemind.sandbox import connect_endpoint, control, hosts, runtime
-from hivemind.sandbox.server import SandboxServer, start_server
+from hivemind.sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.sandbox
 
@@ -50,9 +50,8 @@ VPC_CIDR = "10.9.0.0/16"
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[SandboxServer]:
-    server = start_server()
-    yield server
-    server.stop()
+    with in_process_sandbox() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from sandbox_harness import (
     Synthesized,
     destroy,
     events,
+    in_process_sandbox,
     outputs,
     stack,
     synthesize_profile,
@@ -35,7 +36,7 @@ from sandbox_harness import (
 from hivemind import toolchain
 from hivemind.sandbox import control, databases
 from hivemind.sandbox.cloudformation import dependencies
-from hivemind.sandbox.server import SandboxServer, start_server
+from hivemind.sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.sandbox
 
@@ -46,9 +47,8 @@ ATTACHMENT = "DatabaseInstanceSecretAttachmentFCA06D38"
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[SandboxServer]:
-    server = start_server()
-    yield server
-    server.stop()
+    with in_process_sandbox() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

@@ -32,10 +32,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sandbox_harness import Clients, events, stack
+from sandbox_harness import Clients, events, in_process_sandbox, stack
 
 from hivemind.sandbox import control, forwarder, runtime
-from hivemind.sandbox.server import SandboxServer, start_server
+from hivemind.sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.sandbox
 
@@ -294,9 +294,8 @@ def refused(address: str, port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[SandboxServer]:
-    server = start_server()
-    yield server
-    server.stop()
+    with in_process_sandbox() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

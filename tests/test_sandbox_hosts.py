@@ -32,11 +32,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fabric import Connection
-from sandbox_harness import Clients, destroy, outputs
+from sandbox_harness import Clients, destroy, in_process_sandbox, outputs
 
 from hivemind.sandbox import control, hosts, runtime
 from hivemind.sandbox.host_tools import ADDRESS_VARIABLE, PATH_VARIABLE, namespace, units
-from hivemind.sandbox.server import SandboxServer, start_server
+from hivemind.sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.sandbox
 
@@ -45,9 +45,8 @@ REGION = "us-east-2"  # apart from the other sandbox tests' region
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[SandboxServer]:
-    server = start_server()
-    yield server
-    server.stop()
+    with in_process_sandbox() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

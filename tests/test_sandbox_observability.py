@@ -31,12 +31,12 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 from harness import make_spec
-from sandbox_harness import Clients, destroy, outputs, stack
+from sandbox_harness import Clients, destroy, in_process_sandbox, outputs, stack
 from test_sandbox_hosts import Box, connect, console_host_key, known_hosts, new_key
 
 from hivemind.sandbox import cloudwatch_agent, databases, hosts, telemetry, usage, xray_daemon
 from hivemind.sandbox.cloudwatch_agent import ConfigNotFound, FileFollower, find_config
-from hivemind.sandbox.server import SandboxServer, start_server
+from hivemind.sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.sandbox
 
@@ -301,15 +301,12 @@ def udp_port_taken(address: str, port: int) -> bool:
 def sandbox() -> Iterator[SandboxServer]:
     previous = os.environ.get(cloudwatch_agent.INTERVAL_VARIABLE)
     os.environ[cloudwatch_agent.INTERVAL_VARIABLE] = str(ROUND)
-    try:
-        server = start_server()
-    finally:
+    with in_process_sandbox() as server:
         if previous is None:
             del os.environ[cloudwatch_agent.INTERVAL_VARIABLE]
         else:
             os.environ[cloudwatch_agent.INTERVAL_VARIABLE] = previous
-    yield server
-    server.stop()
+        yield server
 
 
 @pytest.fixture(scope="module")

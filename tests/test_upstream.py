@@ -21,6 +21,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from harness import make_spec
+from sandbox_harness import in_process_sandbox
 
 from hivemind import toolchain
 from hivemind.sandbox import patching, server
@@ -99,9 +100,8 @@ def version(package: str) -> str:
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    running = server.start_server()
-    yield running.url
-    running.stop()
+    with in_process_sandbox() as running:
+        yield running.url
 
 
 def client(endpoint: str, service: str) -> Any:

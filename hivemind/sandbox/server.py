@@ -71,20 +71,29 @@ def reset_endpoint(request: Any, full_url: str, headers: Any) -> Response:
 
 
 def reset() -> None:
-    """The sandbox as a new, empty account without a restart: every stand-in (host,
-    database server, load balancer, Instance Connect Endpoint, CloudWatch agent) stopped,
-    every resource moto and the sandbox keep forgotten, every fault disarmed."""
+    """The sandbox as a new, empty account without a restart: see `forget_all`; the
+    CloudWatch Logs, metrics and X-Ray collection then runs again."""
+    from hivemind.sandbox import telemetry
+
+    forget_all()
+    telemetry.COLLECTOR.start()
+    log.info("sandbox reset: a new, empty account")
+
+
+def forget_all() -> None:
+    """Every stand-in (host, database server, load balancer, Instance Connect Endpoint,
+    CloudWatch agent) stopped, every resource moto and the sandbox keep forgotten, every
+    fault disarmed. moto keeps its resources per process, not per server: a server started
+    after this one in the same process would otherwise see what this one left."""
     from moto.moto_api._internal.models import moto_api_backend
 
-    from hivemind.sandbox import connect_endpoint, runtime, telemetry, xray
+    from hivemind.sandbox import connect_endpoint, runtime, xray
 
     runtime.shutdown()
     connect_endpoint.forget_all()
     xray.forget_all()
     FAULTS.clear()
     moto_api_backend.reset()
-    telemetry.COLLECTOR.start()
-    log.info("sandbox reset: a new, empty account")
 
 
 _prepared = False
