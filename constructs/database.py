@@ -86,7 +86,9 @@ class Database(Construct):
             multi_az=production,
             backup_retention=Duration.days(PRODUCTION_BACKUP_DAYS if production else 0),
             deletion_protection=production,
-            removal_policy=RemovalPolicy.SNAPSHOT if production else RemovalPolicy.DESTROY,
+            # Every profile: a stack deleted outside HiveMind (the console) or a replacement
+            # keeps a final snapshot too; `hivemind destroy` takes its own, named one.
+            removal_policy=RemovalPolicy.SNAPSHOT,
             delete_automated_backups=not production,
             auto_minor_version_upgrade=True,
             cloudwatch_logs_exports=_LOG_EXPORTS[database.engine],
@@ -115,8 +117,8 @@ class Database(Construct):
                 ),
                 (
                     "AwsSolutions-RDS10",
-                    "stage-1 databases are disposable and deleted with "
-                    "the stack; production enables deletion protection",
+                    "stage-1 can be destroyed without a console step (a final snapshot "
+                    "is kept either way); production enables deletion protection",
                 ),
                 (
                     "AwsSolutions-RDS13",

@@ -118,6 +118,10 @@ class PriceTable(_Frozen):
     alarm_month: float
     logs_ingestion_gb: float
     kms_key_month: float
+    # A manual RDS snapshot (a final snapshot kept after `destroy`) is billed as backup
+    # storage, per GiB-month, with no free allowance once its instance is gone
+    # (aws.amazon.com/rds/postgresql/pricing, "Backup Storage", us-east-1).
+    rds_snapshot_gib_month: float = 0.095
     notes: tuple[str, ...] = ()
 
 

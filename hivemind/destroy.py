@@ -2,8 +2,10 @@
 
 1. Discover its resources: the stack's, plus anything else tagged with its id.
 2. Show them with their monthly cost and ask (unless --yes).
-3. Turn off RDS deletion protection; with --skip-snapshot delete the databases
-   without a final snapshot (replicas first), else CloudFormation keeps one.
+3. Turn off RDS deletion protection and delete the databases before the stack, read
+   replicas first (RDS keeps no snapshot of a replica): each primary with a final
+   snapshot HiveMind names, whatever the profile, unless the operator passed
+   --skip-snapshot. A database RDS cannot snapshot (failed) is refused, not deleted.
 4. Delete the stack, following its events; on DELETE_FAILED, retry once, then list
    each resource left with its id and the command that removes it, and Janitor's
    reading of why it stayed and what the template or the operator must change.
@@ -13,15 +15,17 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hivemind.cost import DEFAULT_PRICES
 from hivemind.deployer.access import remove_keys
 from hivemind.deployer.source import ARCHIVE_NAME
 from hivemind.deployment_ids import TAG_DEPLOYMENT_ID
-from hivemind.errors import HiveMindError
+from hivemind.errors import HiveMindError, RefusedError
 from hivemind.progress import ProgressDisplay, ResourceState, StackProgress
 from hivemind.reconcile import stack_status
 from hivemind.records import DeploymentRecord, DeploymentState, Status, write_atomically
@@ -37,11 +41,26 @@ class Leftover:
     remove_with: str
 
 
+@dataclass(frozen=True)
+class KeptSnapshot:
+    """A database's final snapshot, kept when the database was deleted."""
+
+    identifier: str
+    database: str
+    gib: int
+    monthly_usd: float
+
+    @property
+    def delete_with(self) -> str:
+        return f"aws rds delete-db-snapshot --db-snapshot-identifier {self.identifier}"
+
+
 @dataclass
 class DestroyResult:
     state: DeploymentState
     removed: list[tuple[str, str, float]] = field(default_factory=list)  # id, type, $/month
     leftovers: list[Leftover] = field(default_factory=list)
+    snapshots: list[KeptSnapshot] = field(default_factory=list)
 
     @property
     def savings(self) -> float:
@@ -97,9 +116,19 @@ class Destroyer:
             if rollback
             else (Status.DESTROYING, Status.DESTROYED, Status.FAILED)
         )
-        state = record.save(record.load().model_copy(update={"status": working}))
+        before = record.load()
+        state = record.save(before.model_copy(update={"status": working}))
         record.log(f"destroy: {len(planned)} resources")
-        self._prepare_databases(state.stack_name, skip_snapshot)
+        try:
+            snapshots = self._delete_databases(state.stack_name, skip_snapshot)
+        except RefusedError:  # nothing was deleted: the deployment is as it was
+            record.save(record.load().model_copy(update={"status": before.status}))
+            raise
+        if snapshots:
+            record.log(
+                "destroy: kept final snapshot(s) "
+                + ", ".join(f"{k.identifier} ({k.gib} GiB)" for k in snapshots)
+            )
         if stack_status(self.client("cloudformation"), state.stack_name) is not None:
             failures = self._delete_stack(state.stack_name, len(planned))
             if failures:
@@ -143,7 +172,7 @@ class Destroyer:
         # The key pair is gone with the stack: its private half has nothing left to open.
         remove_keys(record.folder)
         (record.folder / ARCHIVE_NAME).unlink(missing_ok=True)
-        result = DestroyResult(done, planned)
+        result = DestroyResult(done, planned, snapshots=snapshots)
         self._report(record, result)
         record.log(f"destroyed: saving ${result.savings:,.2f}/month")
         keep_report(record)
@@ -175,41 +204,117 @@ class Destroyer:
             arns += [m["ResourceARN"] for m in page.get("ResourceTagMappingList", [])]
         return arns
 
-    def _prepare_databases(self, stack_name: str, skip_snapshot: bool) -> None:
+    def _delete_databases(self, stack_name: str, skip_snapshot: bool) -> list[KeptSnapshot]:
+        """Delete the stack's databases before the stack: replicas first (a primary with
+        replicas cannot go; RDS refuses a final snapshot of a replica, whose data is its
+        primary's), then each primary with a final snapshot unless `skip_snapshot`.
+        Whatever the template's DeletionPolicy, no data goes without a snapshot unless the
+        operator said so. Refuses, before deleting anything, a primary RDS cannot
+        snapshot. Returns the snapshots kept."""
         rds = self.client("rds")
-        databases = [
-            r
-            for r in self._stack_resources(stack_name)
-            if r["ResourceType"] == "AWS::RDS::DBInstance" and r.get("PhysicalResourceId")
-        ]
-        described = {}
-        for resource in databases:
-            identifier = resource["PhysicalResourceId"]
-            try:
-                described[identifier] = rds.describe_db_instances(DBInstanceIdentifier=identifier)[
-                    "DBInstances"
-                ][0]
-            except Exception:  # already gone: nothing to prepare
+        described: dict[str, dict[str, Any]] = {}
+        for resource in self._stack_resources(stack_name):
+            if resource["ResourceType"] != "AWS::RDS::DBInstance":
                 continue
-            if described[identifier].get("DeletionProtection"):
+            identifier = resource.get("PhysicalResourceId")
+            if not identifier:
+                continue
+            try:
+                found = rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"]
+            except Exception:  # already gone: nothing to delete
+                continue
+            described[identifier] = found[0]
+        replicas = [
+            i for i, d in described.items() if d.get("ReadReplicaSourceDBInstanceIdentifier")
+        ]
+        primaries = [i for i in described if i not in replicas]
+        if not skip_snapshot:
+            for identifier in primaries:
+                self._ready_for_snapshot(rds, identifier, described[identifier])
+        for identifier, database in described.items():
+            if database.get("DeletionProtection"):
                 self.say(f"Turning off deletion protection on {identifier}")
                 rds.modify_db_instance(
                     DBInstanceIdentifier=identifier, DeletionProtection=False, ApplyImmediately=True
                 )
-        if not skip_snapshot:
+        for identifier in replicas:
+            self.say(f"Deleting read replica {identifier} (its data is its primary's)")
+            self._delete_database(rds, identifier, None)
+        kept: list[KeptSnapshot] = []
+        for identifier in primaries:
+            if skip_snapshot:
+                self.say(f"Deleting {identifier} without a final snapshot (--skip-snapshot)")
+                self._delete_database(rds, identifier, None)
+                continue
+            snapshot = final_snapshot_name(identifier, time.gmtime())
+            self.say(f"Deleting {identifier}, keeping its data in final snapshot {snapshot} ...")
+            self._delete_database(rds, identifier, snapshot)
+            kept.append(self._kept(rds, identifier, snapshot, described[identifier]))
+        return kept
+
+    def _ready_for_snapshot(self, rds: Any, identifier: str, database: dict[str, Any]) -> None:
+        """Wait for a database that is changing (being created, modified, backed up) to be
+        available, as RDS snapshots only then; refuse one RDS can no longer snapshot."""
+        status = str(database.get("DBInstanceStatus", "available"))
+        if status in _SNAPSHOT_IMPOSSIBLE:
+            raise RefusedError(
+                f"{identifier} is {status}: RDS cannot take its final snapshot, and nothing "
+                "was deleted",
+                where="destroy, databases",
+                cause="RDS deletes a database in this state only without a final snapshot",
+                next_step="if its data is not needed (or is in an earlier snapshot), run the "
+                "command again with --skip-snapshot",
+            )
+        if status == "available":
             return
-        # Replicas first: a primary with replicas cannot be deleted.
-        order = sorted(
-            described, key=lambda i: not described[i].get("ReadReplicaSourceDBInstanceIdentifier")
-        )
-        for identifier in order:
-            self.say(f"Deleting {identifier} without a final snapshot (--skip-snapshot)")
+        self.say(f"Waiting for {identifier} ({status}) to be available for its snapshot ...")
+        try:
+            rds.get_waiter("db_instance_available").wait(
+                DBInstanceIdentifier=identifier, WaiterConfig={"Delay": 5, "MaxAttempts": 720}
+            )
+        except Exception as error:
+            raise RefusedError(
+                f"{identifier} did not become available for its final snapshot; nothing was "
+                "deleted",
+                where="destroy, databases",
+                cause=str(error),
+                next_step="run the command again once the database is available, or with "
+                "--skip-snapshot if its data is not needed",
+            ) from error
+
+    def _delete_database(self, rds: Any, identifier: str, snapshot: str | None) -> None:
+        if snapshot is None:
             rds.delete_db_instance(
                 DBInstanceIdentifier=identifier, SkipFinalSnapshot=True, DeleteAutomatedBackups=True
             )
-            rds.get_waiter("db_instance_deleted").wait(
-                DBInstanceIdentifier=identifier, WaiterConfig={"Delay": 5, "MaxAttempts": 720}
+        else:
+            rds.delete_db_instance(
+                DBInstanceIdentifier=identifier,
+                SkipFinalSnapshot=False,
+                FinalDBSnapshotIdentifier=snapshot,
+                DeleteAutomatedBackups=True,
             )
+        rds.get_waiter("db_instance_deleted").wait(
+            DBInstanceIdentifier=identifier, WaiterConfig={"Delay": 5, "MaxAttempts": 720}
+        )
+
+    def _kept(
+        self, rds: Any, identifier: str, snapshot: str, database: dict[str, Any]
+    ) -> KeptSnapshot:
+        gib = int(database.get("AllocatedStorage") or 0)
+        try:
+            found = rds.describe_db_snapshots(DBSnapshotIdentifier=snapshot)["DBSnapshots"]
+            gib = int(found[0].get("AllocatedStorage") or gib)
+        except Exception as error:
+            raise HiveMindError(
+                f"{identifier} was deleted but its final snapshot {snapshot} is not listed",
+                where="destroy, databases",
+                cause=str(error),
+                next_step=f"check with `aws rds describe-db-snapshots --db-snapshot-identifier "
+                f"{snapshot}`",
+            ) from error
+        monthly = round(gib * DEFAULT_PRICES.rds_snapshot_gib_month, 2)
+        return KeptSnapshot(snapshot, identifier, gib, monthly)
 
     def _delete_stack(
         self, stack_name: str, total: int, retain: list[str] | None = None
@@ -336,7 +441,40 @@ class Destroyer:
         ]
         lines += [f"| {rid} | {kind} | {cost:,.2f} |" for rid, kind, cost in result.removed]
         lines += ["", "Nothing tagged with this deployment's id remains."]
+        if result.snapshots:
+            lines += [
+                "",
+                "## Kept: final database snapshots",
+                "",
+                "The data is kept until you delete the snapshot; restore it with "
+                "`aws rds restore-db-instance-from-db-snapshot`.",
+                "",
+                "| snapshot | of database | size | $/month to keep | delete with |",
+                "|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {k.identifier} | {k.database} | {k.gib} GiB | {k.monthly_usd:,.2f} | "
+                f"`{k.delete_with}` |"
+                for k in result.snapshots
+            ]
+        else:
+            lines += ["", "No database snapshot was kept."]
         write_atomically(record.folder / "destroy-report.md", "\n".join(lines) + "\n")
+
+
+# DB instance states in which RDS deletes only with SkipFinalSnapshot (DeleteDBInstance).
+_SNAPSHOT_IMPOSSIBLE = frozenset({"failed", "incompatible-restore", "incompatible-network"})
+_NOT_IN_A_NAME = re.compile(r"[^a-z0-9-]+")
+
+
+def final_snapshot_name(database: str, when: time.struct_time) -> str:
+    """The final snapshot's identifier: the database's, then `-final-` and the UTC time.
+    RDS: 1-255 letters, digits and hyphens, a letter first, no `--`, no hyphen last."""
+    base = _NOT_IN_A_NAME.sub("-", database.lower())
+    base = re.sub("-{2,}", "-", base).strip("-") or "database"
+    if not base[0].isalpha():
+        base = "db-" + base
+    return f"{base[:200]}-final-{time.strftime('%Y%m%d%H%M%S', when)}"
 
 
 def ended(arn: str, ec2: Any) -> bool:

@@ -172,7 +172,8 @@ def test_database_is_private_encrypted_and_secret_managed(matrix: dict[Any, Synt
         assert props["MultiAZ"] is production
         assert props["BackupRetentionPeriod"] == (7 if production else 0)
         assert props.get("DeletionProtection", False) is production
-        assert primary["DeletionPolicy"] == ("Snapshot" if production else "Delete")
+        assert primary["DeletionPolicy"] == "Snapshot"  # every profile keeps the data
+        assert primary["UpdateReplacePolicy"] == "Snapshot"
         # The password is resolved from Secrets Manager at deploy time, never written here.
         password = json.dumps(props["MasterUserPassword"])
         assert "resolve:secretsmanager" in password

@@ -20,7 +20,9 @@ stack or the RDS API, stops its server and removes its data.
 
 RDS rules CloudFormation runs into hold here too: a DB instance with deletion
 protection refuses to be deleted (the stack ends DELETE_FAILED until it is turned
-off), and `DeletionPolicy: Snapshot` keeps a final snapshot, as on AWS.
+off), and `DeletionPolicy: Snapshot` keeps a final snapshot, as on AWS. Through the API,
+DeleteDBInstance refuses what RDS refuses: a final snapshot of a read replica or of a
+failed instance, and neither a snapshot name nor SkipFinalSnapshot.
 """
 
 from __future__ import annotations
@@ -31,7 +33,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from moto.ec2.models import ec2_backends
-from moto.rds.exceptions import DBInstanceNotFoundError
+from moto.rds.exceptions import (
+    DBInstanceNotFoundError,
+    InvalidParameterCombination,
+    RDSClientError,
+)
 from moto.rds.models import DBInstance, RDSBackend, rds_backends
 
 from hivemind.sandbox import databases
@@ -81,12 +87,54 @@ def _address(self: DBInstance) -> str:
     return str(served) if served else str(_moto_address.fget(self))  # type: ignore[attr-defined]
 
 
+# DB instance states from which RDS deletes only with SkipFinalSnapshot.
+_NO_FINAL_SNAPSHOT_STATES = frozenset({"failed", "incompatible-restore", "incompatible-network"})
+
+
 def _delete_db_instance(
-    self: RDSBackend, db_instance_identifier: str, *args: Any, **kwargs: Any
+    self: RDSBackend,
+    db_instance_identifier: str,
+    final_db_snapshot_identifier: str | None = None,
+    skip_final_snapshot: bool | None = False,
+    delete_automated_backups: bool | None = True,
 ) -> Any:
-    """moto's DeleteDBInstance, which also stops the instance's server once it is deleted
-    (through the stack or the API)."""
-    deleted = _moto_delete_db_instance(self, db_instance_identifier, *args, **kwargs)
+    """moto's DeleteDBInstance, refusing what RDS refuses and moto lets through, then
+    stopping the instance's server once it is deleted (through the stack or the API).
+
+    RDS's DeleteDBInstance (API reference, SkipFinalSnapshot and FinalDBSnapshotIdentifier):
+    without SkipFinalSnapshot a FinalDBSnapshotIdentifier is required, and both together
+    are an error; a read replica must be deleted with SkipFinalSnapshot (it has no final
+    snapshot: "FinalDBSnapshotIdentifier can not be specified when deleting a replica
+    instance"); an instance in the failed, incompatible-restore or incompatible-network
+    state can be deleted only with SkipFinalSnapshot. Each is InvalidParameterCombination
+    (the state, InvalidDBInstanceState) and deletes nothing."""
+    database = self.databases.get(db_instance_identifier)
+    if database is not None:
+        if skip_final_snapshot and final_db_snapshot_identifier:
+            raise InvalidParameterCombination(
+                "FinalDBSnapshotIdentifier can not be specified when SkipFinalSnapshot is set"
+            )
+        if database.is_replica and not skip_final_snapshot:
+            raise InvalidParameterCombination(
+                "FinalDBSnapshotIdentifier can not be specified when deleting a replica instance"
+            )
+        if not skip_final_snapshot and not final_db_snapshot_identifier:
+            raise InvalidParameterCombination(
+                "FinalDBSnapshotIdentifier is required unless SkipFinalSnapshot is specified."
+            )
+        if not skip_final_snapshot and database.status in _NO_FINAL_SNAPSHOT_STATES:
+            raise RDSClientError(
+                "InvalidDBInstanceState",  # the fault's code on the wire
+                f"DB instance {db_instance_identifier} is {database.status}: it can be deleted "
+                "only with SkipFinalSnapshot",
+            )
+    deleted = _moto_delete_db_instance(
+        self,
+        db_instance_identifier,
+        final_db_snapshot_identifier,
+        skip_final_snapshot,
+        delete_automated_backups,
+    )
     server = databases.server_of(db_instance_identifier)
     if server is not None:
         server.stop()
