@@ -17,6 +17,11 @@ from hivemind.errors import BadInputError
 from hivemind.spec import DeploymentSpec
 
 CONFIG_FILE = "hivemind.yaml"
+# hivemind.yaml comes from an untrusted repository: a settings file is a few hundred
+# bytes, and what its aliases expand to is bounded (a 363-byte "billion laughs" file
+# otherwise expands to hundreds of megabytes when printed).
+MAX_CONFIG_BYTES = 64 * 1024
+MAX_EXPANDED_NODES = 10_000
 _NOT_USER_SETTABLE = ("schema_version", "notes", "provenance")
 # Mappings whose keys are the user's own (tag names), not spec fields.
 _FREE_MAPPINGS = ("tags",)
@@ -49,11 +54,48 @@ class UserConfig:
 
 
 def load_user_config(repo_root: Path) -> UserConfig:
-    """Read `hivemind.yaml` from the repository root; an absent file is an empty config."""
+    """Read `hivemind.yaml` from the repository root; an absent file is an empty config.
+    BadInputError for one that is not a regular file inside the repository (a folder, a
+    symbolic link leading out of it) or is larger than a settings file can be."""
     path = repo_root / CONFIG_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return UserConfig()
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(repo_root.resolve()):
+            raise BadInputError(
+                f"{CONFIG_FILE} is a symbolic link out of the repository (to {target})",
+                next_step=f"make {CONFIG_FILE} a file in the repository",
+            )
+    if not path.is_file():
+        raise BadInputError(
+            f"{CONFIG_FILE} in {repo_root} is not a file",
+            next_step=f"make {CONFIG_FILE} a YAML file of settings (`hivemind spec schema`)",
+        )
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise BadInputError(
+            f"{CONFIG_FILE} is {size:,} bytes; a settings file is at most {MAX_CONFIG_BYTES:,}",
+            next_step=f"keep only HiveMind's settings in {CONFIG_FILE}",
+        )
     return parse_user_config(path.read_text(encoding="utf-8", errors="replace"), path)
+
+
+def _expanded_nodes(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many nodes `node` stands for once every alias is expanded (an alias is the
+    node it names, so the count is computed once per node)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    memo[id(node)] = 1  # a recursive alias counts once: construction refuses it anyway
+    total = 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            total += _expanded_nodes(key, memo) + _expanded_nodes(value, memo)
+    elif isinstance(node, yaml.SequenceNode):
+        total += sum(_expanded_nodes(item, memo) for item in node.value)
+    memo[id(node)] = total
+    return total
 
 
 def parse_user_config(text: str, path: Path | None = None) -> UserConfig:
@@ -64,6 +106,12 @@ def parse_user_config(text: str, path: Path | None = None) -> UserConfig:
             return UserConfig(path=path)
         if not isinstance(root, yaml.MappingNode):
             raise _error("must be a mapping of settings (key: value)", root)
+        if _expanded_nodes(root, {}) > MAX_EXPANDED_NODES:
+            raise _error(
+                f"its aliases expand to more than {MAX_EXPANDED_NODES:,} values; "
+                "write the settings out instead",
+                root,
+            )
         values: dict[str, object] = {}
         lines: dict[str, int] = {}
         schema = allowed_keys()

@@ -32,7 +32,7 @@ def stack_name(deployment_id: str) -> str:
 
 
 def check_deployment_id(value: str) -> str:
-    if not DEPLOYMENT_ID_PATTERN.match(value):
+    if not DEPLOYMENT_ID_PATTERN.fullmatch(value):  # `$` alone lets a newline through
         raise BadInputError(
             f"{value!r} is not a deployment id",
             cause="deployment ids look like shop-k2j4m6p7q3: the app's name, a dash, "

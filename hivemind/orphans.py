@@ -23,7 +23,8 @@ class Orphan:
 def find_orphans(tagging: Any, ec2: Any, store: RecordStore) -> list[Orphan]:
     """Every resource tagged with a deployment id whose deployment is not live here
     (and that still exists: terminated instances stay listed for a while)."""
-    states = {s.deployment_id: s for s in store.states()}
+    readable, unreadable = store.readable()
+    states = {s.deployment_id: s for s in readable}
     orphans: list[Orphan] = []
     for page in tagging.get_paginator("get_resources").paginate(
         TagFilters=[{"Key": TAG_DEPLOYMENT_ID}]
@@ -31,6 +32,8 @@ def find_orphans(tagging: Any, ec2: Any, store: RecordStore) -> list[Orphan]:
         for mapping in page.get("ResourceTagMappingList", []):
             tags = {t["Key"]: t["Value"] for t in mapping.get("Tags", [])}
             deployment_id = tags.get(TAG_DEPLOYMENT_ID, "")
+            if deployment_id in unreadable:
+                continue  # its record is here but damaged: never an orphan to delete
             state = states.get(deployment_id)
             if state is not None and state.status not in (Status.DESTROYED, Status.ROLLED_BACK):
                 continue

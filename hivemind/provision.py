@@ -108,6 +108,7 @@ class Provisioner:
                 command,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                cwd=toolchain.cdk_workdir(cdk_out),
                 env={**toolchain.node_env(node), **self.environment},
             )
             try:
@@ -203,6 +204,7 @@ class Provisioner:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 check=False,
+                cwd=toolchain.cdk_workdir(cdk_out),
                 env={**toolchain.node_env(node), **self.environment},
             )
         if result.returncode != 0:

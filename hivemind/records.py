@@ -397,7 +397,21 @@ class RecordStore:
         return sorted(p.name for p in self.root.iterdir() if (p / STATE_FILE).is_file())
 
     def states(self) -> list[DeploymentState]:
+        """Every record's state; raises on the first that cannot be read (see `readable`)."""
         return [self.record(i).load() for i in self.ids()]
+
+    def readable(self) -> tuple[list[DeploymentState], dict[str, str]]:
+        """The states of the records that can be read, and why each other one cannot
+        (by deployment id): one damaged record does not hide the others."""
+        states: list[DeploymentState] = []
+        unreadable: dict[str, str] = {}
+        for deployment_id in self.ids():
+            try:
+                states.append(self.record(deployment_id).load())
+            except (BadInputError, OSError) as error:
+                cause = getattr(error, "cause", None) or str(error)
+                unreadable[deployment_id] = cause
+        return states, unreadable
 
 
 def write_atomically(path: Path, text: str) -> None:

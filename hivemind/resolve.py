@@ -269,6 +269,7 @@ class _Resolver:
         )
         self.pick("access.certificate_arn", None, None, "no certificate: HTTP on port 80")
         self.pick("access.ssh_cidr", None, None, "no SSH rule (set --ssh-cidr to add one)")
+        self.pick("access.allow_wide_ssh", None, False, "SSH from at most a /16 (IPv6: a /48)")
         balancing = LoadBalancerSpec()
         for key, why in (
             ("health_check_interval", "seconds between health checks"),

@@ -42,11 +42,15 @@ SUPPORTED_ENGINE_VERSIONS: dict[str, tuple[str, ...]] = {
 
 APP_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,22}[a-z0-9]$"
 ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$"
+REGION_PATTERN = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$"
 INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$"
 DB_INSTANCE_CLASS_PATTERN = r"^db\.[a-z][a-z0-9-]*\.[a-z0-9-]+$"
-RUNTIME_VERSION_PATTERN = r"^\d+(\.\d+){0,2}$"
-CERTIFICATE_ARN_PATTERN = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$"
+# Digits are [0-9]: pydantic's regex engine reads \d as any script's digits.
+RUNTIME_VERSION_PATTERN = r"^[0-9]+(\.[0-9]+){0,2}$"
+HEALTH_PATH_PATTERN = r"^/[A-Za-z0-9._~!$&()*+,;=:@%/-]*(\?[A-Za-z0-9._~!$&()*+,;=:@%/?-]*)?$"
+# The widest SSH source range taken without access.allow_wide_ssh, by IP version.
+WIDEST_SSH_PREFIX = {4: 16, 6: 48}
+CERTIFICATE_ARN_PATTERN = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$"
 # Environment variables HiveMind itself sets on the instances, so the operator never
 # has to: the port always, the database's settings when HiveMind provisions one.
 PROVIDED_ENV_VARS: tuple[str, ...] = ("PORT",)
@@ -103,7 +107,11 @@ class AppSpec(_Frozen):
     port: Annotated[int | None, Field(ge=1, le=65535)] = Field(
         description="the port the app listens on; null for an app that serves no HTTP"
     )
-    health_path: Annotated[str, Field(pattern=r"^/[^\s]*$")] = "/"
+    # ELB's HealthCheckPath: 1-1024 characters. HiveMind takes an absolute path of URL
+    # characters (RFC 3986's unreserved and sub-delimiters but the quote, ":", "@", "%"
+    # escapes, an optional query): nothing a shell, a unit file or a program would read
+    # as anything but text.
+    health_path: Annotated[str, Field(pattern=HEALTH_PATH_PATTERN, max_length=1024)] = "/"
     env_vars: tuple[Annotated[str, Field(pattern=ENV_VAR_PATTERN)], ...] = Field(
         (), description="names of environment variables the operator must provide"
     )
@@ -219,6 +227,9 @@ class AccessSpec(_Frozen):
     ssh_cidr: str | None = Field(
         None, description="the operator's address range allowed to SSH; none means no SSH rule"
     )
+    allow_wide_ssh: bool = Field(
+        False, description="accept an ssh_cidr wider than a /16 (IPv6: a /48)"
+    )
 
     @field_validator("ssh_cidr")
     @classmethod
@@ -232,6 +243,20 @@ class AccessSpec(_Frozen):
         if network.prefixlen == 0:
             raise ValueError("SSH is never opened to the whole internet; give your address /32")
         return str(network)
+
+    @model_validator(mode="after")
+    def _not_too_wide(self) -> AccessSpec:
+        if self.ssh_cidr is None or self.allow_wide_ssh:
+            return self
+        network = ipaddress.ip_network(self.ssh_cidr)
+        narrowest = WIDEST_SSH_PREFIX[network.version]
+        if network.prefixlen < narrowest:
+            raise ValueError(
+                f"ssh_cidr {network} opens SSH to {network.num_addresses:,} addresses, wider "
+                f"than a /{narrowest}: give your own address (/32), or pass --allow-wide-ssh "
+                "(access.allow_wide_ssh) if you mean it"
+            )
+        return self
 
 
 class LoadBalancerSpec(_Frozen):

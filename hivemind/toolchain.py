@@ -143,6 +143,22 @@ def prepare_jsii() -> None:
         os.environ.setdefault(key, node_env(node)[key])
 
 
+# What HiveMind's own folder for the CDK CLI holds as its cdk.json: no `app`, no `build`
+# (the CLI runs a `build` command from the cdk.json of its working folder before a deploy
+# or a bootstrap), notices off.
+_CDK_JSON = '{"notices": false, "context": {"cli-telemetry": false}}\n'
+
+
+def cdk_workdir(cdk_out: Path) -> Path:
+    """The folder to run the CDK CLI in: the cloud assembly's parent, a folder HiveMind
+    owns (a deployment's record, or synth's output), with HiveMind's own cdk.json. Never
+    the operator's current folder, which may be the app's repository: a cdk.json there
+    would have its `build` command run with the operator's credentials."""
+    folder = cdk_out.parent
+    (folder / "cdk.json").write_text(_CDK_JSON, encoding="utf-8")
+    return folder
+
+
 def cdk_command(node: NodeRuntime, *args: str) -> list[str]:
     """The pinned CDK CLI with these arguments; it does not fetch notices from the internet.
     Run it with `node_env(node)`."""

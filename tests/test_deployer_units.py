@@ -4,6 +4,7 @@ SSH key, reading host keys from console output, QA's checks of a URL."""
 from __future__ import annotations
 
 import http.server
+import json
 import socket
 import stat
 import subprocess
@@ -328,19 +329,19 @@ def _probe(
     )
     systemctl.chmod(0o755)
     host, _, port = base.removeprefix("http://").partition(":")
-    script = _ANSWERS.format(
-        url=base + path,
-        base=base,
-        host=host,
-        port=int(port),
-        seconds=seconds,
-        unit="shop",
-        restarts=3,
-        wrong_seconds=0.5,
-        candidates=repr(HEALTH_CANDIDATES),
-    )
+    given = {
+        "url": base + path,
+        "base": base,
+        "host": host,
+        "port": int(port),
+        "seconds": seconds,
+        "unit": "shop",
+        "restarts": 3,
+        "wrong_seconds": 0.5,
+        "candidates": list(HEALTH_CANDIDATES),
+    }
     done = subprocess.run(
-        ["python3", "-c", script],
+        ["python3", "-c", _ANSWERS, json.dumps(given)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -364,6 +365,15 @@ def test_the_probe_names_a_wrong_health_path_and_the_paths_that_answer(
     assert said.startswith("other paths: /health -> 200, /healthz -> 404")
     assert "/ready -> 404, / -> 404\n" in said
     assert said.endswith("wants 200-399\n")  # the last line: the failure's cause
+
+
+def test_the_probe_takes_a_hostile_path_as_text(paths_server: str, tmp_path: Path) -> None:
+    """The probe's values are data: quotes and shell syntax in a path run nothing."""
+    marker = tmp_path / "ran"
+    hostile = f"/x'\"); import os; os.system('touch {marker}'); (\"$(touch {marker})"
+    code, said = _probe(paths_server, hostile, tmp_path, seconds=2.0)
+    assert code == 1 and not marker.exists()
+    assert hostile in said  # quoted back as the text it is
 
 
 def test_a_failing_app_is_waited_for_not_called_a_wrong_path(

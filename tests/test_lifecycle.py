@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from harness import fast_example, run_cli
+from harness import app_copy, fast_example, run_cli
 from sandbox_harness import Clients, leftovers
 
 from hivemind.sandbox import control
@@ -52,9 +52,19 @@ def deployment_id(result: subprocess.CompletedProcess[str]) -> str:
     return line.split()[1]
 
 
-def test_deploy_status_destroy_leaves_nothing(hivemind: dict[str, str], sandbox_home: Path) -> None:
-    deployed = deploy(hivemind, "flask-notes")
+def test_deploy_status_destroy_leaves_nothing(
+    hivemind: dict[str, str], sandbox_home: Path, tmp_path: Path
+) -> None:
+    # `hivemind deploy .` in the app's folder, which holds a cdk.json whose build command
+    # the CDK CLI would run with the operator's credentials if it ran there.
+    app = app_copy("flask-notes", tmp_path / "app")
+    marker = tmp_path / "cdk-build-ran"
+    (app / "cdk.json").write_text(json.dumps({"app": "true", "build": f"touch {marker}"}))
+    deployed = run_cli(
+        "deploy", ".", "--stage-1", "--yes", "--region", "us-east-1", cwd=app, env=hivemind
+    )
     assert deployed.returncode == 0, deployed.stderr[-3000:]
+    assert not marker.exists()
     ident = deployment_id(deployed)
     assert f"{ident} is deployed\n  url:  http://" in deployed.stdout
     assert "Estimated monthly cost" in deployed.stdout  # the plan was shown first
@@ -76,10 +86,14 @@ def test_deploy_status_destroy_leaves_nothing(hivemind: dict[str, str], sandbox_
         if path.is_file():
             assert password not in path.read_text(errors="replace"), path
 
-    destroyed = run_cli("destroy", ident, "--yes", "--skip-snapshot", env=hivemind)
+    destroyed = run_cli("destroy", ident, "--yes", env=hivemind)
     assert destroyed.returncode == 0, destroyed.stderr[-3000:]
     assert f"{ident} is destroyed; saving $" in destroyed.stdout
-    assert (sandbox_home / "deployments" / ident / "destroy-report.md").is_file()
+    # Stage-1 too: the data is kept in a final snapshot unless --skip-snapshot.
+    assert "kept: final snapshot" in destroyed.stdout
+    (snapshot,) = aws(sandbox_home).rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]
+    report = (sandbox_home / "deployments" / ident / "destroy-report.md").read_text()
+    assert snapshot["DBSnapshotIdentifier"] in report
     assert left_behind(sandbox_home) == {}
     again = run_cli("destroy", ident, "--yes", env=hivemind)
     assert again.returncode == 2 and "already destroyed" in again.stderr

@@ -634,6 +634,7 @@ def test_report_command_writes_the_file_and_prints_its_path(
     assert "## Next steps and troubleshooting" in written.read_text("utf-8")
 
     target = tmp_path / "out" / "shop.html"
+    target.parent.mkdir()  # a folder that does not exist is refused (test_untrusted_repo)
     result = CliRunner().invoke(cli, ["report", ID, "--format", "html", "--output", str(target)])
     assert result.exit_code == 0, result.output
     assert result.output.strip() == str(target)

@@ -21,17 +21,34 @@ def list_deployments(as_json: bool) -> None:
     from hivemind.records import RecordStore
     from hivemind.status_command import stale_failure
 
-    states = RecordStore().states()
+    store = RecordStore()
+    states, unreadable = store.readable()
     if as_json:
-        click.echo(json.dumps([s.model_dump(mode="json") for s in states], indent=2))
+        listed = [s.model_dump(mode="json") for s in states]
+        listed += [
+            {
+                "deployment_id": i,
+                "status": "unreadable",
+                "error": why,
+                "record": str(store.root / i),
+            }
+            for i, why in unreadable.items()
+        ]
+        click.echo(json.dumps(listed, indent=2))
         return
-    if not states:
+    if not states and not unreadable:
         click.echo("No deployments on this machine yet.")
         return
     rows = [
         [s.deployment_id, s.status.value, s.app, s.region, s.profile, s.updated_at] for s in states
     ]
+    rows += [[i, "unreadable", "?", "?", "?", "?"] for i in unreadable]
     click.echo(table(["id", "status", "app", "region", "profile", "updated"], rows))
+    for deployment_id, why in unreadable.items():
+        click.echo(
+            f"! {deployment_id}: its record cannot be read ({why}); see "
+            f"{store.root / deployment_id / 'state.json'}"
+        )
     for state in states:
         stale = stale_failure(state)
         if stale:

@@ -145,6 +145,13 @@ def spec_options(function: F) -> F:
             help="Same as --profile stage-1.",
         ),
         click.option(
+            "--allow-wide-ssh",
+            "allow_wide_ssh",
+            is_flag=True,
+            default=False,
+            help="Accept an --ssh-cidr wider than a /16 (IPv6: a /48).",
+        ),
+        click.option(
             "--xray/--no-xray",
             "xray",
             default=None,
@@ -192,6 +199,8 @@ def overrides_from(params: dict[str, Any]) -> Any:
         if "profile" in values and values["profile"][0] != "stage-1":
             raise BadInputError("--stage-1 and --profile production contradict each other")
         values["profile"] = ("stage-1", "--stage-1")
+    if params.pop("allow_wide_ssh", False):
+        values["access.allow_wide_ssh"] = (True, "--allow-wide-ssh")
     xray = params.pop("xray", None)
     if xray is not None:
         values["xray"] = (xray, "--xray" if xray else "--no-xray")

@@ -44,9 +44,15 @@ def report(deployment_id: str, fmt: str, output: Path | None, as_json: bool) -> 
       hivemind report shop-k2j4m6p7q3
       hivemind report shop-k2j4m6p7q3 --format html -o shop.html
     """
+    from hivemind.errors import BadInputError
     from hivemind.records import RecordStore, write_atomically
     from hivemind.report import REPORT_FILES, report_of, report_text
 
+    if output is not None and not output.parent.is_dir():
+        raise BadInputError(
+            f"cannot write the report to {output}: the folder {output.parent} does not exist",
+            next_step="create the folder first, or give a file in an existing folder",
+        )
     record = RecordStore().get(deployment_id)
     document = report_of(record)
     path = output or record.folder / REPORT_FILES[fmt]

@@ -21,6 +21,7 @@ tail of its stderr and of the service's log.
 from __future__ import annotations
 
 import io
+import json
 import posixpath
 import re
 import shlex
@@ -347,19 +348,25 @@ class _Steps:
             return
         host = self.instance.private_ip
         base = f"http://{host}:{port}"
-        probe = _ANSWERS.format(
-            url=base + self.spec.app.health_path,
-            base=base,
-            host=host,
-            port=port,
-            seconds=LOCAL_HEALTH_SECONDS,
-            unit=self.spec.app.name,
-            restarts=RESTARTS_BEFORE_GIVING_UP,
-            wrong_seconds=WRONG_ANSWER_SECONDS,
-            candidates=repr(HEALTH_CANDIDATES),
+        given = json.dumps(
+            {
+                "url": base + self.spec.app.health_path,
+                "base": base,
+                "host": host,
+                "port": port,
+                "seconds": LOCAL_HEALTH_SECONDS,
+                "unit": self.spec.app.name,
+                "restarts": RESTARTS_BEFORE_GIVING_UP,
+                "wrong_seconds": WRONG_ANSWER_SECONDS,
+                "candidates": list(HEALTH_CANDIDATES),
+            }
         )
         # As root: the app's processes (their sockets) belong to the app's user.
-        self.run(f"sudo python3 -c {shlex.quote(probe)}", step="health check", with_log=True)
+        self.run(
+            f"sudo python3 -c {shlex.quote(_ANSWERS)} {shlex.quote(given)}",
+            step="health check",
+            with_log=True,
+        )
 
     def releases(self) -> tuple[str | None, list[str]]:
         return _read_releases(self.connection, self.layout, self.instance)
@@ -482,9 +489,14 @@ class _DeploySteps(_Steps):
 
 # Waits for any HTTP answer below 500 from the app (the load balancer's check is stricter);
 # gives up early on an app that keeps exiting (systemd restarting it, or giving up on it).
+# Its values arrive as one JSON argument, never in its source: a health path or a unit
+# name is data to it, whatever characters it holds.
 _ANSWERS = """
-import os, subprocess, sys, time, urllib.error, urllib.request
-deadline = time.time() + {seconds}
+import json, os, subprocess, sys, time, urllib.error, urllib.request
+given = json.loads(sys.argv[1])
+url, base, host, port, unit = (given[k] for k in ("url", "base", "host", "port", "unit"))
+seconds, wrong_seconds = given["seconds"], given["wrong_seconds"]
+deadline = time.time() + seconds
 last = "no answer"
 wrong_since = refused_since = None
 def address_of(hexed):
@@ -492,15 +504,15 @@ def address_of(hexed):
         return ".".join(str(int(hexed[i:i + 2], 16)) for i in (6, 4, 2, 0))
     if hexed[:24] == "0000000000000000FFFF0000":
         return "::ffff:" + address_of(hexed[24:])
-    return {{"0" * 32: "[::]", "0" * 24 + "01000000": "[::1]"}}.get(hexed, "[ipv6]")
+    return {"0" * 32: "[::]", "0" * 24 + "01000000": "[::1]"}.get(hexed, "[ipv6]")
 def listening():  # the (address, port) pairs the unit's processes listen on (TCP)
     main = subprocess.run(
-        ["systemctl", "show", "-p", "MainPID", "--value", "{unit}"],
+        ["systemctl", "show", "-p", "MainPID", "--value", "--", unit],
         capture_output=True, text=True,
     ).stdout.strip()
     if not main.isdigit() or main == "0":
         return []
-    children = {{}}
+    children = {}
     for name in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open("/proc/%s/stat" % name) as stat:
@@ -552,34 +564,34 @@ def code(url):
         return error.code
 def restarts():
     shown = subprocess.run(
-        ["systemctl", "show", "-p", "NRestarts", "--value", "{unit}"],
+        ["systemctl", "show", "-p", "NRestarts", "--value", "--", unit],
         capture_output=True, text=True,
     ).stdout.strip()
     return int(shown) if shown.isdigit() else 0
 def failed():
-    return subprocess.run(["systemctl", "is-failed", "--quiet", "{unit}"]).returncode == 0
+    return subprocess.run(["systemctl", "is-failed", "--quiet", "--", unit]).returncode == 0
 while time.time() < deadline:
-    if restarts() >= {restarts} or failed():
+    if restarts() >= given["restarts"] or failed():
         sys.stderr.write(
-            "the app keeps exiting: systemd restarted {unit} %d times (last: %s)\\n"
-            % (restarts(), last)
+            "the app keeps exiting: systemd restarted %s %d times (last: %s)\\n"
+            % (unit, restarts(), last)
         )
         sys.exit(1)
     try:
-        answered = code("{url}")
+        answered = code(url)
     except Exception as error:
         last, wrong_since = str(error), None
         refused_since = refused_since or time.time()
-        if time.time() - refused_since >= {wrong_seconds}:
+        if time.time() - refused_since >= wrong_seconds:
             bound = listening()
-            reachable = ("0.0.0.0", "[::]", "{host}", "::ffff:{host}")
-            if bound and ({port} not in [p for a, p in bound if a in reachable]):
+            reachable = ("0.0.0.0", "[::]", host, "::ffff:" + host)
+            if bound and (port not in [p for a, p in bound if a in reachable]):
                 sys.stderr.write(
-                    "the app listens on %s, not on {host}:{port} where the load balancer "
-                    "checks it\\n" % ", ".join(
+                    "the app listens on %s, not on %s:%d where the load balancer "
+                    "checks it\\n" % (", ".join(
                         "%s:%d" % (a, p) + ("" if a in reachable else " (this instance only)")
                         for a, p in bound
-                    )
+                    ), host, port)
                 )
                 sys.exit(1)
     else:
@@ -591,20 +603,20 @@ while time.time() < deadline:
             wrong_since = None
         elif wrong_since is None:
             wrong_since = time.time()
-        elif time.time() - wrong_since >= {wrong_seconds}:
+        elif time.time() - wrong_since >= wrong_seconds:
             others = []
-            for path in {candidates}:
+            for path in given["candidates"]:
                 try:
-                    others.append("%s -> %s" % (path, code("{base}" + path)))
+                    others.append("%s -> %s" % (path, code(base + path)))
                 except Exception as error:
                     others.append("%s -> %s" % (path, type(error).__name__))
             sys.stderr.write(
-                "other paths: %s\\nthe app answers {url} with HTTP %s, but the load "
-                "balancer's health check wants 200-399\\n" % (", ".join(others), answered)
+                "other paths: %s\\nthe app answers %s with HTTP %s, but the load "
+                "balancer's health check wants 200-399\\n" % (", ".join(others), url, answered)
             )
             sys.exit(1)
     time.sleep(0.5)
-sys.stderr.write("the app did not answer at {url} within {seconds:.0f} s: %s\\n" % last)
+sys.stderr.write("the app did not answer at %s within %.0f s: %s\\n" % (url, seconds, last))
 sys.exit(1)
 """
 

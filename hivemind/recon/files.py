@@ -91,7 +91,13 @@ class RepoFiles:
             abs_dir = self.root / rel_dir if rel_dir else self.root
             rules = inherited
             gitignore = abs_dir / ".gitignore"
-            if gitignore.is_file():
+            # Only a regular file of the repository's own, of a readable size: never
+            # through a symbolic link (which could lead out of the repository).
+            if (
+                gitignore.is_file()
+                and not gitignore.is_symlink()
+                and gitignore.stat().st_size <= MAX_READ_BYTES
+            ):
                 lines = gitignore.read_text(encoding="utf-8", errors="replace").splitlines()
                 rules = [
                     *inherited,

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +33,30 @@ def is_git_url(ref: str) -> bool:
     return bool(_GIT_URL.search(ref)) and not Path(ref).is_dir()
 
 
+def redact_url(url: str) -> str:
+    """`url` without the user name and password a `scheme://user:secret@host/...` URL
+    carries: what HiveMind prints, records and keeps in its cached clone's config. (An
+    scp-like `git@host:path` names only the SSH user and stays as it is.)"""
+    if "://" not in url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
 def open_repo(ref: str, progress: Callable[[str], None] | None = None) -> RepoCheckout:
     """Resolve a path or git URL to a readable folder, or fail with a clear message.
-    `progress` hears what is happening while a clone or fetch runs."""
+    `progress` hears what is happening while a clone or fetch runs. Credentials in a URL
+    are used for the clone and nowhere else: the checkout's `ref` is the URL without
+    them."""
     if is_git_url(ref):
         path = _clone(ref, progress or (lambda _message: None))
-        return RepoCheckout(ref=ref, path=path, commit=head_commit(path))
+        return RepoCheckout(ref=redact_url(ref), path=path, commit=head_commit(path))
     path = Path(ref).expanduser()
     if not path.exists():
         raise BadInputError(
@@ -68,13 +87,17 @@ def head_commit(path: Path) -> str | None:
 
 
 def _clone(url: str, progress: Callable[[str], None]) -> Path:
-    """Clone shallow into the cache; a cached clone is refreshed to the remote's HEAD."""
-    key = hashlib.sha256(url.encode()).hexdigest()[:16]
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git"))
+    """Clone shallow into the cache; a cached clone is refreshed to the remote's HEAD.
+    The clone's `origin` is the URL without credentials, and no message carries them."""
+    shown = redact_url(url)
+    key = hashlib.sha256(shown.encode()).hexdigest()[:16]
+    name = re.sub(
+        r"[^A-Za-z0-9._-]", "-", shown.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+    )
     target = cache_dir() / "repos" / f"{name or 'repo'}-{key}"
     if (target / ".git").is_dir():
-        progress(f"Updating the cached clone of {url} ...")
-        fetch = _git(["fetch", "--depth", "1", "origin", "HEAD"], cwd=target)
+        progress(f"Updating the cached clone of {shown} ...")
+        fetch = _git(["fetch", "--depth", "1", "--", url, "HEAD"], cwd=target)
         if (
             fetch.returncode == 0
             and _git(["reset", "-q", "--hard", "FETCH_HEAD"], target).returncode == 0
@@ -83,7 +106,7 @@ def _clone(url: str, progress: Callable[[str], None]) -> Path:
             return target
         shutil.rmtree(target, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
-    progress(f"Cloning {url} (shallow) ...")
+    progress(f"Cloning {shown} (shallow) ...")
     staging = Path(tempfile.mkdtemp(prefix=".clone-", dir=target.parent))
     try:
         clone = _git(["clone", "--quiet", "--depth", "1", "--", url, str(staging / "repo")], None)
@@ -91,12 +114,15 @@ def _clone(url: str, progress: Callable[[str], None]) -> Path:
             lines = [line.strip() for line in clone.stderr.splitlines() if line.strip()]
             # git's first "fatal:" line says what went wrong; the rest is boilerplate.
             fatal = next((line for line in lines if line.startswith("fatal:")), None)
+            cause = fatal or (lines[-1] if lines else f"git exited with {clone.returncode}")
             raise BadInputError(
-                f"could not clone {url}",
-                cause=fatal or (lines[-1] if lines else f"git exited with {clone.returncode}"),
+                f"could not clone {shown}",
+                cause=cause.replace(url, shown),
                 next_step="check the URL and your access to it (try `git clone URL` yourself), "
                 "or pass a local path",
             )
+        if shown != url:  # git keeps the URL it cloned from in the clone's config
+            _git(["remote", "set-url", "origin", shown], cwd=staging / "repo")
         try:
             os.replace(staging / "repo", target)
         except OSError:
