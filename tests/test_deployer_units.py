@@ -407,3 +407,15 @@ def test_the_probe_names_the_port_an_app_listens_on_instead(tmp_path: Path) -> N
         f"the app listens on 127.0.0.1:{port}, not on 127.0.0.1:{checked} where the load "
         "balancer checks it\n"
     )
+
+
+def test_the_sandbox_systemctl_ends_its_options_at_a_double_dash_as_systemctl_does() -> None:
+    """The deploy's probe writes `systemctl show -p MainPID --value -- UNIT` (getopt's end
+    of options, which systemd's systemctl honours); the sandbox's stand-in reads it alike."""
+    from hivemind.sandbox.host_tools.systemctl import Usage, parse
+
+    options = parse(["show", "-p", "MainPID", "--value", "--", "shop"])
+    assert (options.verb, options.units, options.properties) == ("show", ["shop"], ["MainPID"])
+    assert parse(["--", "is-failed", "-x"]).units == ["-x"]
+    with pytest.raises(Usage):
+        parse(["show", "--no-such-option", "shop"])

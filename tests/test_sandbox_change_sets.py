@@ -373,10 +373,8 @@ def test_the_upgrade_to_production_keeps_the_database_and_does_what_its_change_s
         "DeleteAutomatedBackups": "Never",
         "DeletionProtection": "Never",
         "MultiAZ": "Conditionally",
-        "DeletionPolicy": "Never",
-        "UpdateReplacePolicy": "Never",
-    }
-    assert database["Scope"] == ["Properties", "DeletionPolicy", "UpdateReplacePolicy"]
+    }  # DeletionPolicy and UpdateReplacePolicy: Snapshot in both profiles, unchanged
+    assert database["Scope"] == ["Properties"]
     assert {d["Evaluation"] for d in database["Details"]} == {"Static"}
     instance = changes[STAGE1_INSTANCE]  # what HiveMind avoids by keeping its subnet
     assert (instance["Replacement"], targets(instance)) == ("True", {"SubnetId": "Always"})

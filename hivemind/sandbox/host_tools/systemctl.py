@@ -89,6 +89,13 @@ def parse(argv: list[str]) -> Options:
     options = Options()
     words = iter(argv)
     for word in words:
+        if word == "--":  # getopt's end of options, as systemctl takes it
+            for rest in words:
+                if not options.verb:
+                    options.verb = rest
+                else:
+                    options.units.append(rest)
+            break
         name, eq, inline = word.partition("=")
         if word in _FLAGS:
             flag = _FLAGS[word]
