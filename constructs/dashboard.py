@@ -26,6 +26,11 @@ def dashboard_name(deployment_id: str) -> str:
     return f"HiveMind-{deployment_id}"
 
 
+# The CloudWatch agent's metrics namespace on the instances (the instance role may
+# publish metrics in it only).
+AGENT_NAMESPACE = "CWAgent"
+
+
 def app_log_group_name(deployment_id: str) -> str:
     return f"/hivemind/{deployment_id}/app"
 
@@ -216,10 +221,14 @@ class Monitoring(Construct):
         graphs: list[cw.IWidget] = [
             cw.GraphWidget(title="CPU %", width=6, left=per_instance("AWS/EC2", "CPUUtilization")),
             cw.GraphWidget(
-                title="Memory used %", width=6, left=per_instance("CWAgent", "mem_used_percent")
+                title="Memory used %",
+                width=6,
+                left=per_instance(AGENT_NAMESPACE, "mem_used_percent"),
             ),
             cw.GraphWidget(
-                title="Disk used %", width=6, left=per_instance("CWAgent", "disk_used_percent")
+                title="Disk used %",
+                width=6,
+                left=per_instance(AGENT_NAMESPACE, "disk_used_percent"),
             ),
             cw.GraphWidget(
                 title="Network bytes in / out",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import CfnOutput, CfnParameter, IStackSynthesizer, Stack
+from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from hivemind.deployment_ids import (
@@ -12,7 +13,8 @@ from hivemind.deployment_ids import (
     stack_name,
 )
 from hivemind.spec import COLORS, DeploymentSpec
-from hivemind_constructs.dashboard import MonitoredResources, Monitoring
+from hivemind_constructs.acknowledge import acknowledge
+from hivemind_constructs.dashboard import AGENT_NAMESPACE, MonitoredResources, Monitoring
 from hivemind_constructs.database import Database
 from hivemind_constructs.network import Network
 from hivemind_constructs.tracing import Tracing
@@ -114,7 +116,37 @@ class DeploymentStack(Stack):
                 xray_group_name=self.tracing.group_name if self.tracing else None,
             ),
         )
+        self._grant_the_agent()
         self._outputs(spec)
+
+    def _grant_the_agent(self) -> None:
+        """What the CloudWatch agent on the instances needs, and no more: its streams in
+        the deployment's own log group, metrics in its own namespace, and the two
+        read-only EC2 calls it makes for dimensions (EC2 has no resource-level
+        permissions for them)."""
+        role = self.web.role
+        log_group = self.monitoring.log_group
+        log_group.grant_write(role)
+        log_group.grant(role, "logs:DescribeLogStreams")
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": AGENT_NAMESPACE}},
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["ec2:DescribeTags", "ec2:DescribeVolumes"], resources=["*"]
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:PutMetricData takes no resource (it is limited to the agent's "
+            "namespace by condition) and ec2:DescribeTags/DescribeVolumes are read-only "
+            "calls EC2 offers on no narrower resource",
+        )
 
     def _outputs(self, spec: DeploymentSpec) -> None:
         """Everything later stages read: named outputs, one value each."""

@@ -19,8 +19,11 @@ from hivemind.spec import COLORS, Color, DeploymentSpec
 from hivemind_constructs.acknowledge import acknowledge
 
 STANDBY_RULE_PRIORITY = 10
-# The instance role's only permissions: Session Manager, the CloudWatch agent, X-Ray writes.
-MANAGED_POLICIES = ("AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy")
+# The instance role's AWS managed policy: X-Ray's writes, with --xray. No Session Manager
+# (AmazonSSMManagedInstanceCore reads every SSM parameter of the region; the deploy uses
+# SSH), and no CloudWatchAgentServerPolicy (logs and metrics anywhere in the account): the
+# stack grants the agent the deployment's own log group and metrics namespace instead.
+MANAGED_POLICIES: tuple[str, ...] = ()
 XRAY_POLICY = "AWSXrayWriteOnlyAccess"
 # Graviton instance families run arm64 images.
 _ARM_FAMILIES = ("a1", "t4g", "m6g", "m7g", "m8g", "c6g", "c7g", "c8g", "r6g", "r7g", "r8g")
@@ -73,8 +76,8 @@ class WebTier(Construct):
             acknowledge(
                 self.role,
                 f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{policy}]",
-                "an AWS managed policy scoped to exactly one job the instance does: Session "
-                "Manager, the CloudWatch agent, or (with X-Ray) the daemon's writes",
+                "an AWS managed policy scoped to exactly one job the instance does: the "
+                "X-Ray daemon's writes of segments and telemetry",
             )
 
         self.instance_security_group = ec2.SecurityGroup(

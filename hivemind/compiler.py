@@ -27,7 +27,7 @@ import aws_cdk as cdk  # noqa: E402  (jsii must be quiet before it starts)
 from hivemind.deployment_ids import stack_name  # noqa: E402
 from hivemind.gates import attach_security_checks, security_findings  # noqa: E402
 from hivemind.runtimes import packages_for  # noqa: E402
-from hivemind_constructs.dashboard import app_log_group_name  # noqa: E402
+from hivemind_constructs.dashboard import AGENT_NAMESPACE, app_log_group_name  # noqa: E402
 from hivemind_constructs.stack import DeploymentStack  # noqa: E402
 
 APP_LOG_DIR = "/var/log/{app}"
@@ -54,7 +54,7 @@ def render_user_data(spec: DeploymentSpec, deployment_id: str) -> str:
             }
         },
         "metrics": {
-            "namespace": "CWAgent",
+            "namespace": AGENT_NAMESPACE,
             "append_dimensions": {"InstanceId": "${aws:InstanceId}"},
             "aggregation_dimensions": [["InstanceId"]],
             "metrics_collected": {

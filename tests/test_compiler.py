@@ -198,22 +198,48 @@ def test_database_is_private_encrypted_and_secret_managed(matrix: dict[Any, Synt
 
 
 def test_instance_role_is_least_privilege(matrix: dict[Any, Synthesized]) -> None:
-    for (_p, _e, xray), synth in matrix.items():
-        role = next(r for k, r in synth.resources("AWS::IAM::Role").items() if "Instance" in k)
-        arns = json.dumps(role["Properties"]["ManagedPolicyArns"])
-        expected = {"AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"}
-        if xray:
-            expected.add("AWSXrayWriteOnlyAccess")
-        assert {
-            p
-            for p in (
-                "AmazonSSMManagedInstanceCore",
-                "CloudWatchAgentServerPolicy",
-                "AWSXrayWriteOnlyAccess",
-            )
-            if p in arns
-        } == expected
+    for (_p, engine, xray), synth in matrix.items():
+        role_id, role = next(
+            (k, r) for k, r in synth.resources("AWS::IAM::Role").items() if "Instance" in k
+        )
+        # No Session Manager (it reads every SSM parameter), no CloudWatchAgentServerPolicy
+        # (logs and metrics anywhere): X-Ray's writes only, with --xray.
+        managed = json.dumps(role["Properties"].get("ManagedPolicyArns", []))
+        assert "AmazonSSMManagedInstanceCore" not in managed
+        assert "CloudWatchAgentServerPolicy" not in managed
+        assert ("AWSXrayWriteOnlyAccess" in managed) is xray
         assert "Policies" not in role["Properties"]
+        granted = [
+            statement
+            for policy in synth.resources("AWS::IAM::Policy").values()
+            if {"Ref": role_id} in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        ]
+        log_group = next(
+            k
+            for k, r in synth.resources("AWS::Logs::LogGroup").items()
+            if r["Properties"].get("LogGroupName") == f"/hivemind/{DEPLOYMENT_ID}/app"
+        )
+
+        by_action = {
+            action: statement
+            for statement in granted
+            for action in (
+                statement["Action"]
+                if isinstance(statement["Action"], list)
+                else [statement["Action"]]
+            )
+        }
+        for action in ("logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"):
+            assert by_action[action]["Resource"] == {"Fn::GetAtt": [log_group, "Arn"]}, action
+        metrics = by_action["cloudwatch:PutMetricData"]
+        assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "CWAgent"}}
+        secrets = {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+        expected = {
+            "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams",
+            "cloudwatch:PutMetricData", "ec2:DescribeTags", "ec2:DescribeVolumes",
+        } | (secrets if engine != "none" else set())  # fmt: skip
+        assert set(by_action) == expected
         for policy in synth.resources("AWS::IAM::Policy").values():
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
                 assert statement["Action"] != "*"
@@ -231,18 +257,27 @@ def test_instances_may_read_their_database_secret_and_nothing_else(
             if {"Ref": role} in policy["Properties"]["Roles"]
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]
         ]
+        secret_statements = [
+            s for s in granted if any(a.startswith("secretsmanager:") for a in _actions(s))
+        ]
         if engine == "none":
-            assert granted == []
+            assert secret_statements == []
             continue
         # The secret's ARN: a Ref to it, or to its attachment (whose Ref is the same ARN).
         secrets = {
             *synth.resources("AWS::SecretsManager::Secret"),
             *synth.resources("AWS::SecretsManager::SecretTargetAttachment"),
         }
-        assert granted and all(s["Resource"]["Ref"] in secrets for s in granted)
-        actions = {a for s in granted for a in s["Action"]}
+        assert secret_statements
+        assert all(s["Resource"]["Ref"] in secrets for s in secret_statements)
+        actions = {a for s in secret_statements for a in _actions(s)}
         assert "secretsmanager:GetSecretValue" in actions
         assert all(a.startswith("secretsmanager:") for a in actions)
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    action = statement["Action"]
+    return list(action) if isinstance(action, list) else [action]
 
 
 def test_network_follows_the_profile(matrix: dict[Any, Synthesized]) -> None:
