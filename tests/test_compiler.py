@@ -218,7 +218,7 @@ def test_instance_role_is_least_privilege(matrix: dict[Any, Synthesized]) -> Non
         log_group = next(
             k
             for k, r in synth.resources("AWS::Logs::LogGroup").items()
-            if r["Properties"].get("LogGroupName") == f"/hivemind/{DEPLOYMENT_ID}/app"
+            if re.fullmatch(r"/hivemind/[a-z0-9-]+/app", str(r["Properties"].get("LogGroupName")))
         )
 
         by_action = {
