@@ -23,6 +23,7 @@ cheap.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -169,7 +170,6 @@ def lint_templates(cdk_out: Path, regions: Sequence[str] = ("us-east-1",)) -> li
 
     from cfnlint.config import ConfigMixIn  # type: ignore[import-untyped]
     from cfnlint.helpers import REGIONS  # type: ignore[import-untyped]
-    from cfnlint.runner import Runner  # type: ignore[import-untyped]
 
     unknown = sorted(set(regions) - set(REGIONS))
     if unknown:
@@ -186,9 +186,35 @@ def lint_templates(cdk_out: Path, regions: Sequence[str] = ("us-east-1",)) -> li
     cdk_paths = {str(template): _cdk_paths(template) for template in templates}
     findings = [
         _lint_finding(match, cdk_paths.get(str(match.filename), {}))
-        for match in Runner(config).run()
+        for match in _reusing_runner()(config).run()
     ]
     return _sorted(findings)
+
+
+# cfn-lint builds its rule collection (about 300 rule objects, two of which parse the
+# IAM action tables, several megabytes of JSON) each time a Runner is made: about two
+# CPU-seconds a template, which a process that lints more than once (`synth` of several
+# specs, an update's synth after a deploy's) paid again and again. The collection is
+# made for reuse: `Rules.run` configures and initializes each rule for the template it
+# runs on, and cfn-lint's own `cfnlint.api.lint` takes a prebuilt one. The rule set
+# depends only on which rule sources the configuration names, so it is kept per process
+# by those.
+_RULES: dict[tuple[Any, ...], Any] = {}
+
+
+@functools.cache
+def _reusing_runner() -> Any:
+    from cfnlint.runner import Runner  # type: ignore[import-untyped]
+
+    class _ReusingRunner(Runner):  # type: ignore[misc]
+        def _get_rules(self) -> None:
+            key = (tuple(self.config.append_rules), self.config.custom_rules)
+            if key not in _RULES:
+                super()._get_rules()
+                _RULES[key] = self.rules  # type: ignore[has-type]
+            self.rules = _RULES[key]
+
+    return _ReusingRunner
 
 
 def _lint_finding(match: Any, cdk_paths: Mapping[str, str]) -> Finding:

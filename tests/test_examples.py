@@ -16,7 +16,7 @@ def test_express_example_passes_its_own_tests() -> None:
     node = toolchain.find_node()
     assert node is not None
     result = subprocess.run(
-        [node.node, "--test"],
+        [node.node, "--test", "--test-reporter=tap"],  # spec is the default since Node 23
         cwd=app,
         env=toolchain.node_env(node),
         capture_output=True,

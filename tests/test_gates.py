@@ -196,7 +196,7 @@ CLEAN_TEMPLATE = {
 
 def assembly_dir(tmp_path: Path, **templates: dict[str, Any]) -> Path:
     cdk_out = tmp_path / "cdk.out"
-    cdk_out.mkdir()
+    cdk_out.mkdir(parents=True)
     for name, body in templates.items():
         (cdk_out / f"{name}.template.json").write_text(json.dumps(body, indent=1))
     (cdk_out / "manifest.json").write_text("{}")
@@ -215,6 +215,32 @@ def test_cfn_lint_reports_template_errors_with_rule_and_logical_id(tmp_path: Pat
     assert unknown_property.fix.startswith("Making sure that resources properties")
     instance_type = next(f for f in findings if f.rule == "E3628")
     assert len(instance_type.message) <= 400  # not the region's 900 instance types
+
+
+def test_cfn_lint_builds_its_rules_once_and_each_template_gets_its_own_findings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cfnlint.rules import Rules  # type: ignore[import-untyped]
+
+    built: list[str] = []
+    create = Rules.create_from_directory.__func__
+
+    def counted(cls: Any, rulesdir: str) -> Any:
+        built.append(rulesdir)
+        return create(cls, rulesdir)
+
+    monkeypatch.setattr(Rules, "create_from_directory", classmethod(counted))
+    monkeypatch.setattr("hivemind.gates._RULES", {})
+    broken = assembly_dir(tmp_path / "broken", Web=BROKEN_TEMPLATE)
+    clean = assembly_dir(tmp_path / "clean", Web=CLEAN_TEMPLATE)
+
+    first = lint_templates(broken, regions=["eu-west-1"])
+    assert lint_templates(clean) == []  # nothing of the broken template's run is left over
+    again = lint_templates(broken, regions=["eu-west-1"])
+
+    assert {f.rule for f in first} == {"E3002", "E3628"}
+    assert again == first
+    assert len(built) == 1  # the ~300 rules are made for the first template only
 
 
 def test_cfn_lint_passes_a_clean_template(tmp_path: Path) -> None:

