@@ -112,9 +112,15 @@ class Provisioner:
                 env={**toolchain.node_env(node), **self.environment},
             )
             try:
-                while process.poll() is None:
+                # Follow the stack every POLL_SECONDS, and go on as soon as the CLI ends
+                # (not at the next poll: a stack update is often done in seconds).
+                while True:
                     self._follow(progress, stack_name, since)
-                    time.sleep(POLL_SECONDS)
+                    try:
+                        process.wait(timeout=POLL_SECONDS)
+                        break
+                    except subprocess.TimeoutExpired:
+                        continue
             except BaseException:
                 process.terminate()
                 process.wait(timeout=30)
