@@ -24,18 +24,18 @@ prepare_jsii()
 
 import aws_cdk as cdk  # noqa: E402  (jsii must be quiet before it starts)
 
+from hivemind.deployer.layout import Layout  # noqa: E402
 from hivemind.deployment_ids import stack_name  # noqa: E402
 from hivemind.gates import attach_security_checks, security_findings  # noqa: E402
 from hivemind.runtimes import packages_for  # noqa: E402
 from hivemind_constructs.dashboard import AGENT_NAMESPACE, app_log_group_name  # noqa: E402
 from hivemind_constructs.stack import DeploymentStack  # noqa: E402
 
-APP_LOG_DIR = "/var/log/{app}"
-
 
 def render_user_data(spec: DeploymentSpec, deployment_id: str) -> str:
     """The instances' start-up script, from templates/user_data.sh.j2."""
     app = spec.app
+    layout = Layout(app.name)
     build_tool = "maven" if app.build_command and "mvn" in app.build_command else None
     runtime = packages_for(app.language, app.runtime_version, build_tool=build_tool)
     agent = {
@@ -45,7 +45,7 @@ def render_user_data(spec: DeploymentSpec, deployment_id: str) -> str:
                 "files": {
                     "collect_list": [
                         {
-                            "file_path": f"{APP_LOG_DIR.format(app=app.name)}/*.log",
+                            "file_path": layout.log_files,
                             "log_group_name": app_log_group_name(deployment_id),
                             "log_stream_name": "{instance_id}",
                         }
@@ -66,7 +66,7 @@ def render_user_data(spec: DeploymentSpec, deployment_id: str) -> str:
     return render(
         "user_data.sh.j2",
         app_name=app.name,
-        app_user=app.name.replace("-", "_"),
+        layout=layout,
         deployment_id=deployment_id,
         packages=runtime.packages,
         xray=spec.xray,

@@ -28,7 +28,7 @@ from typing import Final, Literal
 
 from hivemind.cost import ENGINE_NAMES, HOURS_PER_MONTH
 from hivemind.deployer.access import KEY_FILE, KNOWN_HOSTS_FILE, SSH_USER, ssh_folder, ssh_port
-from hivemind.deployer.release import Layout
+from hivemind.deployer.layout import Layout
 from hivemind.deployment_ids import TAG_DEPLOYMENT_ID
 from hivemind.records import (
     EVENTS_FILE,
@@ -801,7 +801,7 @@ def _ssh(facts: _Facts) -> list[Block]:
     blocks.append(
         para(
             "On an instance: ",
-            Code(f"sudo journalctl -u {spec.app.name} -n 100"),
+            Code(f"sudo journalctl -u {layout.unit_name} -n 100"),
             " (the service), ",
             Code(f"sudo tail -n 100 {layout.log_file}"),
             " (the app's log); the running release is ",
@@ -983,7 +983,7 @@ def _stage_advice(facts: _Facts, stage: str) -> list[Text]:
             (
                 "The deploy stage runs on the instances over SSH: Access shows how to reach "
                 "them, and ",
-                Code(f"sudo journalctl -u {facts.spec.app.name} -n 100"),
+                Code(f"sudo journalctl -u {Layout(facts.spec.app.name).unit_name} -n 100"),
                 " there shows the service's log.",
             )
         ]

@@ -980,8 +980,8 @@ PIP_FAILED = DeployFailed(
     cause="ERROR: No matching distribution found for flask==9.9.9",
     details=[
         "exit code 1",
-        "command: cd /opt/flask-notes/releases/20261103T100000Z-3f2a9c1 && sudo bash -c "
-        "'python3.11 -m venv .venv && . .venv/bin/activate && pip install -r requirements.txt'",
+        "command: sudo -u hm-flask-notes -H bash -c 'python3.11 -m venv .venv && "
+        ". .venv/bin/activate && pip install -r requirements.txt' (in /opt/hivemind/flask-...",
         "stderr: ERROR: Could not find a version that satisfies the requirement flask==9.9.9 "
         "(from versions: 0.1, 3.1.0)",
         "stderr: ERROR: No matching distribution found for flask==9.9.9",

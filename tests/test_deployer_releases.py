@@ -25,7 +25,18 @@ from hivemind.errors import BadInputError
 from hivemind.records import InstanceRelease
 
 _MAPPED = ("/opt/", "/etc/systemd/system", "/var/log/", "/tmp/hivemind-")
-_SUDO = '#!/bin/sh\nexec "$@"\n'
+# sudo and chown record what they are asked (the users they name exist on an instance,
+# not on this machine); sudo then runs the command as is.
+_SUDO = """#!/bin/sh
+echo "$*" >> "$HOST_ROOT/sudo.log"
+while [ $# -gt 0 ]; do
+    case "$1" in -u) shift 2 ;; -H) shift ;; *) break ;; esac
+done
+exec "$@"
+"""
+_CHOWN = """#!/bin/sh
+echo "$*" >> "$HOST_ROOT/chown.log"
+"""
 _SYSTEMCTL = """#!/bin/sh
 echo "$*" >> "$HOST_ROOT/systemctl.log"
 if [ "$1" = restart ] && [ -e "$HOST_ROOT/restart-fails" ]; then
@@ -49,7 +60,8 @@ class LocalHost:
         self.answers = True  # whether the app answers the local health wait
         for folder in ("opt", "etc/systemd/system", "var/log", "tmp", "bin"):
             (root / folder).mkdir(parents=True, exist_ok=True)
-        for name, text in (("sudo", _SUDO), ("systemctl", _SYSTEMCTL), ("journalctl", "")):
+        tools = (("sudo", _SUDO), ("systemctl", _SYSTEMCTL), ("journalctl", ""), ("chown", _CHOWN))
+        for name, text in tools:
             tool = root / "bin" / name
             tool.write_text(text or "#!/bin/sh\n")
             tool.chmod(0o755)
@@ -88,10 +100,10 @@ class LocalHost:
 
     # What the test reads on the host.
     def current(self) -> str:
-        return (self.root / "opt/shop/current").readlink().name
+        return (self.root / "opt/hivemind/shop/current").readlink().name
 
     def releases(self) -> list[str]:
-        return sorted(p.name for p in (self.root / "opt/shop/releases").iterdir())
+        return sorted(p.name for p in (self.root / "opt/hivemind/shop/releases").iterdir())
 
     def systemctl(self) -> list[str]:
         log = self.root / "systemctl.log"
@@ -167,7 +179,11 @@ def test_switching_back_to_a_kept_release_moves_current_and_restarts_the_app(
         assert (result.release_id, result.kept_releases) == (R1, [R1, R2])
         assert set(result.seconds) == {"switch", "healthy"}
         assert host.current() == R1
-        assert host.systemctl()[before:] == ["daemon-reload", "enable shop", "restart shop"]
+        assert host.systemctl()[before:] == [
+            "daemon-reload",
+            "enable hivemind-shop",
+            "restart hivemind-shop",
+        ]
         assert host.releases() == [R1, R2]  # switching back removes nothing
     assert deployer.releases(instances[1]) == (R1, [R1, R2])
 
@@ -177,7 +193,7 @@ def test_switching_to_a_release_an_instance_does_not_keep_names_the_ones_it_keep
 ) -> None:
     deploy(deployer, tmp_path, hosts, R1, R2)
     first, second = hosts.values()
-    shutil.rmtree(second.root / "opt/shop/releases" / R1)  # e.g. pruned there
+    shutil.rmtree(second.root / "opt/hivemind/shop/releases" / R1)  # e.g. pruned there
     restarts = len(second.systemctl())
 
     with pytest.raises(DeployFailed) as raised:
@@ -188,7 +204,7 @@ def test_switching_to_a_release_an_instance_does_not_keep_names_the_ones_it_keep
     assert error.cause == f"i-0bbb2222 keeps {R2} (current)"
     assert error.next_step is not None
     assert "`hivemind update shop-abcdefghij --version <ref>`" in error.next_step
-    assert second.current() == R2 and "restart shop" not in second.systemctl()[restarts:]
+    assert second.current() == R2 and "restart hivemind-shop" not in second.systemctl()[restarts:]
     # The instances are switched in parallel: the one that keeps it was switched.
     assert first.current() == R1
 
@@ -213,7 +229,7 @@ def test_a_release_that_does_not_start_again_fails_the_switch_with_the_services_
         deployer.activate(R1, [host.instance])
     error = raised.value
     assert error.where == "activate, start on i-0aaa1111"
-    assert error.cause is not None and "Job for shop.service failed" in error.cause
+    assert error.cause is not None and "Job for hivemind-shop.service failed" in error.cause
     assert error.next_step is not None and "--version <ref>" in error.next_step
     assert "retry" not in error.next_step  # a switch is not resumed by retry
 
@@ -267,3 +283,59 @@ def test_prune_keeps_a_release_whose_id_sorts_older_than_the_ones_kept(
     assert hosts["i-0aaa1111"].current() == behind
     assert hosts["i-0aaa1111"].releases() == [behind, R2, R3, R4]
     assert result.kept_releases == [behind, R2, R3, R4]
+
+
+def built(tmp_path: Path, hosts: dict[str, LocalHost], build_command: str) -> Deployer:
+    spec = SPEC.model_copy(
+        update={"app": SPEC.app.model_copy(update={"build_command": build_command})}
+    )
+    return Deployer(
+        spec,
+        "shop-abcdefghij",
+        tmp_path / "record",
+        log=lambda _line: None,
+        connect_to=lambda instance: hosts[instance.instance_id],
+    )
+
+
+def test_the_build_runs_as_the_apps_user_in_its_folder_which_is_roots_again_after(
+    tmp_path: Path, hosts: dict[str, LocalHost]
+) -> None:
+    # A build that leaves a file anyone could write, and a link where HiveMind writes.
+    build = "echo built > out && chmod 0777 out && ln -s /etc .hivemind"
+    host = hosts["i-0aaa1111"]
+    built(tmp_path, hosts, build).deploy_one(release(tmp_path, R1), host.instance)
+
+    folder = f"/opt/hivemind/shop/releases/{R1}"
+    assert (host.root / folder.lstrip("/") / "out").read_text() == "built\n"
+    assert (host.root / folder.lstrip("/") / "out").stat().st_mode & 0o777 == 0o755
+    hivemind_dir = host.root / folder.lstrip("/") / ".hivemind"
+    assert not hivemind_dir.is_symlink() and (hivemind_dir / "start.sh").is_file()
+    # The folder is lent to hm-shop for the build alone, the build runs as hm-shop, and
+    # the folder is root's again before anything runs from it.
+    assert (host.root / "chown.log").read_text().splitlines() == [
+        f"-hR hm-shop:hm-shop {host.root}{folder}",
+        f"-hR root:root {host.root}{folder}",
+    ]
+    sudo = (host.root / "sudo.log").read_text().splitlines()
+    as_user = [line for line in sudo if line.startswith("-u ")]
+    assert as_user == [f"-u hm-shop -H bash -c {build}"]
+    assert sudo.index(f"chown -hR hm-shop:hm-shop {host.root}{folder}") < sudo.index(as_user[0])
+    assert sudo.index(as_user[0]) < sudo.index(f"chown -hR root:root {host.root}{folder}")
+
+
+def test_a_failed_build_gives_the_folder_back_to_root_and_says_what_ran_as_whom(
+    tmp_path: Path, hosts: dict[str, LocalHost]
+) -> None:
+    host = hosts["i-0aaa1111"]
+    with pytest.raises(DeployFailed) as failed:
+        built(tmp_path, hosts, "echo no >&2; exit 7").deploy_one(
+            release(tmp_path, R1), host.instance
+        )
+    details = failed.value.details
+    assert "exit code 7" in details and "stderr: no" in details
+    assert "command: sudo -u hm-shop -H bash -c 'echo no >&2; exit 7' (in /opt/" in "\n".join(
+        details
+    )
+    assert (host.root / "chown.log").read_text().splitlines()[-1].startswith("-hR root:root ")
+    assert host.systemctl() == []  # nothing started from it

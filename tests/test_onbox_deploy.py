@@ -133,6 +133,19 @@ def test_flask_and_postgres_answer_through_the_load_balancer(
         connect(Instance(release["instance_id"], address, address), home / "deployments" / ident)
     known_hosts.write_text(pinned)
 
+    # The build ran as the app's own user (which the user data creates), not as root;
+    # root only lent it the release's folder and took it back (the host's sudo log).
+    host_dir = control.state_dir(home) / "run" / "hosts" / release["instance_id"]
+    assert (host_dir / "users").read_text().split() == ["root", "ec2-user", "hm-flask-notes"]
+    sudo = (host_dir / "sudo.log").read_text().splitlines()
+    builds = [line for line in sudo if "pip install" in line]
+    assert len(builds) == 1 and " ; USER=hm-flask-notes ; COMMAND=bash -c " in builds[0]
+    assert not any("pip install" in line and "USER=root" in line for line in sudo)
+    folder = f"/opt/hivemind/flask-notes/releases/{release['release_id']}"
+    assert sudo.index(next(x for x in sudo if f"chown -hR root:root {folder}" in x)) > sudo.index(
+        builds[0]
+    )
+
     destroy(env, home, ident)
     with pytest.raises(OSError):
         get(url + "/")

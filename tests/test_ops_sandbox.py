@@ -230,7 +230,7 @@ def test_show_logs_says_plainly_when_there_is_nothing(sandbox: Sandbox) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert (
         "no log events in the last 15m: the CloudWatch agent on each instance ships "
-        "/var/log/shop/*.log within seconds of the app writing it"
+        "/var/log/hivemind/shop/*.log within seconds of the app writing it"
     ) in result.stdout
     sandbox.aws.logs.delete_log_group(logGroupName=deployment.log_group)
     gone = status(sandbox, deployment.ident, "--show-logs")

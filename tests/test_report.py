@@ -507,7 +507,7 @@ def test_a_failed_deployment_says_where_why_and_what_to_run() -> None:
     assert f"`hivemind retry {ID}` resumes at the deploy stage" in text
     assert f"`hivemind status {ID}" in text
     assert ("--show-logs" in text) == _offers("status", "--show-logs")
-    assert "sudo journalctl -u shop -n 100" in text
+    assert "sudo journalctl -u hivemind-shop -n 100" in text
     assert "has been failed for" not in text  # the failure is recent (NOW)
 
 

@@ -41,6 +41,12 @@ from hivemind.sandbox.server import SandboxServer
 pytestmark = pytest.mark.sandbox
 
 REGION = "us-east-2"  # apart from the other sandbox tests' region
+# What HiveMind's user data does for an app's user (templates/user_data.sh.j2).
+USER_DATA = (
+    "#!/bin/bash\nset -euo pipefail\n"
+    "id hm-shop >/dev/null 2>&1 || useradd --system --user-group --create-home "
+    "--home-dir /opt/hivemind/shop/home --shell /sbin/nologin hm-shop\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +116,7 @@ def template(public_key: str, *, unkeyed_instance: bool = False) -> dict[str, An
                     "ImageId": "ami-0abcdef1234567890",
                     "InstanceType": "t3.micro",
                     "KeyName": {"Ref": "KeyPair"},
+                    "UserData": {"Fn::Base64": USER_DATA},
                 }
             },
         },
@@ -328,6 +335,55 @@ def test_commands_run_as_ec2_user_over_the_pinned_key(ssh: Any, box: Box) -> Non
     tools = [str(box.host.bin_dir / tool) for tool in ("sudo", "systemctl", "journalctl", "aws")]
     assert found[1:5] == tools
     assert Path(found[5]).parent == Path(sys.executable).parent  # the virtualenv's python3
+
+
+def test_sudo_and_chown_know_the_users_the_user_data_creates_and_no_other(
+    ssh: Any, box: Box
+) -> None:
+    # hm-shop: created by the launch template's user data (useradd), as on an instance.
+    assert (box.host.directory / "users").read_text().split() == ["root", "ec2-user", "hm-shop"]
+    as_app = run(ssh, "cd /tmp && sudo -u hm-shop -H bash -c 'echo built'")
+    assert (as_app.exited, as_app.stdout) == (0, "built\n")
+    unknown = run(ssh, "sudo -u nobody-here true")
+    assert (unknown.exited, unknown.stderr) == (1, "sudo: unknown user nobody-here\n")
+    # sudo's log says who each command ran as, as Amazon Linux's sudo logs it.
+    logged = (box.host.directory / "sudo.log").read_text().splitlines()
+    assert "ec2-user : PWD=/tmp ; USER=hm-shop ; COMMAND=bash -c 'echo built'" in logged
+    assert not any("nobody-here" in line for line in logged)
+
+    folder = f"/opt/own-{secrets.token_hex(3)}"
+    assert run(ssh, f"sudo install -d {folder}/sub").exited == 0
+    assert run(ssh, f"sudo chown -hR hm-shop:hm-shop {folder}").exited == 0
+    assert run(ssh, f"sudo chown -hR root:root {folder}/sub").exited == 0
+    refusals = {
+        f"sudo chown -R nobody-here {folder}": "chown: invalid user: 'nobody-here'",
+        f"sudo chown hm-shop:no-group {folder}": "chown: invalid group: 'hm-shop:no-group'",
+        "sudo chown root /opt/not-there": (
+            "chown: cannot access '/opt/not-there': No such file or directory"
+        ),
+        # Not root (no sudo): only one's own files to oneself.
+        f"chown root:root {folder}": (
+            f"chown: changing ownership of '{folder}': Operation not permitted"
+        ),
+    }
+    for command, message in refusals.items():
+        refused = run(ssh, command)
+        assert (refused.exited, refused.stderr) == (1, message + "\n"), command
+    assert run(ssh, f"chown ec2-user {folder}").exited == 0
+
+
+def test_a_service_runs_as_a_user_the_instance_has_and_fails_for_another(ssh: Any) -> None:
+    for name, user in (("as-app", "hm-shop"), ("as-nobody", "nobody-here")):
+        unit = f"[Service]\nUser={user}\nExecStart=/bin/sh -c 'echo running; sleep 30'\n"
+        ssh.put(io.StringIO(unit), f"/etc/systemd/system/{name}.service")
+    assert run(ssh, "sudo systemctl start as-app").exited == 0
+    assert run(ssh, "systemctl is-active as-app").stdout == "active\n"
+    assert run(ssh, "sudo systemctl stop as-app").exited == 0
+    failed = run(ssh, "sudo systemctl start as-nobody")
+    assert failed.exited == 1 and 'See "systemctl status as-nobody.service"' in failed.stderr
+    journal = run(ssh, "journalctl -u as-nobody -o cat --no-pager").stdout.splitlines()
+    assert "as-nobody.service: Failed to determine user credentials: No such process" in journal
+    assert "as-nobody.service: Main process exited, code=exited, status=217/USER" in journal
 
 
 def test_stdin_reaches_the_command_and_its_eof_ends_it(ssh: Any) -> None:

@@ -2,13 +2,18 @@
 
 For each instance, a sequence a person can read aloud:
 
-1. upload the release archive and unpack it into `/opt/<app>/releases/<release-id>`;
+1. upload the release archive and unpack it into
+   `/opt/hivemind/<app>/releases/<release-id>` (root's);
 2. build it there with the stack's tools (a virtualenv for Python, then the app's build
-   command: `pip install ...`, `npm ci`, `go build`, `mvn package`, `bundle install`);
+   command: `pip install ...`, `npm ci`, `go build`, `mvn package`, `bundle install`),
+   as the app's unprivileged user `hm-<app>`, in that one folder lent to it for the
+   build; then the folder is root's again, with no group or other write, so the
+   service runs code it cannot change (see `deployer.layout`);
 3. write the service's environment file (0600): the port, and the database settings,
    which the instance reads from Secrets Manager with its own role;
 4. install the systemd unit rendered from `templates/`;
-5. switch `/opt/<app>/current` to the release atomically, restart the service;
+5. switch `/opt/hivemind/<app>/current` to the release atomically, restart the
+   service `hivemind-<app>`;
 6. wait until the app answers on its port, locally;
 7. keep the last three releases, and the one that served before this one, for an
    instant switch back (prune never removes the release `current` points to).
@@ -33,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from hivemind.deployer.access import Instance, connect
+from hivemind.deployer.layout import Layout
 from hivemind.errors import BadInputError, HiveMindError
 from hivemind.records import InstanceRelease
 from hivemind.render import render
@@ -107,36 +113,6 @@ def read_details(details: Iterable[str]) -> FailureDetails:
             elif line.startswith(COMMAND):
                 command = line.removeprefix(COMMAND)
     return FailureDetails(exit_code, command, tuple(stderr), tuple(app_log), tuple(other))
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where a release lives on an instance."""
-
-    app: str
-
-    @property
-    def root(self) -> str:
-        return f"/opt/{self.app}"
-
-    def release(self, release_id: str) -> str:
-        return f"{self.root}/releases/{release_id}"
-
-    @property
-    def current(self) -> str:
-        return f"{self.root}/current"
-
-    @property
-    def env_file(self) -> str:
-        return f"{self.root}/shared/app.env"
-
-    @property
-    def unit(self) -> str:
-        return f"/etc/systemd/system/{self.app}.service"
-
-    @property
-    def log_file(self) -> str:
-        return f"/var/log/{self.app}/app.log"
 
 
 @dataclass(frozen=True)
@@ -311,11 +287,14 @@ class _Steps:
         step()
         self.result.seconds[name] = round(time.monotonic() - started, 3)
 
-    def run(self, command: str, *, step: str, with_log: bool = False) -> str:
-        """Run `command`; on failure raise DeployFailed with its output's tail."""
+    def run(
+        self, command: str, *, step: str, with_log: bool = False, shown: str | None = None
+    ) -> str:
+        """Run `command`; on failure raise DeployFailed with its output's tail and the
+        command (or `shown`, what of it says what failed)."""
         done = self.connection.run(command, hide=True, warn=True, in_stream=False)
         if done.exited != 0:
-            details = [f"{EXIT_CODE}{done.exited}", f"{COMMAND}{_short(command)}"]
+            details = [f"{EXIT_CODE}{done.exited}", f"{COMMAND}{_short(shown or command)}"]
             details += [f"{STDERR}{line}" for line in _tail(done.stderr or done.stdout)]
             if with_log:
                 details += [f"{APP_LOG}{line}" for line in _log_tail(self.connection, self.layout)]
@@ -330,13 +309,13 @@ class _Steps:
 
     def switch(self) -> None:
         """Point `current` at this release and restart the app on it."""
-        layout, app = self.layout, self.spec.app
+        layout = self.layout
         # The `current` link moves in one rename: a reader sees the old or the new release.
         self.run(
             f"sudo ln -sfn {self.folder} {layout.root}/current.next && "
             f"sudo mv -Tf {layout.root}/current.next {layout.current} && "
-            f"sudo systemctl daemon-reload && sudo systemctl enable {app.name} && "
-            f"sudo systemctl restart {app.name}",
+            f"sudo systemctl daemon-reload && sudo systemctl enable {layout.unit_name} && "
+            f"sudo systemctl restart {layout.unit_name}",
             step="start",
             with_log=True,
         )
@@ -344,7 +323,9 @@ class _Steps:
     def wait_until_answering(self) -> None:
         port = self.spec.app.port
         if port is None:
-            self.run(f"sudo systemctl is-active {self.spec.app.name}", step="start", with_log=True)
+            self.run(
+                f"sudo systemctl is-active {self.layout.unit_name}", step="start", with_log=True
+            )
             return
         host = self.instance.private_ip
         base = f"http://{host}:{port}"
@@ -355,7 +336,7 @@ class _Steps:
                 "host": host,
                 "port": port,
                 "seconds": LOCAL_HEALTH_SECONDS,
-                "unit": self.spec.app.name,
+                "unit": self.layout.unit_name,
                 "restarts": RESTARTS_BEFORE_GIVING_UP,
                 "wrong_seconds": WRONG_ANSWER_SECONDS,
                 "candidates": list(HEALTH_CANDIDATES),
@@ -380,8 +361,7 @@ class _Steps:
         keep.update(name for name in (current, self.serving) if name is not None)
         old = [name for name in listing if name not in keep]
         if old:
-            root = f"{self.layout.root}/releases"
-            paths = " ".join(f"{root}/{shlex.quote(name)}" for name in old)
+            paths = " ".join(self.layout.release(shlex.quote(name)) for name in old)
             self.run(f"sudo rm -rf {paths}", step="prune")
         self.result.kept_releases = [name for name in listing if name in keep]
 
@@ -416,11 +396,14 @@ class _DeploySteps(_Steps):
         layout, folder = self.layout, self.folder
         staged = f"/tmp/hivemind-{self.release.release_id}.tar.gz"
         self.put(str(self.release.archive), staged)
+        # Root's folders, root's release: the archive is unpacked (without the owners it
+        # records) into a new folder only root can write (see `deployer.layout`).
         self.run(
-            f"sudo install -d -m 0755 {layout.root}/releases {layout.root}/shared "
-            f"/var/log/{self.spec.app.name} && sudo rm -rf {folder} && "
-            f"sudo install -d -m 0755 {folder} && sudo tar -xzf {staged} -C {folder} && "
-            f"rm -f {staged}",
+            f"sudo install -d -m 0755 {layout.root} {layout.releases} {layout.shared} "
+            f"{layout.log_dir} && sudo rm -rf {folder} && "
+            f"sudo install -d -m 0755 {folder} && "
+            f"sudo tar --no-same-owner -xzf {staged} -C {folder} && "
+            f"sudo chmod -R go-w {folder} && rm -f {staged}",
             step="upload",
         )
 
@@ -436,7 +419,11 @@ class _DeploySteps(_Steps):
         if not commands:
             return
         script = " && ".join(commands)
-        self.run(f"cd {self.folder} && sudo bash -c {shlex.quote(script)}", step="build")
+        self.run(
+            build_command(self.layout, self.folder, script),
+            step="build",
+            shown=f"sudo -u {self.layout.user} -H bash -c {shlex.quote(script)} (in {self.folder})",
+        )
 
     def start(self) -> None:
         self.configure()
@@ -450,7 +437,7 @@ class _DeploySteps(_Steps):
             "app_name": app.name,
             "deployment_id": self.deployer.deployment_id,
             "app_root": layout.root,
-            "app_user": app.name.replace("-", "_"),
+            "app_user": layout.user,
             "env_file": layout.env_file,
             "log_file": layout.log_file,
             "release_dir": layout.current,
@@ -481,6 +468,9 @@ class _DeploySteps(_Steps):
             self.put(io.BytesIO(text.encode()), f"{staging}/{name}")
         self.run(
             f"sudo bash {staging}/app.env.sh && "
+            # The build had the folder: whatever it left at .hivemind (a link, say) goes
+            # before root writes there.
+            f"sudo rm -rf {self.folder}/.hivemind && "
             f"sudo install -D -m 0755 {staging}/start.sh {self.folder}/.hivemind/start.sh && "
             f"sudo install -m 0644 {staging}/app.service {layout.unit} && rm -rf {staging}",
             step="configure",
@@ -624,11 +614,23 @@ sys.exit(1)
 _RELEASES_MARK = "--- releases"
 
 
+def build_command(layout: Layout, folder: str, script: str) -> str:
+    """The shell line that builds a release as the app's user: the release's folder is
+    lent to `layout.user` (links themselves, never what they point to: `-h`), `script`
+    runs there as that user with its own home, and whatever the build did, the folder is
+    root's again and writable by root alone before anything else runs from it. The build
+    line's exit status is the line's."""
+    lend = f"sudo chown -hR {layout.user}:{layout.user} {folder}"
+    build = f"sudo -u {layout.user} -H bash -c {shlex.quote(script)}"
+    take_back = f"sudo chown -hR root:root {folder} && sudo chmod -R go-w {folder}"
+    return f"cd {folder} && {lend} && {{ {build}; built=$?; {take_back} && exit $built; }}"
+
+
 def _read_releases(
     connection: Any, layout: Layout, instance: Instance
 ) -> tuple[str | None, list[str]]:
     """The release `current` points to (None when none) and the releases kept, by id."""
-    root = f"{layout.root}/releases"
+    root = layout.releases
     command = (
         f"readlink {layout.current} 2>/dev/null; echo {shlex.quote(_RELEASES_MARK)}; "
         f"ls -1 {root} 2>/dev/null; true"
@@ -658,7 +660,7 @@ def _timings(result: InstanceRelease) -> str:
 def _log_tail(connection: Any, layout: Layout, lines: int = _TAIL) -> list[str]:
     done = connection.run(
         f"sudo tail -n {lines} {layout.log_file} 2>/dev/null || "
-        f"sudo journalctl -u {layout.app} -n {lines} --no-pager",
+        f"sudo journalctl -u {layout.unit_name} -n {lines} --no-pager",
         hide=True,
         warn=True,
         in_stream=False,

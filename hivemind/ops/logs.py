@@ -1,6 +1,6 @@
 """The app's recent log lines, from CloudWatch Logs.
 
-The CloudWatch agent on each instance ships `/var/log/<app>/*.log` to the deployment's
+The CloudWatch agent on each instance ships `/var/log/hivemind/<app>/*.log` to the deployment's
 log group (the stack's `AppLogGroup` output), one stream per instance id. This module
 reads a window of it with FilterLogEvents and finds the errors in it (see
 `hivemind.ops.detect`).

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
+from hivemind.deployer.layout import Layout
 from hivemind.errors import BadInputError
 from hivemind.ops.costs import COST_EXPLORER_REGION, CostReport, deployment_costs
 from hivemind.ops.dashboard import DashboardLink, dashboard_link
@@ -168,7 +169,7 @@ def _logs(
     elif not fetched.events:
         note = (
             f"no log events in the last {window.since}: the CloudWatch agent on each instance "
-            f"ships /var/log/{spec.app.name}/*.log within seconds of the app writing it"
+            f"ships {Layout(spec.app.name).log_files} within seconds of the app writing it"
         )
     return LogsView(
         log_group=log_group,

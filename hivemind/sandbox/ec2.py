@@ -23,7 +23,8 @@ from moto.ec2.utils import generate_dns_from_ip, parse_user_data
 from moto.elbv2.models import elbv2_backends
 from moto.ssm.models import ssm_backends
 
-from hivemind.sandbox import hosts, telemetry
+from hivemind.sandbox import cloudwatch_agent, hosts, telemetry
+from hivemind.sandbox.host_tools import users
 from hivemind.sandbox.provisioning import (
     Context,
     DependencyViolation,
@@ -723,6 +724,10 @@ class Instance(ResourceType):
                 instance.id,
                 authorized_key=lambda: _authorized_key(ec2, instance),
                 region=ctx.region,
+                # The users its user data would create (`useradd`): sudo -u and chown know them.
+                users=users.users_created(
+                    cloudwatch_agent.user_data_scripts(telemetry.user_data_of(instance))
+                ),
             )
             _assign_address(instance, host.address)
             # What the user data would start on AWS: the CloudWatch agent, the X-Ray daemon.

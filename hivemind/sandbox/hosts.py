@@ -19,7 +19,10 @@ When the sandbox's CloudFormation engine creates an `AWS::EC2::Instance`
   `/etc/systemd/system`, `/tmp` and `/var/log` (see `host_tools.namespace`). The
   Deployer writes the paths it writes on AWS and they land in the host's folder.
   stdin, stdout, stderr and the exit status pass through unchanged. SFTP maps the same
-  four paths to the same folders and refuses every other path.
+  four paths to the same folders and refuses every other path. The host knows which
+  users the instance has (root, ec2-user, and those its user data creates with
+  `useradd`) and who each command would run as: `sudo -u`, `chown` and a unit's `User=`
+  refuse a user it lacks, as the instance would (see `host_tools.users`).
 * **The tools an Amazon Linux instance has** first on the PATH: `sudo`, `systemctl`,
   `journalctl` and `aws` (see `host_tools`), then the directory of this Python (python3,
   node and npm of the virtualenv), then the daemon's PATH.
@@ -75,7 +78,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +102,7 @@ from hivemind.sandbox.host_tools import (
     source_root,
     units,
 )
+from hivemind.sandbox.host_tools import users as host_users
 
 log = logging.getLogger("hivemind.sandbox")
 
@@ -810,12 +814,14 @@ def start_host(
     authorized_key: Callable[[], str | None],
     region: str,
     endpoint: str | None = None,
+    users: Iterable[str] = (),
 ) -> SandboxHost:
     """Start the SSH host of a new instance and return it running.
 
     `authorized_key` answers, at each connection, the OpenSSH public key that may log in
     (the instance's key pair's), or None. `endpoint` is the sandbox's URL the host's
-    processes call AWS at (default: the URL of the request being served). HostError says
+    processes call AWS at (default: the URL of the request being served). `users` are
+    the users the instance has beside root and ec2-user (see `host_tools.users`). HostError says
     why a host could not start; nothing of it is left behind then."""
     install()
     mode = namespace_mode()
@@ -835,6 +841,7 @@ def start_host(
     try:
         shutil.rmtree(directory, ignore_errors=True)  # a crashed daemon's, if any
         directory.mkdir(parents=True)
+        host_users.write_users(directory, users)
         host._start()
     except BaseException:
         host.stop()

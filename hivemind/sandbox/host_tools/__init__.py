@@ -1,8 +1,10 @@
 """What runs *on* a sandbox host: the programs an Amazon Linux 2023 instance has and a
 laptop lacks, run inside the host's mount namespace (see `hivemind.sandbox.hosts`).
 
-* `sudo`, `systemctl`, `journalctl`, `aws`: the executables in `<host dir>/bin`, first
-  on the PATH of every command the host runs.
+* `sudo`, `systemctl`, `journalctl`, `aws`, `chown`: the executables in `<host dir>/bin`,
+  first on the PATH of every command the host runs.
+* `users`: the users the instance has and who a command runs as (what `sudo -u` and
+  `chown` check), and sudo's log.
 * `supervise`: the detached process `systemctl start` leaves behind for one service:
   it runs the service, restarts it as its unit asks and writes its journal.
 * `units`: unit files, service state and the journal, shared by the tools, the
@@ -44,7 +46,7 @@ AWS_VARIABLES = (
 XRAY_DAEMON_VARIABLE = "AWS_XRAY_DAEMON_ADDRESS"
 SETUP_VARIABLES = (XRAY_DAEMON_VARIABLE,)
 
-TOOLS = ("sudo", "systemctl", "journalctl", "aws")
+TOOLS = ("sudo", "systemctl", "journalctl", "aws", "chown")
 HOME = "/opt"  # ec2-user's home on a sandbox host: inside the host, and writable
 
 

@@ -1,5 +1,7 @@
-"""`sudo` on a sandbox host: a host has one user, so sudo drops its options and runs the
-command as it is.
+"""`sudo` on a sandbox host: a host has one real user, so sudo drops its options and runs
+the command as it is, but as far as the instance is concerned (see `users`) as root or as
+`-u USER`: a user the instance lacks is refused as sudo refuses it, and every command is
+logged with the user it runs as.
 
     sudo [-n] [-E] [-H] [-S] [-k] [-u USER] [-g GROUP] [--preserve-env[=LIST]] [--]
          [NAME=VALUE]... COMMAND [ARG]...
@@ -15,6 +17,8 @@ import re
 import shlex
 import sys
 
+from hivemind.sandbox.host_tools import NotOnHost, host_dir, users
+
 _FLAGS = frozenset("nEHSkAbPe")  # options without a value: all meaningless on one user
 _VALUED = frozenset("ugpCDhrtTUR")  # options with a value (-u USER, -g GROUP, ...)
 _LONG_VALUED = {"--user", "--group", "--prompt", "--chdir", "--close-from", "--host", "--role"}
@@ -25,6 +29,7 @@ USAGE = "usage: sudo [-nEHS] [-u user] [-g group] [--] command [arg ...]"
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     shell = False
+    user = "root"
     while args and args[0].startswith("-") and args[0] != "-":
         word = args.pop(0)
         if word == "--":
@@ -37,7 +42,10 @@ def main(argv: list[str] | None = None) -> int:
                 if not args:
                     print(f"sudo: option '{name}' requires an argument\n{USAGE}", file=sys.stderr)
                     return 1
-                args.pop(0)
+                value = args.pop(0)
+                user = value if name == "--user" else user
+            elif name == "--user":
+                user = word.split("=", 1)[1]
             continue
         letters = word[1:]
         for index, letter in enumerate(letters):
@@ -51,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
                             file=sys.stderr,
                         )
                         return 1
-                    args.pop(0)
+                    value = args.pop(0)
+                else:
+                    value = letters[index + 1 :]
+                user = value if letter == "u" else user
                 break
             elif letter not in _FLAGS:
                 print(f"sudo: invalid option -- '{letter}'\n{USAGE}", file=sys.stderr)
@@ -67,6 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(USAGE, file=sys.stderr)
         return 1
+    try:
+        host = host_dir()
+    except NotOnHost:
+        host = None
+    if host is not None:
+        if not users.is_known(user, host):
+            print(f"sudo: unknown user {user}", file=sys.stderr)
+            return 1
+        users.log_sudo(host, user, command)
+    env[users.RUN_AS_VARIABLE] = user
     try:
         os.execvpe(command[0], command, env)
     except FileNotFoundError:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from hivemind.sandbox.host_tools import HOME, NotOnHost, host_dir, instance_environment
+from hivemind.sandbox.host_tools import HOME, NotOnHost, host_dir, instance_environment, users
 from hivemind.sandbox.host_tools.units import (
     CLEAN_SIGNALS,
     Command,
@@ -54,6 +54,7 @@ _EXIT_NAMES = {
     7: "NOTRUNNING",
     200: "CHDIR",
     203: "EXEC",
+    217: "USER",
 }
 
 
@@ -228,6 +229,15 @@ class Supervisor:
                 f"{unit.name}: Failed to load environment files: {error.strerror or error}"
             )
             return self._fail("resources")
+        if unit.user and not users.is_known(unit.user, self.host):
+            # systemd's words for a User= the instance lacks (exit status 217/USER).
+            self.journal.systemd(
+                f"{unit.name}: Failed to determine user credentials: No such process"
+            )
+            self.journal.systemd(f"{unit.name}: Failed at step USER spawning: No such process")
+            self.journal.systemd(f"{unit.name}: Main process exited, code=exited, status=217/USER")
+            return self._fail("exit-code", "exited", "217/USER")
+        env[users.RUN_AS_VARIABLE] = unit.user or "root"
         try:
             ended = self._run_each(unit.exec_start_pre, env, "Control")
             if ended is not None:

@@ -77,7 +77,7 @@ class Unit:
     working_directory: str | None = None
     environment: tuple[str, ...] = ()  # the `Environment=` lines, in order
     environment_files: tuple[str, ...] = ()
-    user: str | None = None  # ignored when running: a sandbox host has one user
+    user: str | None = None  # one of the host's users (see `users`); runs as its real one
     restart: str = "no"
     restart_sec: float = DEFAULT_RESTART_SEC
     timeout_stop_sec: float = DEFAULT_TIMEOUT_STOP_SEC
