@@ -443,21 +443,7 @@ class _DeploySteps(_Steps):
             "release_dir": layout.current,
             "start_command": app.start_command,
         }
-        plain = [("PORT", str(app.port))] if app.port is not None else []
-        plain += [(name, value) for name, value in app.env.items() if name != "PORT"]
-        secret_arn = outputs.get("DatabaseSecretArn", "")
-        env_script = render(
-            "app_env.sh.j2",
-            app_name=app.name,
-            env_file=layout.env_file,
-            plain=[shlex.quote(_environment_line(name, value)) for name, value in plain],
-            secret_arn=shlex.quote(secret_arn) if secret_arn else "",
-            region=shlex.quote(self.spec.region),
-            db_host=shlex.quote(outputs.get("DatabaseEndpoint", "")),
-            db_port=shlex.quote(outputs.get("DatabasePort", "")),
-            db_name=shlex.quote(DATABASE_NAME),
-            db_scheme=shlex.quote(_SCHEMES.get(self.spec.database.engine, "")),
-        )
+        env_script = environment_script(self.spec, layout, outputs)
         staging = f"/tmp/hivemind-{self.release.release_id}"
         self.run(f"install -d -m 0700 {staging}", step="start")
         for name, text in (
@@ -612,6 +598,29 @@ sys.exit(1)
 
 
 _RELEASES_MARK = "--- releases"
+
+
+def environment_script(spec: DeploymentSpec, layout: Layout, outputs: dict[str, str]) -> str:
+    """The script (run as root on the instance) that writes the service's environment
+    file: the port and the spec's plain values as systemd reads them, each line passed
+    to printf as one quoted word; with a database, its settings read from Secrets Manager
+    on the instance."""
+    app = spec.app
+    plain = [("PORT", str(app.port))] if app.port is not None else []
+    plain += [(name, value) for name, value in app.env.items() if name != "PORT"]
+    secret_arn = outputs.get("DatabaseSecretArn", "")
+    return render(
+        "app_env.sh.j2",
+        app_name=app.name,
+        env_file=layout.env_file,
+        plain=[shlex.quote(_environment_line(name, value)) for name, value in plain],
+        secret_arn=shlex.quote(secret_arn) if secret_arn else "",
+        region=shlex.quote(spec.region),
+        db_host=shlex.quote(outputs.get("DatabaseEndpoint", "")),
+        db_port=shlex.quote(outputs.get("DatabasePort", "")),
+        db_name=shlex.quote(DATABASE_NAME),
+        db_scheme=shlex.quote(_SCHEMES.get(spec.database.engine, "")),
+    )
 
 
 def build_command(layout: Layout, folder: str, script: str) -> str:

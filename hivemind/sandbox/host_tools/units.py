@@ -200,21 +200,115 @@ def load_unit(name: str, unit_dir: Path = UNIT_DIR) -> Unit:
 
 
 def read_environment_file(path: Path) -> dict[str, str]:
-    """`KEY=VALUE` lines as systemd reads an EnvironmentFile: comments (`#`, `;`) and blank
-    lines skipped, a value in single quotes literal, in double quotes with `\\` escapes."""
+    """`KEY=VALUE` assignments as systemd reads an EnvironmentFile (`parse_env_file`)."""
+    return parse_environment(path.read_bytes().decode("utf-8"))  # \r stays \r
+
+
+# systemd's character classes (src/basic/string-util.h, src/basic/escape.h).
+_NEWLINE = "\n\r"
+_WHITESPACE = " \t\n\r"
+_COMMENTS = "#;"
+_SHELL_NEED_ESCAPE = '"\\`$'
+
+
+def parse_environment(text: str) -> dict[str, str]:
+    """The assignments of an EnvironmentFile's text, read character by character as
+    systemd's `parse_env_file_internal` (src/basic/env-file.c, v254 and later) reads it:
+    `#` and `;` start a comment line; a line break is `\\n` or `\\r`; whitespace around
+    keys and unquoted values is dropped; a value may mix unquoted parts, `'literal'`
+    parts and `"double-quoted"` parts, where a backslash unescapes `" \\ ` $` and is
+    kept before any other character; a backslash before a line break continues the
+    line; line breaks inside quotes are part of the value. A key that is not a valid
+    name is dropped, as systemd drops an invalid assignment."""
     variables: dict[str, str] = {}
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line[0] in "#;" or "=" not in line:
-            continue
-        key, value = (part.strip() for part in line.split("=", 1))
-        if not _NAME.match(key):
-            continue
-        if len(value) >= 2 and value[0] == value[-1] == "'":
-            value = value[1:-1]
-        elif len(value) >= 2 and value[0] == value[-1] == '"':
-            value = re.sub(r'\\(["\\`$])', r"\1", value[1:-1]).replace("\\n", "\n")
-        variables[key] = value
+    state = "pre_key"
+    key: list[str] = []
+    value: list[str] = []
+    key_trail: int | None = None  # where trailing whitespace of the key starts
+    value_trail: int | None = None  # ... and of an unquoted value
+
+    def push() -> None:
+        name = "".join(key[:key_trail] if key_trail is not None else key)
+        if _NAME.match(name):
+            variables[name] = "".join(value)
+
+    for c in text:
+        if state == "pre_key":
+            if c in _COMMENTS:
+                state = "comment"
+            elif c not in _WHITESPACE:
+                state, key, key_trail = "key", [c], None
+        elif state == "key":
+            if c in _NEWLINE:
+                state, key = "pre_key", []
+            elif c == "=":
+                state, value, value_trail = "pre_value", [], None
+            else:
+                if c not in _WHITESPACE:
+                    key_trail = None
+                elif key_trail is None:
+                    key_trail = len(key)
+                key.append(c)
+        elif state == "pre_value":
+            if c in _NEWLINE:
+                push()
+                state, key, value = "pre_key", [], []
+            elif c == "'":
+                state = "single"
+            elif c == '"':
+                state = "double"
+            elif c == "\\":
+                state = "value_escape"
+            elif c not in _WHITESPACE:
+                state = "value"
+                value.append(c)
+        elif state == "value":
+            if c in _NEWLINE:
+                if value_trail is not None:
+                    del value[value_trail:]
+                push()
+                state, key, value = "pre_key", [], []
+            elif c == "\\":
+                state, value_trail = "value_escape", None
+            else:
+                if c not in _WHITESPACE:
+                    value_trail = None
+                elif value_trail is None:
+                    value_trail = len(value)
+                value.append(c)
+        elif state == "value_escape":
+            state = "value"
+            if c not in _NEWLINE:
+                value.append(c)
+        elif state == "single":
+            if c == "'":
+                state = "pre_value"
+            else:
+                value.append(c)
+        elif state == "double":
+            if c == '"':
+                state = "pre_value"
+            elif c == "\\":
+                state = "double_escape"
+            else:
+                value.append(c)
+        elif state == "double_escape":
+            state = "double"
+            if c in _SHELL_NEED_ESCAPE:
+                value.append(c)
+            elif c != "\n":
+                value.extend(("\\", c))
+        elif state == "comment":
+            if c == "\\":
+                state = "comment_escape"
+            elif c in _NEWLINE:
+                state = "pre_key"
+        elif state == "comment_escape":
+            state = "pre_key" if c in _NEWLINE else "comment"
+    if state in ("pre_value", "value", "value_escape", "single", "double", "double_escape"):
+        if state == "value" and value_trail is not None:
+            del value[value_trail:]
+        push()
     return variables
 
 
