@@ -81,10 +81,18 @@ def synthesize_profile(
 class Clients:
     """boto3 clients on one sandbox endpoint, created on first use."""
 
-    def __init__(self, url: str, region: str = REGION) -> None:
+    def __init__(
+        self, url: str, region: str = REGION, credentials: tuple[str, str] = ("testing", "testing")
+    ) -> None:
         self.url = url
         self.region = region
+        self.credentials = credentials
         self._clients: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, info: Any, region: str = REGION) -> Clients:
+        """Clients of a sandbox daemon, with its own access key (`control.status`)."""
+        return cls(info.url, region, (info.access_key_id, info.secret_access_key))
 
     def __getattr__(self, service: str) -> Any:
         if service.startswith("_"):
@@ -94,8 +102,8 @@ class Clients:
                 service,
                 endpoint_url=self.url,
                 region_name=self.region,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
+                aws_access_key_id=self.credentials[0],
+                aws_secret_access_key=self.credentials[1],
             )
         return self._clients[service]
 

@@ -126,7 +126,7 @@ def target_health(env: dict[str, str], group: str) -> dict[str, str]:
     """Each registered target's state, as the sandbox's DescribeTargetHealth says."""
     info = control.status(Path(env["HIVEMIND_HOME"]))
     assert info is not None
-    elbv2 = Clients(info.url, REGION).elbv2
+    elbv2 = Clients.of(info, REGION).elbv2
     described = elbv2.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]
     return {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in described}
 

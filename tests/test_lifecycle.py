@@ -28,7 +28,7 @@ def hivemind(sandbox_env: dict[str, str]) -> dict[str, str]:
 def aws(home: Path) -> Clients:
     info = control.status(home)
     assert info is not None
-    return Clients(info.url, region="us-east-1")
+    return Clients.of(info, "us-east-1")
 
 
 def left_behind(home: Path) -> dict[str, list[str]]:

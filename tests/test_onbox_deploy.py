@@ -37,7 +37,7 @@ def env(sandbox_env: dict[str, str]) -> dict[str, str]:
 def aws(home: Path) -> Clients:
     info = control.status(home)
     assert info is not None
-    return Clients(info.url, region="us-east-1")
+    return Clients.of(info, "us-east-1")
 
 
 def deploy(env: dict[str, str], app: Path, *extra: str) -> tuple[Any, str]:

@@ -50,7 +50,7 @@ class Sandbox:
 def sandbox(module_sandbox_env: dict[str, str], sandbox_home: Path) -> Sandbox:
     info = control.status(sandbox_home)
     assert info is not None
-    return Sandbox(sandbox_home, Clients(info.url, region=REGION), info.url)
+    return Sandbox(sandbox_home, Clients.of(info, REGION), info.url)
 
 
 @dataclass(frozen=True)

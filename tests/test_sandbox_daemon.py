@@ -4,12 +4,17 @@ found, reused and stopped through those files; stale files are cleaned up."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import boto3
+import botocore.exceptions
 import pytest
 from harness import run_cli
 from sandbox_harness import Clients
@@ -17,6 +22,7 @@ from sandbox_harness import Clients
 from hivemind.sandbox import control
 
 pytestmark = pytest.mark.sandbox
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def test_up_status_and_down_round_trip(tmp_path: Path) -> None:
@@ -56,6 +62,64 @@ def test_up_status_and_down_round_trip(tmp_path: Path) -> None:
     with pytest.raises(ProcessLookupError):
         os.kill(info.pid, 0)
     assert control.down(home) is False
+
+
+def test_only_the_homes_own_credentials_reach_the_daemon(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    info = control.up(home)
+    try:
+        keys = control.state_dir(home) / "credentials.json"
+        assert keys.stat().st_mode & 0o777 == 0o600  # the home's owner's alone
+        assert info.access_key_id.startswith("AKIA") and len(info.access_key_id) == 20
+        assert len(info.secret_access_key) == 40
+        assert info.access_key_id not in (control.state_dir(home) / "sandbox.log").read_text()
+
+        def sts(key_id: str) -> object:
+            return boto3.client(
+                "sts", endpoint_url=info.url, region_name="us-east-1",
+                aws_access_key_id=key_id, aws_secret_access_key="x" * 40,
+            )  # fmt: skip
+
+        assert sts(info.access_key_id).get_caller_identity()["Account"] == "123456789012"
+        for other in ("testing", "AKIAIOSFODNN7EXAMPLE"):
+            with pytest.raises(botocore.exceptions.ClientError) as refused:
+                sts(other).get_caller_identity()  # type: ignore[attr-defined]
+            error = refused.value.response
+            assert error["ResponseMetadata"]["HTTPStatusCode"] == 403
+            assert error["Error"]["Code"] == "InvalidClientTokenId"
+            assert error["Error"]["Message"] == (
+                "The security token included in the request is invalid."
+            )
+        # A JSON-protocol service answers in its protocol.
+        logs = boto3.client(
+            "logs", endpoint_url=info.url, region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            logs.describe_log_groups()
+        assert refused.value.response["Error"]["Code"] == "UnrecognizedClientException"
+        unsigned = urllib.request.Request(f"{info.url}/?Action=GetCallerIdentity")
+        with pytest.raises(urllib.error.HTTPError) as no_signature:
+            _NO_PROXY.open(unsigned, timeout=5)
+        assert no_signature.value.code == 403
+
+        # Control: ping answers anyone (whose daemon it is); faults and reset need the
+        # secret, which `control` sends.
+        with _NO_PROXY.open(f"{info.url}/moto-api/hivemind/ping", timeout=5) as ping:
+            assert json.loads(ping.read())["pid"] == info.pid
+        for path, method in (("faults", "GET"), ("reset", "POST"), ("../reset", "POST")):
+            request = urllib.request.Request(
+                f"{info.url}/moto-api/hivemind/{path}", data=b"{}", method=method
+            )
+            with pytest.raises(urllib.error.HTTPError) as forbidden:
+                _NO_PROXY.open(request, timeout=5)
+            assert forbidden.value.code == 403, path
+        stranger = dataclasses.replace(info, secret_access_key="y" * 40)
+        with pytest.raises(control.SandboxError, match="another HiveMind home"):
+            control.faults(stranger)
+        assert control.faults(info) == []
+    finally:
+        control.down(home)
 
 
 def test_a_stale_pid_file_is_cleaned_up(tmp_path: Path) -> None:
@@ -114,7 +178,7 @@ def test_reset_empties_the_running_sandbox_and_keeps_the_daemon(tmp_path: Path) 
     env = {"HIVEMIND_HOME": str(home)}
     info = control.up(home)
     try:
-        clients = Clients(info.url, region="eu-west-1")
+        clients = Clients.of(info, "eu-west-1")
         clients.ssm.put_parameter(Name="/kept/nowhere", Value="x", Type="String")
         clients.xray.create_group(GroupName="gone", FilterExpression='service("a")')
         control.add_fault(info, "AWS::RDS::DBInstance")

@@ -398,7 +398,7 @@ def test_sandbox_down_stops_the_database_servers(tmp_path: Path, production: Syn
     home = tmp_path / "home"
     info = control.up(home)
     try:
-        clients = Clients(info.url)
+        clients = Clients.of(info)
         db = deploy(clients, "database", database_template(production.template, replica=False))
         folder = control.state_dir(home) / "run" / "databases" / db.identifier
         pid = int((folder / "data" / "postmaster.pid").read_text().split()[0])

@@ -807,7 +807,7 @@ def test_sandbox_down_stops_every_host_and_what_it_ran(tmp_path: Path) -> None:
     key_file, public_key = new_key(tmp_path, "id_daemon")
     info = control.up(home)
     try:
-        clients = Clients(info.url, REGION)
+        clients = Clients.of(info, REGION)
         deployed = deploy(clients, "daemon", template(public_key), key_file)
         pinned = known_hosts(
             tmp_path, deployed.address, console_host_key(clients, deployed.instance_id)

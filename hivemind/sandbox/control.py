@@ -32,7 +32,11 @@ LOOPBACK = "127.0.0.1"
 SERVICE_NAME = "hivemind-sandbox"  # what the daemon's ping answers (see server.py)
 CONTROL_PATH = "/moto-api/hivemind"
 DEFAULT_REGION = "us-east-1"
-SANDBOX_ACCESS_KEY = "testing"  # moto serves its default account for any key
+# What a sandbox server a test runs in its own process takes (it takes any key, as moto
+# does); a daemon makes its own at each start (see hivemind.sandbox.credentials).
+SANDBOX_ACCESS_KEY = "testing"
+CREDENTIALS_FILE = "credentials.json"  # hivemind.sandbox.credentials.FILE
+SECRET_HEADER = "X-HiveMind-Sandbox-Secret"  # hivemind.sandbox.credentials.SECRET_HEADER
 # The port every sandbox host serves SSH on: `hivemind.sandbox.hosts.SSH_PORT`, repeated
 # here because that module imports asyncssh and moto (a test keeps the two equal).
 SANDBOX_SSH_PORT = 2222
@@ -70,6 +74,9 @@ class SandboxInfo:
     pid: int
     port: int
     ca_bundle: Path | None = None
+    # The daemon's own access key (only the home's owner can read it).
+    access_key_id: str = SANDBOX_ACCESS_KEY
+    secret_access_key: str = SANDBOX_ACCESS_KEY
 
 
 def state_dir(home: Path) -> Path:
@@ -102,12 +109,25 @@ def status(home: Path) -> SandboxInfo | None:
     if answer is None or answer.get("pid") != pid:
         return None  # starting, or wedged: `down` can still stop it
     ca = ca_file(home)
+    keys = _read_credentials(directory)
+    if keys is None:
+        return None  # another user's home, or a daemon from before credentials
     return SandboxInfo(
         url=f"http://{LOOPBACK}:{port}",
         pid=pid,
         port=port,
         ca_bundle=ca if ca.is_file() else None,
+        access_key_id=keys[0],
+        secret_access_key=keys[1],
     )
+
+
+def _read_credentials(directory: Path) -> tuple[str, str] | None:
+    try:
+        data = json.loads((directory / CREDENTIALS_FILE).read_text(encoding="utf-8"))
+        return str(data["access_key_id"]), str(data["secret_access_key"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def up(home: Path, *, port: int | None = None, timeout: float = 60.0) -> SandboxInfo:
@@ -149,8 +169,8 @@ def environment(
             no_proxy.append(host)
     variables = {
         "AWS_ENDPOINT_URL": info.url,
-        "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SANDBOX_ACCESS_KEY,
+        "AWS_ACCESS_KEY_ID": info.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": info.secret_access_key,
         "AWS_DEFAULT_REGION": region,
         "AWS_REGION": region,
         # Never ask an instance metadata service for credentials or the region.
@@ -230,12 +250,17 @@ _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def _request(
-    url: str, method: str = "GET", body: dict[str, Any] | None = None, timeout: float = 5.0
+    url: str,
+    method: str = "GET",
+    body: dict[str, Any] | None = None,
+    timeout: float = 5.0,
+    secret: str | None = None,
 ) -> dict[str, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers[SECRET_HEADER] = secret
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     # Loopback only: never through a proxy from the operator's environment.
     with _NO_PROXY_OPENER.open(request, timeout=timeout) as response:
         answer = json.loads(response.read().decode() or "{}")
@@ -251,7 +276,7 @@ def _control(
 ) -> dict[str, Any]:
     url = f"{info.url}{CONTROL_PATH}/{what}"
     try:
-        return _request(url, method, body, timeout)
+        return _request(url, method, body, timeout, secret=info.secret_access_key)
     except urllib.error.HTTPError as error:
         detail = error.read().decode(errors="replace")
         with contextlib.suppress(ValueError):

@@ -87,7 +87,6 @@ from typing import Any
 import asyncssh
 
 from hivemind.sandbox import mirror, patching, runtime
-from hivemind.sandbox.control import SANDBOX_ACCESS_KEY
 from hivemind.sandbox.faults import FAULTS, InjectedFault
 from hivemind.sandbox.host_tools import (
     ADDRESS_VARIABLE,
@@ -826,9 +825,10 @@ def start_host(
     install()
     mode = namespace_mode()
     endpoint = endpoint or sandbox_endpoint()
+    access_key_id, secret_access_key = runtime.credentials()
     aws = {
-        "AWS_ACCESS_KEY_ID": SANDBOX_ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SANDBOX_ACCESS_KEY,
+        "AWS_ACCESS_KEY_ID": access_key_id,
+        "AWS_SECRET_ACCESS_KEY": secret_access_key,
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
         "AWS_EC2_METADATA_DISABLED": "true",

@@ -32,6 +32,20 @@ _shutdown: list[Callable[[], None]] = []
 _OCTETS = 254 * 254
 
 
+_credentials = ("testing", "testing")  # what a test's in-process server takes (any key)
+
+
+def set_credentials(access_key_id: str, secret_access_key: str) -> None:
+    """The access key the daemon serves (see `hivemind.sandbox.credentials`); the hosts'
+    processes call the sandbox with it."""
+    global _credentials
+    _credentials = (access_key_id, secret_access_key)
+
+
+def credentials() -> tuple[str, str]:
+    return _credentials
+
+
 def set_state_dir(path: Path) -> None:
     global _state_dir
     path.mkdir(parents=True, exist_ok=True)

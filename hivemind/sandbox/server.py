@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from hivemind import __version__
+from hivemind.sandbox import credentials as sandbox_credentials
+from hivemind.sandbox.credentials import Credentials, guard
 from hivemind.sandbox.faults import FAULTS, parse_fault
 
 LOOPBACK = "127.0.0.1"
@@ -152,18 +154,51 @@ class SandboxServer:
         runtime.shutdown()  # the hosts, databases and forwarders of its stacks
 
 
-def start_server(port: int | None = None, host: str = LOOPBACK) -> SandboxServer:
+class _Serving:
+    """moto's server (as moto.server.ThreadedMotoServer serves it: werkzeug, a thread per
+    request, moto's request handler), its application behind `credentials` when given."""
+
+    def __init__(self, host: str, port: int, credentials: Credentials | None) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        app: Any = DomainDispatcherApplication(create_backend_app)
+        if credentials is not None:
+            app = guard(app, credentials)
+        self._server = make_server(host, port, app, True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def get_host_and_port(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._thread.join()
+
+
+def start_server(
+    port: int | None = None, host: str = LOOPBACK, credentials: Credentials | None = None
+) -> SandboxServer:
     """Serve the sandbox on `host:port` (port 0 or None: any free port) from a background
-    thread of this process; returns once it accepts connections."""
+    thread of this process; returns once it accepts connections. With `credentials`,
+    only requests signed with them (and control requests carrying their secret) are
+    served (see `hivemind.sandbox.credentials`); the hosts' processes get them too."""
     prepare()
-    from moto.server import ThreadedMotoServer
+    from hivemind.sandbox import runtime
 
     requests_log = logging.getLogger("werkzeug")
     if requests_log.level == logging.NOTSET:
         requests_log.setLevel(logging.WARNING)  # else a line per request (unless configured)
 
-    server = ThreadedMotoServer(ip_address=host, port=port or 0, verbose=False)
-    server.start()
+    if credentials is not None:
+        runtime.set_credentials(credentials.access_key_id, credentials.secret_access_key)
+    server = _Serving(host, port or 0, credentials)
     from hivemind.sandbox import telemetry
 
     # CloudWatch Logs, metrics and X-Ray from the stand-ins, from now until the stop.
@@ -228,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     runtime.set_state_dir(directory / "run")
     # Before the pid file: once `control.status` finds the daemon, its CA is there.
     connect_endpoint.use_ca_directory(directory)
-    server = start_server(args.port)
+    keys = sandbox_credentials.new()
+    sandbox_credentials.write(directory, keys)  # before the pid file, as the CA
+    server = start_server(args.port, credentials=keys)
     pid, port = str(os.getpid()), str(server.port)
     _write_atomic(directory / "port", port)
     _write_atomic(directory / "pid", pid)  # last: a pid file means the port file is there
