@@ -9,8 +9,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
 
+import psycopg
 import pytest
 from harness import app_copy, fast_example, run_cli
 from sandbox_harness import Clients, leftovers
@@ -18,6 +20,7 @@ from sandbox_harness import Clients, leftovers
 from hivemind.sandbox import control
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.e2e]
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @pytest.fixture
@@ -81,7 +84,15 @@ def test_deploy_status_destroy_leaves_nothing(
         SecretId=state["outputs"]["DatabaseSecretArn"]
     )["SecretString"]
     password = json.loads(secret)["password"]
+    username = json.loads(secret)["username"]
     assert len(password) >= 16
+    note = urllib.request.Request(
+        state["url"] + "/notes",
+        data=json.dumps({"text": "kept in the final snapshot"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with _NO_PROXY.open(note, timeout=10) as answer:
+        assert answer.status == 201
     for path in (sandbox_home / "deployments" / ident).rglob("*"):
         if path.is_file():
             assert password not in path.read_text(errors="replace"), path
@@ -95,6 +106,50 @@ def test_deploy_status_destroy_leaves_nothing(
     report = (sandbox_home / "deployments" / ident / "destroy-report.md").read_text()
     assert snapshot["DBSnapshotIdentifier"] in report
     assert left_behind(sandbox_home) == {}
+    # The snapshot holds the data: restored, it answers with the note written through
+    # the app, with the master user and password it had.
+    rds, ec2 = aws(sandbox_home).rds, aws(sandbox_home).ec2
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{n}.0/24", AvailabilityZone=zone)["Subnet"][
+            "SubnetId"
+        ]
+        for n, zone in enumerate(("us-east-1a", "us-east-1b"))
+    ]
+    rds.create_db_subnet_group(
+        DBSubnetGroupName="restore", DBSubnetGroupDescription="restore", SubnetIds=subnets
+    )
+    restored = rds.restore_db_instance_from_db_snapshot(
+        DBInstanceIdentifier="restored",
+        DBSnapshotIdentifier=snapshot["DBSnapshotIdentifier"],
+        DBSubnetGroupName="restore",
+    )["DBInstance"]
+    endpoint = rds.describe_db_instances(DBInstanceIdentifier="restored")["DBInstances"][0][
+        "Endpoint"
+    ]
+    with psycopg.connect(
+        host=endpoint["Address"], port=endpoint["Port"], user=username, password=password,
+        dbname="app", connect_timeout=10,
+    ) as connection:  # fmt: skip
+        texts = [row[0] for row in connection.execute("SELECT text FROM notes")]
+    assert texts == ["kept in the final snapshot"] and restored["Engine"] == "postgres"
+    # A manual snapshot of a running instance is metadata only in the sandbox: restoring
+    # it is refused rather than giving an empty database.
+    rds.create_db_snapshot(DBInstanceIdentifier="restored", DBSnapshotIdentifier="manual-one")
+    with pytest.raises(rds.exceptions.ClientError, match="final snapshots only"):
+        rds.restore_db_instance_from_db_snapshot(
+            DBInstanceIdentifier="from-manual",
+            DBSnapshotIdentifier="manual-one",
+            DBSubnetGroupName="restore",
+        )
+    rds.delete_db_snapshot(DBSnapshotIdentifier="manual-one")
+    rds.delete_db_instance(DBInstanceIdentifier="restored", SkipFinalSnapshot=True)
+    rds.delete_db_snapshot(DBSnapshotIdentifier=snapshot["DBSnapshotIdentifier"])
+    rds.delete_db_subnet_group(DBSubnetGroupName="restore")
+    for subnet in subnets:
+        ec2.delete_subnet(SubnetId=subnet)
+    ec2.delete_vpc(VpcId=vpc)
+    assert not any((sandbox_home / "sandbox").rglob(snapshot["DBSnapshotIdentifier"]))
     again = run_cli("destroy", ident, "--yes", env=hivemind)
     assert again.returncode == 2 and "already destroyed" in again.stderr
     forced = run_cli("destroy", ident, "--force", env=hivemind)  # stragglers: none left

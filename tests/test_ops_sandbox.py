@@ -26,6 +26,7 @@ from hivemind.ops.logs import fetch_log_events
 from hivemind.ops.window import window
 from hivemind.records import RecordStore, ResourceRecord, Status
 from hivemind.sandbox import control
+from hivemind.sandbox.control import SECRET_HEADER
 
 pytestmark = pytest.mark.sandbox
 
@@ -358,7 +359,8 @@ def queue_cost_explorer_results(sandbox: Sandbox, results: list[dict[str, Any]])
     request = urllib.request.Request(
         f"{sandbox.url}/moto-api/static/ce/cost-and-usage-results",
         data=json.dumps({"results": results}).encode(),
-        headers={"Content-Type": "application/json"},
+        # moto's control API: the daemon asks for its secret (see sandbox.credentials)
+        headers={"Content-Type": "application/json", SECRET_HEADER: sandbox.aws.credentials[1]},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as answer:

@@ -81,7 +81,19 @@ def test_only_the_homes_own_credentials_reach_the_daemon(tmp_path: Path) -> None
             )  # fmt: skip
 
         assert sts(info.access_key_id).get_caller_identity()["Account"] == "123456789012"
-        for other in ("testing", "AKIAIOSFODNN7EXAMPLE"):
+        # Credentials the sandbox issues to the key's holder work too (the CDK CLI
+        # assumes its deploy role, then deploys with the role's credentials).
+        issued = sts(info.access_key_id).assume_role(
+            RoleArn="arn:aws:iam::123456789012:role/cdk-deploy", RoleSessionName="cli"
+        )["Credentials"]
+        assumed = boto3.client(
+            "sts", endpoint_url=info.url, region_name="us-east-1",
+            aws_access_key_id=issued["AccessKeyId"],
+            aws_secret_access_key=issued["SecretAccessKey"],
+            aws_session_token=issued["SessionToken"],
+        )  # fmt: skip
+        assert ":assumed-role/cdk-deploy/cli" in assumed.get_caller_identity()["Arn"]
+        for other in ("testing", "AKIAIOSFODNN7EXAMPLE", "ASIAIOSFODNN7EXAMPLE"):
             with pytest.raises(botocore.exceptions.ClientError) as refused:
                 sts(other).get_caller_identity()  # type: ignore[attr-defined]
             error = refused.value.response

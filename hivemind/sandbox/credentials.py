@@ -7,7 +7,9 @@ before its pid file: `control.status` reads it, and `control.environment` gives 
 boto3, the AWS CLI and the CDK CLI as their credentials. The daemon then refuses:
 
 * an AWS API request signed with another access key id (the SigV4 `Authorization`
-  header's, or a presigned URL's `X-Amz-Credential`), or not signed: HTTP 403 with the
+  header's, or a presigned URL's `X-Amz-Credential`) than the daemon's or one the
+  sandbox issued to its holder (STS temporary credentials, as from the AssumeRole the
+  CDK CLI makes for its deploy role; an IAM user's key), or not signed: HTTP 403 with the
   error AWS answers for an unknown key, `InvalidClientTokenId` / "The security token
   included in the request is invalid." (`UnrecognizedClientException` for the JSON
   protocols), as in the IAM, STS and CloudFormation API references' common errors;
@@ -84,6 +86,21 @@ def access_key_of(environ: dict[str, Any]) -> str | None:
     return None
 
 
+def issued_by_sandbox(key: str) -> bool:
+    """Whether `key` is one the sandbox itself issued: temporary credentials from STS
+    (AssumeRole, as the CDK CLI assumes its deploy role; GetSessionToken) or an IAM
+    user's access key. Each was asked for by a caller holding the daemon's key."""
+    if not key.startswith(("ASIA", "AKIA")):
+        return False
+    from moto.iam.models import iam_backends  # the daemon has moto; `control` does not
+
+    for account_id in list(iam_backends.keys()):
+        for backend in list(iam_backends[account_id].values()):
+            if key in getattr(backend, "access_keys", {}):
+                return True
+    return False
+
+
 def guard(app: Callable[..., Iterable[bytes]], credentials: Credentials) -> Callable[..., Any]:
     """`app` (a WSGI application) behind the credentials check described above."""
 
@@ -99,7 +116,7 @@ def guard(app: Callable[..., Iterable[bytes]], credentials: Credentials) -> Call
             start_response("403 Forbidden", [("Content-Type", "application/json")])
             return [body.encode()]
         key = access_key_of(environ) or ""
-        if secrets.compare_digest(key, credentials.access_key_id):
+        if secrets.compare_digest(key, credentials.access_key_id) or issued_by_sandbox(key):
             return app(environ, start_response)
         return _refused(environ, start_response)
 

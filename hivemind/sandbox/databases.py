@@ -22,9 +22,17 @@ user and password the template gave:
   `DBName` is created. Primaries keep a binary log; a read replica replays it from
   the start through `rdsrepladmin` (GTID replication) and is `read_only`.
 
+**Final snapshots hold the data.** Deleting an instance with a final snapshot
+(DeleteDBInstance's FinalDBSnapshotIdentifier, or `DeletionPolicy: Snapshot`) shuts its
+server down cleanly and copies its data directory to
+`runtime.state_dir()/snapshots/<snapshot id>/` before the instance's folder goes;
+RestoreDBInstanceFromDBSnapshot starts a new server on a copy of it, with the
+snapshot's users and master password, as RDS restores one. DeleteDBSnapshot removes the
+copy; the sandbox stopping removes them all.
+
 What stays metadata only (moto's): Multi-AZ (one server, no standby), instance
-class, storage, backups and snapshots (a final snapshot on delete is a moto record,
-not a copy of the data; restoring one gives no server), parameter groups, IAM
+class, storage, backups and manual snapshots (CreateDBSnapshot of a running instance
+is a moto record, not a copy of the data: restoring one is refused), parameter groups, IAM
 authentication, and what the RDS API does to an instance other than deleting it
 (ModifyDBInstance, StopDBInstance, RebootDBInstance leave its server as it is). A
 standby keeps the source address and port it was made from: moving its source to
@@ -925,6 +933,114 @@ def start_read_replica(identifier: str, *, source: DatabaseServer, port: int) ->
         return replica
 
     return _started(identifier, port, _MYSQL_USERS, build)
+
+
+# ---------------------------------------------------------------------------
+# final snapshots that hold the data
+
+
+@dataclass
+class _Snapshot:
+    """A final snapshot's data: a copy of its instance's data directory, taken after a
+    clean shutdown, and what a server needs to run it again."""
+
+    engine: str
+    master: MasterUser
+    folder: Path  # holds data/
+    replication_password: str | None = None
+
+
+_snapshots: dict[str, _Snapshot] = {}
+
+
+def snapshot_folder(snapshot_id: str) -> Path:
+    return runtime.state_dir() / "snapshots" / snapshot_id
+
+
+def keep_final_snapshot(identifier: str, snapshot_id: str) -> None:
+    """Copy the data of DB instance `identifier` into its final snapshot `snapshot_id`:
+    the server shuts down cleanly first, so the copy is consistent, as RDS's final
+    snapshot is taken once the instance stopped taking writes. The caller then stops
+    the server (which removes the instance's own folder)."""
+    server = server_of(identifier)
+    if server is None:
+        return
+    server._shut_down()
+    target = snapshot_folder(snapshot_id)
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True, mode=0o700)
+    shutil.copytree(server.data_dir, target / "data", symlinks=True)
+    replication = getattr(server, "_replication_password", None)
+    with _lock:
+        first = not _snapshots
+        _snapshots[snapshot_id] = _Snapshot(server.engine, server._master, target, replication)
+    if first:
+        runtime.on_shutdown(_forget_snapshots)
+    log.info("final snapshot %s of %s keeps its data in %s", snapshot_id, identifier, target)
+
+
+def snapshot_holds_data(snapshot_id: str) -> bool:
+    with _lock:
+        return snapshot_id in _snapshots
+
+
+def delete_snapshot_data(snapshot_id: str) -> None:
+    with _lock:
+        snapshot = _snapshots.pop(snapshot_id, None)
+    if snapshot is not None:
+        shutil.rmtree(snapshot.folder, ignore_errors=True)
+
+
+def _forget_snapshots() -> None:
+    with _lock:
+        kept = list(_snapshots.values())
+        _snapshots.clear()
+    for snapshot in kept:
+        shutil.rmtree(snapshot.folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (runtime.state_dir() / "snapshots").rmdir()
+
+
+def _chown_tree(root: Path, user: _RunAs) -> None:
+    os.chown(root, user.uid, user.gid, follow_symlinks=False)
+    for folder, names, files in os.walk(root):
+        for name in [*names, *files]:
+            os.chown(Path(folder) / name, user.uid, user.gid, follow_symlinks=False)
+
+
+def restore_snapshot(snapshot_id: str, identifier: str, *, port: int) -> DatabaseServer:
+    """A new server for DB instance `identifier`, restored from final snapshot
+    `snapshot_id`: its data, users and master password, as RDS restores a snapshot."""
+    with _lock:
+        snapshot = _snapshots.get(snapshot_id)
+    if snapshot is None:
+        raise DatabaseError(
+            f"the sandbox keeps the data of final snapshots only (DeleteDBInstance with "
+            f"FinalDBSnapshotIdentifier, DeletionPolicy Snapshot): {snapshot_id} has none"
+        )
+
+    def build(address: str, folder: Path, user: _RunAs | None) -> DatabaseServer:
+        server: DatabaseServer
+        if snapshot.engine == "postgres":
+            server = PostgresServer(
+                identifier, address=address, port=port, folder=folder, user=user,
+                master=snapshot.master,
+            )  # fmt: skip
+        else:
+            mysql = MysqlServer(
+                identifier, address=address, port=port, folder=folder, user=user,
+                master=snapshot.master,
+            )  # fmt: skip
+            mysql._installation = _mysql_installation()
+            mysql._replication_password = snapshot.replication_password
+            server = mysql
+        shutil.copytree(snapshot.folder / "data", server.data_dir, symlinks=True)
+        if user is not None:
+            _chown_tree(server.data_dir, user)
+        return server
+
+    candidates = ("nobody",) if snapshot.engine == "postgres" else _MYSQL_USERS
+    return _started(identifier, port, candidates, build)
 
 
 def _mysql_installation() -> MysqlInstallation:

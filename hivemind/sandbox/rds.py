@@ -7,8 +7,9 @@ secret attachment report, are that server's loopback address and port, and the
 master user logs in with `MasterUserPassword` (the secret's password, once the
 engine has resolved `{{resolve:secretsmanager:...}}`). Read replicas are real
 replicas of their source's server (a PostgreSQL streaming standby, a MariaDB replica);
-Multi-AZ, storage, backups and snapshots are moto's metadata only (see `databases`
-for the whole list).
+Multi-AZ, storage, backups and manual snapshots are moto's metadata only (see
+`databases` for the whole list); a final snapshot holds the data, and restoring it
+(RestoreDBInstanceFromDBSnapshot) starts a server on it.
 
 Updates CloudFormation applies in place (instance class, storage, backup retention,
 Multi-AZ, deletion protection...) keep the server and its data; a new `Port`
@@ -40,7 +41,7 @@ from moto.rds.exceptions import (
 )
 from moto.rds.models import DBInstance, RDSBackend, rds_backends
 
-from hivemind.sandbox import databases
+from hivemind.sandbox import databases, patching
 from hivemind.sandbox.provisioning import (
     Context,
     MotoBackend,
@@ -137,12 +138,54 @@ def _delete_db_instance(
     )
     server = databases.server_of(db_instance_identifier)
     if server is not None:
+        if final_db_snapshot_identifier and not skip_final_snapshot:
+            databases.keep_final_snapshot(db_instance_identifier, final_db_snapshot_identifier)
         server.stop()
+    return deleted
+
+
+def _restore_db_instance_from_db_snapshot(
+    self: RDSBackend, from_snapshot_id: str, overrides: dict[str, Any]
+) -> Any:
+    """moto's RestoreDBInstanceFromDBSnapshot, with a server on the snapshot's data (a
+    final snapshot's: see `databases`); the instance is not created when it cannot run."""
+    snapshot_id = (
+        name_from_arn(from_snapshot_id)
+        if from_snapshot_id.startswith("arn:")
+        else (from_snapshot_id)
+    )
+    if snapshot_id in self.database_snapshots and not databases.snapshot_holds_data(snapshot_id):
+        raise RDSClientError(
+            "InvalidDBSnapshotState",
+            f"the sandbox keeps the data of final snapshots only: {snapshot_id} has none",
+        )
+    database = _moto_restore_db_instance_from_db_snapshot(self, from_snapshot_id, overrides)
+    identifier = str(database.db_instance_identifier)
+    try:
+        server = databases.restore_snapshot(snapshot_id, identifier, port=int(database.port or 0))
+    except databases.DatabaseError as error:
+        database.deletion_protection = False
+        _moto_delete_db_instance(self, identifier, None, True, True)
+        raise RDSClientError("InvalidRestoreFault", str(error)) from error
+    _serve(database, server)
+    return database
+
+
+def _delete_db_snapshot(self: RDSBackend, db_snapshot_identifier: str) -> Any:
+    """moto's DeleteDBSnapshot; the snapshot's data goes with it."""
+    deleted = _moto_delete_db_snapshot(self, db_snapshot_identifier)
+    databases.delete_snapshot_data(db_snapshot_identifier)
     return deleted
 
 
 DBInstance.address = property(_address)  # type: ignore[assignment,method-assign]
 RDSBackend.delete_db_instance = _delete_db_instance  # type: ignore[method-assign]
+_moto_restore_db_instance_from_db_snapshot = RDSBackend.restore_db_instance_from_db_snapshot
+_moto_delete_db_snapshot = RDSBackend.delete_db_snapshot
+patching.replace(
+    RDSBackend, "restore_db_instance_from_db_snapshot", _restore_db_instance_from_db_snapshot
+)
+patching.replace(RDSBackend, "delete_db_snapshot", _delete_db_snapshot)
 
 
 def _serve(database: Any, server: databases.DatabaseServer) -> None:
