@@ -10,6 +10,7 @@ creation calls cannot be scoped to a name before the resource exists and use "*"
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 # What creating, updating and deleting each resource type needs (one table).
@@ -434,3 +435,34 @@ def _policy() -> dict[str, Any]:
             },
         ],
     }
+
+
+# IAM's quota for a customer managed policy: 6,144 characters, white space not counted
+# (IAM User Guide, "IAM and AWS STS quotas": "Managed policy size").
+MANAGED_POLICY_LIMIT = 6144
+POLICY_NAME = "HiveMind"
+
+
+def policy_size(document: dict[str, Any]) -> int:
+    """A document's size as IAM counts it against MANAGED_POLICY_LIMIT: its characters
+    without white space (outside strings and in; HiveMind's strings hold none)."""
+    return len("".join(json.dumps(document, separators=(",", ":")).split()))
+
+
+def policy_documents(llm_model: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """`policy_document` as managed policies each within IAM's size limit, named
+    HiveMind-1, HiveMind-2, ...: statements in order, each whole, a new document when
+    the next would not fit. Attached together they grant exactly `policy_document`."""
+    statements = policy_document(llm_model)["Statement"]
+    documents: list[dict[str, Any]] = []
+    for statement in statements:
+        if documents:
+            trial = {**documents[-1], "Statement": [*documents[-1]["Statement"], statement]}
+            if policy_size(trial) <= MANAGED_POLICY_LIMIT:
+                documents[-1] = trial
+                continue
+        single = {"Version": "2012-10-17", "Statement": [statement]}
+        if policy_size(single) > MANAGED_POLICY_LIMIT:
+            raise ValueError(f"statement {statement.get('Sid')} alone exceeds IAM's limit")
+        documents.append(single)
+    return [(f"{POLICY_NAME}-{n}", document) for n, document in enumerate(documents, start=1)]

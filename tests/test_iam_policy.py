@@ -7,7 +7,13 @@ from pathlib import Path
 
 from harness import make_spec, run_cli
 
-from hivemind.iam_policy import ACTIONS_BY_RESOURCE_TYPE, policy_document
+from hivemind.iam_policy import (
+    ACTIONS_BY_RESOURCE_TYPE,
+    MANAGED_POLICY_LIMIT,
+    policy_document,
+    policy_documents,
+    policy_size,
+)
 from hivemind.synth import synthesize
 
 
@@ -55,16 +61,40 @@ def test_no_wildcard_actions_and_roles_are_scoped() -> None:
             assert "Condition" in statement, statement["Sid"]
 
 
-def test_the_command_prints_the_document() -> None:
-    result = run_cli("iam-policy")
-    assert result.returncode == 0
-    assert json.loads(result.stdout) == policy_document()
+def test_the_command_prints_documents_that_each_fit_iams_limit_and_grant_it_all() -> None:
+    result = run_cli("iam-policy", "--json")
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)["policies"]
+    assert [p["name"] for p in listed] == [f"HiveMind-{n}" for n in range(1, len(listed) + 1)]
+    for policy in listed:
+        # IAM counts a managed policy's characters without white space.
+        compact = "".join(json.dumps(policy["document"], separators=(",", ":")).split())
+        assert policy["characters"] == len(compact) <= MANAGED_POLICY_LIMIT == 6144
+        assert policy["document"]["Version"] == "2012-10-17"
+    together = [s for p in listed for s in p["document"]["Statement"]]
+    assert together == policy_document()["Statement"]  # split, nothing lost or added
+    assert len(listed) > 1  # the whole policy is over the limit (7,734 characters)
+    assert policy_size(policy_document()) > MANAGED_POLICY_LIMIT
+
+
+def test_out_writes_each_document_and_says_how_to_create_them(tmp_path: Path) -> None:
+    result = run_cli("iam-policy", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    written = sorted(tmp_path.glob("HiveMind-*.json"))
+    assert [p.name for p in written] == [f"{name}.json" for name, _ in policy_documents()]
+    for path, (name, document) in zip(written, policy_documents(), strict=True):
+        assert json.loads(path.read_text()) == document
+        assert f"aws iam create-policy --policy-name {name} --policy-document file://{path}" in (
+            result.stdout
+        )
+    missing = run_cli("iam-policy", "--out", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "is not a folder" in missing.stderr
 
 
 def test_with_a_model_the_agents_may_invoke_that_model_only() -> None:
     result = run_cli("iam-policy", "--llm", "bedrock:us.anthropic.claude-3-5-haiku-20241022-v1:0")
     assert result.returncode == 0, result.stderr
-    statement = json.loads(result.stdout)["Statement"][-1]
+    statement = json.loads(result.stdout)["policies"][-1]["document"]["Statement"][-1]
     assert statement["Sid"] == "AgentsModel"
     assert statement["Action"] == ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
     assert statement["Resource"] == [
