@@ -514,8 +514,8 @@ def test_the_daemon_keeps_its_ca_in_the_home_and_names_it_in_aws_ca_bundle(
             "ec2",
             endpoint_url=environment["AWS_ENDPOINT_URL"],
             region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
+            aws_access_key_id=environment["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=environment["AWS_SECRET_ACCESS_KEY"],
             verify=environment["AWS_CA_BUNDLE"],
         )
         assert ec2.describe_instance_connect_endpoints()["InstanceConnectEndpoints"] == []

@@ -50,7 +50,7 @@ ROUND = 1.0  # seconds between two telemetry rounds in these tests
 T = TypeVar("T")
 
 # The app: stdlib only, run by the host's systemd. Every request but /health is logged to
-# /var/log/shop/app.log and traced through the X-Ray daemon its environment names.
+# /var/log/hivemind/shop/app.log and traced through the X-Ray daemon its environment names.
 APP = r"""
 import json, os, socket, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,7 +59,7 @@ from urllib.parse import parse_qs, urlsplit
 DAEMON = os.environ.get("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")
 
 def log(line):
-    with open("/var/log/shop/app.log", "a") as f:
+    with open("/var/log/hivemind/shop/app.log", "a") as f:
         f.write(line + "\n")
 
 def trace(root, path, status, started):
@@ -355,7 +355,7 @@ def web(aws: Clients, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]
     pinned = known_hosts(keys, address, console_host_key(aws, values["InstanceId"]))
     ssh = connect(Box(values["id"], values["InstanceId"], address, key_file, values), pinned)
     # What the Deployer does, in short: folders, the app, its unit, start.
-    assert ssh.run("sudo mkdir -p /opt/shop /var/log/shop", hide=True, in_stream=False).ok
+    assert ssh.run("sudo mkdir -p /opt/shop /var/log/hivemind/shop", hide=True, in_stream=False).ok
     ssh.put(io.StringIO(APP), "/opt/shop/app.py")
     ssh.put(io.StringIO(UNIT), "/etc/systemd/system/shop.service")
     started_app = ssh.run("sudo systemctl start shop", hide=True, warn=True, in_stream=False)
@@ -414,7 +414,7 @@ def test_the_agent_ships_each_app_log_line_once_to_the_instances_stream(
     # agent's next round has read its last lines) and the app starts a new one.
     for n in range(3, 5):
         assert request(web.dns, f"/hello?n=logs-{n}")[0] == 200
-    assert run(web, "sudo mv /var/log/shop/app.log /var/log/shop/app.log.1")
+    assert run(web, "sudo mv /var/log/hivemind/shop/app.log /var/log/hivemind/shop/app.log.1")
     for n in range(5, 7):
         assert request(web.dns, f"/hello?n=logs-{n}")[0] == 200
     after = utc(1)
@@ -437,12 +437,13 @@ def test_the_agent_ships_each_app_log_line_once_to_the_instances_stream(
 
 def test_a_truncated_log_is_read_again_from_its_start(aws: Clients, web: Web) -> None:
     since = utc(-1)
-    assert run(web, "echo 'before truncation' | sudo tee /var/log/shop/worker.log")
+    assert run(web, "echo 'before truncation' | sudo tee /var/log/hivemind/shop/worker.log")
     eventually(lambda: any(e["message"] == "before truncation" for e in log_events(aws, since)))
     # copytruncate: the file keeps its inode and starts again from nothing.
-    assert run(web, "sudo truncate -s 0 /var/log/shop/worker.log")
+    assert run(web, "sudo truncate -s 0 /var/log/hivemind/shop/worker.log")
     time.sleep(2 * ROUND)
-    assert run(web, "printf 'after\\ntruncation\\n' | sudo tee -a /var/log/shop/worker.log")
+    log = "/var/log/hivemind/shop/worker.log"
+    assert run(web, f"printf 'after\\ntruncation\\n' | sudo tee -a {log}")
     messages = eventually(
         lambda: (
             (m := [e["message"] for e in log_events(aws, since)])[-2:] == ["after", "truncation"]
@@ -777,7 +778,7 @@ def test_the_configuration_comes_from_what_the_user_data_writes_and_fetches() ->
     assert config is not None
     assert config.sources == ("file:/opt/aws/amazon-cloudwatch-agent/etc/hivemind.json",)
     assert [(f.file_path, f.log_group_name, f.log_stream_name) for f in config.log_files] == [
-        ("/var/log/shop/*.log", LOG_GROUP, "{instance_id}")
+        ("/var/log/hivemind/shop/*.log", LOG_GROUP, "{instance_id}")
     ]
     assert config.metrics is not None
     assert [m.name for m in config.metrics.measurements] == [
