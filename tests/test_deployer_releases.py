@@ -136,15 +136,19 @@ def hosts(tmp_path: Path) -> dict[str, LocalHost]:
     }
 
 
-@pytest.fixture
-def deployer(tmp_path: Path, hosts: dict[str, LocalHost]) -> Deployer:
+def deployer_of(tmp_path: Path, hosts: dict[str, LocalHost], spec: Any = SPEC) -> Deployer:
     return Deployer(
-        SPEC,
+        spec,
         "shop-abcdefghij",
         tmp_path / "record",
         log=lambda _line: None,
         connect_to=lambda instance: hosts[instance.instance_id],
     )
+
+
+@pytest.fixture
+def deployer(tmp_path: Path, hosts: dict[str, LocalHost]) -> Deployer:
+    return deployer_of(tmp_path, hosts)
 
 
 def release(tmp_path: Path, release_id: str) -> Release:
@@ -289,13 +293,7 @@ def built(tmp_path: Path, hosts: dict[str, LocalHost], build_command: str) -> De
     spec = SPEC.model_copy(
         update={"app": SPEC.app.model_copy(update={"build_command": build_command})}
     )
-    return Deployer(
-        spec,
-        "shop-abcdefghij",
-        tmp_path / "record",
-        log=lambda _line: None,
-        connect_to=lambda instance: hosts[instance.instance_id],
-    )
+    return deployer_of(tmp_path, hosts, spec)
 
 
 def test_the_build_runs_as_the_apps_user_in_its_folder_which_is_roots_again_after(

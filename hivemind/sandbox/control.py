@@ -27,6 +27,8 @@ from typing import Any
 
 import hivemind
 from hivemind.errors import HiveMindError
+from hivemind.sandbox import credentials as sandbox_credentials
+from hivemind.sandbox.credentials import SECRET_HEADER
 
 LOOPBACK = "127.0.0.1"
 SERVICE_NAME = "hivemind-sandbox"  # what the daemon's ping answers (see server.py)
@@ -35,8 +37,6 @@ DEFAULT_REGION = "us-east-1"
 # What a sandbox server a test runs in its own process takes (it takes any key, as moto
 # does); a daemon makes its own at each start (see hivemind.sandbox.credentials).
 SANDBOX_ACCESS_KEY = "testing"
-CREDENTIALS_FILE = "credentials.json"  # hivemind.sandbox.credentials.FILE
-SECRET_HEADER = "X-HiveMind-Sandbox-Secret"  # hivemind.sandbox.credentials.SECRET_HEADER
 # The port every sandbox host serves SSH on: `hivemind.sandbox.hosts.SSH_PORT`, repeated
 # here because that module imports asyncssh and moto (a test keeps the two equal).
 SANDBOX_SSH_PORT = 2222
@@ -109,7 +109,7 @@ def status(home: Path) -> SandboxInfo | None:
     if answer is None or answer.get("pid") != pid:
         return None  # starting, or wedged: `down` can still stop it
     ca = ca_file(home)
-    keys = _read_credentials(directory)
+    keys = sandbox_credentials.read(directory)
     if keys is None:
         return None  # another user's home, or a daemon from before credentials
     return SandboxInfo(
@@ -117,17 +117,9 @@ def status(home: Path) -> SandboxInfo | None:
         pid=pid,
         port=port,
         ca_bundle=ca if ca.is_file() else None,
-        access_key_id=keys[0],
-        secret_access_key=keys[1],
+        access_key_id=keys.access_key_id,
+        secret_access_key=keys.secret_access_key,
     )
-
-
-def _read_credentials(directory: Path) -> tuple[str, str] | None:
-    try:
-        data = json.loads((directory / CREDENTIALS_FILE).read_text(encoding="utf-8"))
-        return str(data["access_key_id"]), str(data["secret_access_key"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def up(home: Path, *, port: int | None = None, timeout: float = 60.0) -> SandboxInfo:

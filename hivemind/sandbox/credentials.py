@@ -1,4 +1,6 @@
 """The sandbox daemon's credentials: only whoever can read its HiveMind home may call it.
+(Standard library only at import: `control`, which imports neither moto nor boto3,
+reads them.)
 
 A sandbox daemon serves on a loopback port that every user of the machine can reach.
 Each daemon start makes an access key of its own (an `AKIA` id and a 40-character
