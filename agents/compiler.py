@@ -343,11 +343,16 @@ def _front_door(inputs: CompilerInput) -> PlanPoint:
         )
     monthly = inputs.monthly("AWS::ElasticLoadBalancingV2::LoadBalancer")
     if spec.access.certificate_arn:
-        tls = "HTTPS on 443 with your certificate; port 80 redirects to it"
-        change = "access.certificate_arn in hivemind.yaml"
+        tls = (
+            f"HTTPS on 443 for {spec.access.domain} with your certificate; port 80 redirects to it"
+        )
+        change = "access.certificate_arn and access.domain in hivemind.yaml"
     else:
         tls = "plain HTTP on port 80 (no certificate)"
-        change = "access.certificate_arn (an ACM certificate) in hivemind.yaml for HTTPS"
+        change = (
+            "access.certificate_arn (an ACM certificate) and access.domain (its domain) "
+            "in hivemind.yaml for HTTPS"
+        )
     text = (
         f"An Application Load Balancer, ${monthly:,.2f}/month, serves {tls}, and forwards to "
         f"port {app.port} ({_why(spec, 'app.port')}); it checks {app.health_path} "
@@ -356,7 +361,9 @@ def _front_door(inputs: CompilerInput) -> PlanPoint:
     return PlanPoint(
         title="Load balancer",
         text=text,
-        fields=_refs(spec, "access.certificate_arn", "app.port", "app.health_path"),
+        fields=_refs(
+            spec, "access.certificate_arn", "access.domain", "app.port", "app.health_path"
+        ),
         change_with=change,
     )
 

@@ -220,10 +220,10 @@ def explain(check: CheckResult, inputs: QAInput) -> FailingCheck:
                 "access.certificate_arn to a new one."
             )
         else:
-            why = "The HTTPS handshake failed: the certificate is not trusted or does not match "
-            why += "the load balancer's name."
-            step = "Use a certificate for the domain you point at the load balancer "
-            step += "(access.certificate_arn)."
+            why = "The HTTPS handshake failed: the certificate is not trusted or is not for "
+            why += "the deployment's domain."
+            step = "Use an ACM certificate that covers access.domain (access.certificate_arn), "
+            step += "or set access.domain to the name the certificate is for."
     else:
         why = f"The check failed: {detail}."
         step = f"{status} shows every check."

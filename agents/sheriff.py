@@ -670,7 +670,8 @@ def _setting_fix(setting: str, spec: DeploymentSpec) -> str:
     fixes = {
         "access.certificate_arn": "Set access.certificate_arn in hivemind.yaml to an ACM "
         f"certificate for your domain in {spec.region} (arn:aws:acm:{spec.region}:ACCOUNT:"
-        "certificate/ID): the load balancer then serves HTTPS on 443 and redirects port 80.",
+        "certificate/ID), and access.domain to that domain: the load balancer then serves "
+        "HTTPS on 443 and redirects port 80.",
         "compute.instance_type": f"Choose an instance type offered in {spec.region} "
         f"(compute.instance_type, now {current}), or another region.",
         "database.instance_class": f"Choose a DB instance class offered for {spec.database.engine} "

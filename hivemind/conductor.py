@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from hivemind import certificate
 from hivemind.deployer.access import (
     Instance,
     connect,
@@ -153,6 +154,11 @@ class Conductor:
                 self._pack(record, source)
             except HiveMindError:
                 self._nothing_created(record, "the app could not be packed")
+                raise
+            try:
+                certificate.check(self.parts.client("acm"), spec)
+            except HiveMindError:
+                self._nothing_created(record, "the certificate cannot serve the deployment")
                 raise
             result = self._stage(record, "synth", lambda: self._synth(record, spec))
             self.parts.say(plan(result, record.folder, None))
@@ -1384,10 +1390,12 @@ def _event(packed: SourceRecord, how: UpdateKind) -> ReleaseEvent:
 
 
 def _url(spec: DeploymentSpec, outputs: dict[str, str]) -> str | None:
+    """Where people reach the app: its domain when it has one (whose DNS record the
+    operator points at the load balancer), else the load balancer's own name."""
     host = outputs.get("LoadBalancerDns")
     if not host:
         return None
-    return f"{'https' if spec.access.certificate_arn else 'http'}://{host}"
+    return f"{'https' if spec.access.certificate_arn else 'http'}://{spec.access.domain or host}"
 
 
 def _unchanged(

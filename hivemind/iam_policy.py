@@ -424,6 +424,14 @@ def _policy() -> dict[str, Any]:
                 "Resource": "*",
             },
             {
+                # Before creating an HTTPS deployment: is its certificate issued, and
+                # for its domain (hivemind.certificate)?
+                "Sid": "CheckTheCertificate",
+                "Effect": "Allow",
+                "Action": "acm:DescribeCertificate",
+                "Resource": "arn:aws:acm:*:*:certificate/*",
+            },
+            {
                 "Sid": "HiveMindItself",
                 "Effect": "Allow",
                 "Action": [

@@ -2,22 +2,31 @@
 
 Each check ends `passed`, `failed` with the reason, or `not_applicable` with why:
 
-* the health path and `/` through the load balancer's URL (status, latency);
+* the health path and `/` through the load balancer (status, latency);
+* with HTTPS, that plain HTTP is redirected to it;
 * the load balancer's listener ports, and the app's port on every instance;
 * the database, reached from an instance (it is private to the VPC);
-* the TLS certificate's validity and expiry, when HTTPS is on.
+* the TLS certificate's validity, name and expiry, when HTTPS is on.
+
+With a domain (`access.domain`), every check through the load balancer asks for that
+name: the connection goes to the load balancer's address, TLS names the domain (SNI) and
+verifies the certificate for it, and HTTP's Host header is the domain. An ACM
+certificate is issued for the operator's domain, never for the load balancer's own
+`*.elb.amazonaws.com` name, so that is the only way HTTPS can be checked before (or
+without) the domain's DNS record pointing at the load balancer. Certificates are
+verified against the system's trust store (OpenSSL's, so SSL_CERT_FILE applies).
 """
 
 from __future__ import annotations
 
+import http.client
 import socket
 import ssl
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from hivemind.records import CheckResult
 from hivemind.spec import DeploymentSpec
@@ -27,12 +36,14 @@ EXPIRY_WARNING_DAYS = 14
 
 # Runs a shell command on an instance: (exit code, output).
 RunOnInstance = Callable[[str, str], tuple[int, str]]
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @dataclass(frozen=True)
 class Target:
-    """What QA checks: the URL, the listener ports, the instances and the database."""
+    """What QA checks: the URL, the listener ports, the instances and the database.
+
+    `url` is what the checks ask for (scheme, name, port); `host` is where they connect,
+    the load balancer's DNS name, which is the URL's own name unless a domain is set."""
 
     url: str | None
     host: str | None
@@ -52,7 +63,8 @@ def target_of(
 ) -> Target:
     host = outputs.get("LoadBalancerDns")
     https = spec.access.certificate_arn is not None
-    url = f"{'https' if https else 'http'}://{host}" if host else None
+    name = spec.access.domain or host
+    url = f"{'https' if https else 'http'}://{name}" if host else None
     database = None
     if outputs.get("DatabaseEndpoint") and outputs.get("DatabasePort"):
         database = (outputs["DatabaseEndpoint"], int(outputs["DatabasePort"]))
@@ -67,9 +79,11 @@ def verify(spec: DeploymentSpec, target: Target, run_on: RunOnInstance) -> list[
         why = "the app serves no HTTP port, so there is no load balancer"
         results.append(CheckResult(name="http health", status="not_applicable", detail=why))
     else:
-        url, headers = target.url, dict(target.headers)
-        results.append(_http("http health", url + spec.app.health_path, headers, ok_below=400))
-        results.append(_http("http /", url + "/", headers, ok_below=500))
+        headers = dict(target.headers)
+        results.append(_http("http health", target, spec.app.health_path, headers, ok_below=400))
+        results.append(_http("http /", target, "/", headers, ok_below=500))
+        if urlsplit(target.url).scheme == "https":
+            results.append(_redirect(target))
         for port in target.listener_ports:
             assert target.host is not None
             results.append(_port(f"load balancer port {port}", target.host, port))
@@ -101,7 +115,7 @@ def verify(spec: DeploymentSpec, target: Target, run_on: RunOnInstance) -> list[
             _from_instance(run_on, instance_id, "database", host, port, via=f" from {instance_id}")
         )
     if spec.access.certificate_arn and target.host:
-        results.append(_tls(target.host))
+        results.append(_tls(target.host, spec.access.domain or target.host))
     else:
         results.append(
             CheckResult(
@@ -113,25 +127,93 @@ def verify(spec: DeploymentSpec, target: Target, run_on: RunOnInstance) -> list[
     return results
 
 
-def _http(name: str, url: str, headers: dict[str, str], *, ok_below: int) -> CheckResult:
-    started = time.monotonic()
-    request = urllib.request.Request(url, headers=headers)
+class _HTTPConnection(http.client.HTTPConnection):
+    """HTTP to `address` for the name in the URL (the Host header); no proxy."""
+
+    def __init__(self, name: str, port: int, address: str) -> None:
+        super().__init__(name, port, timeout=HTTP_TIMEOUT)
+        self._address = address
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _HTTPSConnection(http.client.HTTPSConnection):
+    """HTTPS to `address`, TLS naming and verifying the URL's name (SNI), which is the
+    Host header too; no proxy."""
+
+    def __init__(self, name: str, port: int, address: str) -> None:
+        super().__init__(name, port, timeout=HTTP_TIMEOUT, context=ssl.create_default_context())
+        self._address = address
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+def _get(target: Target, url: str, path: str, headers: dict[str, str]) -> http.client.HTTPResponse:
+    """GET `path` of `url` (its scheme, name and port), connecting to the target's host;
+    the answer's body is read, redirects are not followed."""
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    name = parts.hostname or ""
+    port = parts.port or (443 if https else 80)
+    kind = _HTTPSConnection if https else _HTTPConnection
+    connection = kind(name, port, target.host or name)
     try:
-        with _NO_PROXY.open(request, timeout=HTTP_TIMEOUT) as answer:
-            code = answer.status
-    except urllib.error.HTTPError as error:
-        code = error.code
-    except (OSError, ValueError) as error:
+        connection.request("GET", path, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        return answer
+    finally:
+        connection.close()
+
+
+def _http(
+    name: str, target: Target, path: str, headers: dict[str, str], *, ok_below: int
+) -> CheckResult:
+    assert target.url is not None
+    url = target.url + path
+    started = time.monotonic()
+    try:
+        code = _get(target, target.url, path, headers).status
+    except (OSError, http.client.HTTPException, ValueError) as error:
         return CheckResult(
             name=name, status="failed", detail=f"GET {url}: {_reason(error)}",
             seconds=_since(started),
         )  # fmt: skip
     seconds = _since(started)
+    # As the load balancer's health check: 2xx and 3xx answer (a redirect is not followed).
     status = "passed" if 200 <= code < ok_below else "failed"
     return CheckResult(
         name=name, status=status, detail=f"GET {url}: HTTP {code} in {seconds * 1000:.0f} ms",
         seconds=seconds,
     )  # fmt: skip
+
+
+def _redirect(target: Target) -> CheckResult:
+    """Plain HTTP on port 80 answers with a permanent redirect to the HTTPS URL."""
+    assert target.url is not None
+    secure = urlsplit(target.url)
+    plain = f"http://{secure.hostname}"
+    started = time.monotonic()
+    try:
+        answer = _get(target, plain, "/", {})
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        return CheckResult(
+            name="http redirect", status="failed", detail=f"GET {plain}/: {_reason(error)}",
+            seconds=_since(started),
+        )  # fmt: skip
+    location = answer.getheader("Location") or ""
+    moved = answer.status in (301, 308) and location.startswith(f"https://{secure.hostname}")
+    return CheckResult(
+        name="http redirect",
+        status="passed" if moved else "failed",
+        detail=f"GET {plain}/: HTTP {answer.status}"
+        + (f" to {location}" if location else " (no Location)")
+        + ("" if moved else f"; expected a permanent redirect to https://{secure.hostname}"),
+        seconds=_since(started),
+    )
 
 
 def _port(name: str, host: str, port: int) -> CheckResult:
@@ -171,13 +253,15 @@ def _from_instance(
     )
 
 
-def _tls(host: str) -> CheckResult:
+def _tls(host: str, name: str) -> CheckResult:
+    """The certificate `host`:443 presents for `name`: trusted, for that name, and not
+    about to expire."""
     started = time.monotonic()
     context = ssl.create_default_context()
     try:
         with (
             socket.create_connection((host, 443), timeout=HTTP_TIMEOUT) as raw,
-            context.wrap_socket(raw, server_hostname=host) as secured,
+            context.wrap_socket(raw, server_hostname=name) as secured,
         ):
             certificate = secured.getpeercert() or {}
     except (OSError, ssl.SSLError) as error:
@@ -191,14 +275,14 @@ def _tls(host: str) -> CheckResult:
     return CheckResult(
         name="tls",
         status=status,
-        detail=f"valid certificate for {host}, expires {expires:%Y-%m-%d} (in {days} days)",
+        detail=f"valid certificate for {name}, expires {expires:%Y-%m-%d} (in {days} days)",
         seconds=_since(started),
     )
 
 
 def _reason(error: BaseException) -> str:
-    if isinstance(error, urllib.error.URLError) and error.reason is not None:
-        return str(error.reason)
+    if isinstance(error, ssl.SSLCertVerificationError) and error.verify_message:
+        return f"certificate not trusted: {error.verify_message}"
     return str(error) or type(error).__name__
 
 

@@ -29,8 +29,10 @@ from hivemind.spec import (
     CERTIFICATE_ARN_PATTERN,
     DB_INSTANCE_CLASS_PATTERN,
     DEFAULT_ROOT_VOLUME_GB,
+    DOMAIN_PATTERN,
     ENV_VAR_PATTERN,
     INSTANCE_TYPE_PATTERN,
+    NEW_SPEC,
     PROVIDED_DATABASE_ENV_VARS,
     PROVIDED_ENV_VARS,
     REGION_PATTERN,
@@ -77,6 +79,7 @@ _PATTERN_HINTS = {
     DB_INSTANCE_CLASS_PATTERN: "an RDS instance class such as db.t3.micro",
     RUNTIME_VERSION_PATTERN: "a version number such as 20, 3.12 or 1.22.1",
     CERTIFICATE_ARN_PATTERN: "an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)",
+    DOMAIN_PATTERN: "a host name such as app.example.com (letters, digits, dashes and dots)",
     r"^/[^\s]*$": "a URL path starting with '/'",
 }
 
@@ -268,6 +271,7 @@ class _Resolver:
             "room for the system, the runtime and a few releases",
         )
         self.pick("access.certificate_arn", None, None, "no certificate: HTTP on port 80")
+        self.pick("access.domain", None, None, "no domain: the load balancer's own DNS name")
         self.pick("access.ssh_cidr", None, None, "no SSH rule (set --ssh-cidr to add one)")
         self.pick("access.allow_wide_ssh", None, False, "SSH from at most a /16 (IPv6: a /48)")
         balancing = LoadBalancerSpec()
@@ -401,7 +405,7 @@ class _Resolver:
         document["notes"] = tuple(self.notes)
         document["provenance"] = self.provenance
         try:
-            return DeploymentSpec.model_validate(document)
+            return DeploymentSpec.model_validate(document, context={NEW_SPEC: True})
         except ValidationError as exc:
             raise self._explain(exc) from None
 

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -51,6 +52,13 @@ HEALTH_PATH_PATTERN = r"^/[A-Za-z0-9._~!$&()*+,;=:@%/-]*(\?[A-Za-z0-9._~!$&()*+,
 # The widest SSH source range taken without access.allow_wide_ssh, by IP version.
 WIDEST_SSH_PREFIX = {4: 16, 6: 48}
 CERTIFICATE_ARN_PATTERN = r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[A-Za-z0-9-]+$"
+# Validation context of a spec being made (not a recorded one being read back): rules
+# added since specs were first recorded apply to new specs only.
+NEW_SPEC: Final = "new_spec"
+# A fully qualified domain name: dot-separated labels of letters, digits and inner hyphens
+# (RFC 1123), at least two labels, 253 characters at most; lowercase (DNS names are
+# case-insensitive, and ACM stores them lowercase).
+DOMAIN_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]([a-z0-9-]{0,61}[a-z0-9])?$"
 # Environment variables HiveMind itself sets on the instances, so the operator never
 # has to: the port always, the database's settings when HiveMind provisions one.
 PROVIDED_ENV_VARS: tuple[str, ...] = ("PORT",)
@@ -224,6 +232,11 @@ class AccessSpec(_Frozen):
     certificate_arn: Annotated[str | None, Field(pattern=CERTIFICATE_ARN_PATTERN)] = Field(
         None, description="an ACM certificate: HTTPS on 443, and port 80 redirects to it"
     )
+    domain: Annotated[str | None, Field(pattern=DOMAIN_PATTERN, max_length=253)] = Field(
+        None,
+        description="the name people reach the app at (its DNS record points at the load "
+        "balancer); HTTPS is checked for this name, which the certificate must cover",
+    )
     ssh_cidr: str | None = Field(
         None, description="the operator's address range allowed to SSH; none means no SSH rule"
     )
@@ -243,6 +256,25 @@ class AccessSpec(_Frozen):
         if network.prefixlen == 0:
             raise ValueError("SSH is never opened to the whole internet; give your address /32")
         return str(network)
+
+    @field_validator("domain", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.lower().removesuffix(".") if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _certificate_names_its_domain(self, info: ValidationInfo) -> AccessSpec:
+        # An ACM certificate is issued for the operator's domain, never for the load
+        # balancer's *.elb.amazonaws.com name: HTTPS can only be checked for that domain.
+        # Required of new specs (validated with NEW_SPEC); a deployment recorded before
+        # access.domain existed still loads.
+        new = bool(info.context and info.context.get(NEW_SPEC))
+        if new and self.certificate_arn is not None and self.domain is None:
+            raise ValueError(
+                "access.domain must name the domain the certificate is for: give "
+                "--domain, e.g. --domain app.example.com"
+            )
+        return self
 
     @model_validator(mode="after")
     def _not_too_wide(self) -> AccessSpec:
@@ -357,7 +389,7 @@ class DeploymentSpec(_Frozen):
                 document[section] = value
         document["provenance"] = {**self.provenance, **dict.fromkeys(changes, provenance)}
         try:
-            return DeploymentSpec.model_validate(document)
+            return DeploymentSpec.model_validate(document, context={NEW_SPEC: True})
         except ValidationError as exc:
             problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
             raise BadInputError(
@@ -367,8 +399,10 @@ class DeploymentSpec(_Frozen):
             ) from None
 
     @classmethod
-    def from_json(cls, text: str) -> DeploymentSpec:
-        return cls.model_validate_json(text)
+    def from_json(cls, text: str, *, new: bool = False) -> DeploymentSpec:
+        """A spec from its JSON: `new` for one given to a command (`--spec FILE`), to
+        which every rule applies; a recorded one is read back as it was made."""
+        return cls.model_validate_json(text, context={NEW_SPEC: True} if new else None)
 
 
 def field_paths() -> list[str]:

@@ -259,7 +259,7 @@ def load_spec(
             next_step="edit the spec file, or synthesize from the repository with the flags",
         )
     try:
-        return DeploymentSpec.from_json(spec_file.read_text(encoding="utf-8"))
+        return DeploymentSpec.from_json(spec_file.read_text(encoding="utf-8"), new=True)
     except ValueError as exc:
         first = str(exc).splitlines()
         raise BadInputError(

@@ -350,7 +350,9 @@ def test_every_resource_is_tagged_and_outputs_are_there(matrix: dict[Any, Synthe
 
 def test_https_with_a_certificate_redirects_http(tmp_path: Path) -> None:
     arn = "arn:aws:acm:eu-west-1:123456789012:certificate/abcd-1234"
-    spec = make_spec("stage-1", "none", False, access={"certificate_arn": arn})
+    spec = make_spec(
+        "stage-1", "none", False, access={"certificate_arn": arn, "domain": "shop.example.com"}
+    )
     synth = Synthesized(synthesize(spec, DEPLOYMENT_ID, tmp_path, use_cache=False), tmp_path, spec)
     assert synth.result.findings == []
     synth.template.has_resource_properties(
@@ -494,6 +496,7 @@ def test_security_group_descriptions_are_ones_ec2_accepts(tmp_path: Path) -> Non
         access={
             "ssh_cidr": "203.0.113.7/32",
             "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/abcd-1234",
+            "domain": "shop.example.com",
         },
     )
     synth = Synthesized(synthesize(spec, DEPLOYMENT_ID, tmp_path, use_cache=False), tmp_path, spec)

@@ -33,6 +33,7 @@ def test_every_resource_type_hivemind_builds_is_covered(tmp_path: Path) -> None:
         access={
             "ssh_cidr": "203.0.113.7/32",
             "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/abcd-1234",
+            "domain": "shop.example.com",
         },
     )
     result = synthesize(spec, "shop-abcdefghij", tmp_path, use_cache=False)

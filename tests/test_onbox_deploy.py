@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import ssl
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -151,15 +152,60 @@ def test_flask_and_postgres_answer_through_the_load_balancer(
         get(url + "/")
 
 
-def test_express_answers_through_the_load_balancer(env: dict[str, str], home: Path) -> None:
-    deployed, ident = deploy(env, fast_example("express-hello"))
+def test_express_answers_https_for_its_domain_through_the_load_balancer(
+    env: dict[str, str], home: Path
+) -> None:
+    # A certificate for the domain, as an operator brings one: issued by the sandbox's
+    # CA and imported into its ACM.
+    issued = run_cli("sandbox", "certificate", "hello.example.test", "--json", env=env)
+    assert issued.returncode == 0, issued.stderr
+    arn = json.loads(issued.stdout)["certificate_arn"]
+    deployed, ident = deploy(
+        env,
+        fast_example("express-hello"),
+        "--certificate-arn",
+        arn,
+        "--domain",
+        "hello.example.test",
+    )
     assert deployed.returncode == 0, deployed.stderr[-4000:]
     state = status(env, ident)
-    code, body = get(state["url"] + "/")
-    assert code == 200 and json.loads(body)["app"] == "express-hello"
-    checks = {c["name"]: c["status"] for c in state["checks"]}
-    assert checks["database"] == "not_applicable"
-    assert all(v in ("passed", "not_applicable") for v in checks.values()), checks
+    assert state["url"] == "https://hello.example.test"
+    balancer = state["outputs"]["LoadBalancerDns"]
+    assert f"point hello.example.test at {balancer}" in deployed.stdout
+    checks = {c["name"]: c for c in state["checks"]}
+    # QA asked for the domain: TLS named it (SNI) and verified the certificate for it.
+    assert checks["tls"]["status"] == "passed"
+    assert "valid certificate for hello.example.test" in checks["tls"]["detail"]
+    assert checks["http health"]["detail"].startswith("GET https://hello.example.test/health")
+    assert checks["http redirect"]["status"] == "passed", checks["http redirect"]
+    assert "301 to https://hello.example.test" in checks["http redirect"]["detail"]
+    assert checks["database"]["status"] == "not_applicable"
+    assert all(c["status"] in ("passed", "not_applicable") for c in checks.values()), checks
+
+    # A browser's view: the load balancer's address, the domain's name, and the trust
+    # store the sandbox's environment names (the system's CAs and the sandbox's).
+    info = control.status(home)
+    assert info is not None and info.trust_bundle is not None
+    assert control.environment(info)["SSL_CERT_FILE"] == str(info.trust_bundle)
+    trusted = ssl.create_default_context(cafile=str(info.trust_bundle))
+    with (
+        socket.create_connection((balancer, 443), timeout=10) as raw,
+        trusted.wrap_socket(raw, server_hostname="hello.example.test") as secured,
+    ):
+        secured.sendall(b"GET / HTTP/1.1\r\nHost: hello.example.test\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := secured.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert json.loads(body)["app"] == "express-hello"
+    # The certificate is for the domain, not for the load balancer's own name.
+    with (
+        socket.create_connection((balancer, 443), timeout=10) as raw,
+        pytest.raises(ssl.SSLCertVerificationError, match="match"),
+    ):
+        trusted.wrap_socket(raw, server_hostname=balancer)
     destroy(env, home, ident)
 
 

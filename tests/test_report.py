@@ -332,7 +332,8 @@ def test_no_database_no_https_no_xray_means_no_such_nodes() -> None:
 def test_before_the_stack_exists_the_diagram_is_the_plan() -> None:
     spec = production_spec().model_copy(
         update={"access": production_spec().access.model_copy(
-            update={"certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/abc-1"})}
+            update={"certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/abc-1",
+                    "domain": "shop.example.com"})}
     )  # fmt: skip
     state = DeploymentState(
         deployment_id=ID, app="shop", region="eu-west-1", profile="production",

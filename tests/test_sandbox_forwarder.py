@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sandbox_harness import Clients, events, in_process_sandbox, stack
 
-from hivemind.sandbox import control, forwarder, runtime
+from hivemind.sandbox import certificates, connect_endpoint, control, forwarder, runtime
 from hivemind.sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.sandbox
@@ -712,8 +712,7 @@ def test_deleting_the_stack_closes_the_balancers_ports(aws: Clients) -> None:
     assert refused(dns, HTTP_PORT)
 
 
-def test_an_https_listener_serves_a_certificate_from_the_sandboxs_acm(aws: Clients) -> None:
-    certificate = aws.acm.request_certificate(DomainName="shop.example.com")["CertificateArn"]
+def _https_listener(certificate_arn: str) -> dict[str, Any]:
     https = listener(
         443,
         {
@@ -722,43 +721,84 @@ def test_an_https_listener_serves_a_certificate_from_the_sandboxs_acm(aws: Clien
         },
         "HTTPS",
     )
-    https["Properties"]["Certificates"] = [{"CertificateArn": certificate}]
-    outputs = create_stack(aws, "secure", template({"Https": https}))
-    try:
-        context = ssl.create_default_context()
-        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        connection = http.client.HTTPSConnection(outputs["Dns"], 443, timeout=10, context=context)
-        connection.request("GET", "/")
-        assert connection.getresponse().read() == b"secure"
-        connection.close()
-    finally:
-        aws.cloudformation.delete_stack(StackName=outputs["id"])
-        aws.acm.delete_certificate(CertificateArn=certificate)
+    https["Properties"]["Certificates"] = [{"CertificateArn": certificate_arn}]
+    return https
 
 
-def test_an_https_listener_with_a_foreign_certificate_fails_saying_the_sandbox_serves_http(
-    aws: Clients,
-) -> None:
-    https = listener(
-        443,
-        {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "200"}},
-        "HTTPS",
-    )
-    https["Properties"]["Certificates"] = [
-        {"CertificateArn": "arn:aws:acm:eu-west-1:111122223333:certificate/real-one"}
-    ]
+def _listener_failure(aws: Clients, name: str, https: dict[str, Any]) -> str:
+    """The stack's status reason for its HTTPS listener, which must have failed."""
     stack_id = aws.cloudformation.create_stack(
-        StackName="foreign-certificate", TemplateBody=template({"Https": https})
+        StackName=name, TemplateBody=template({"Https": https})
     )["StackId"]
     try:
         events = aws.cloudformation.describe_stack_events(StackName=stack_id)["StackEvents"]
         failed = [e for e in events if e["ResourceStatus"] == "CREATE_FAILED"]
         assert [e["LogicalResourceId"] for e in failed] == ["Https"]
-        reason = failed[0]["ResourceStatusReason"]
-        assert "serve HTTP, and HTTPS only with a certificate from the sandbox's own ACM" in reason
         assert stack(aws, stack_id)["StackStatus"] == "ROLLBACK_COMPLETE"
+        return str(failed[0]["ResourceStatusReason"])
     finally:
         aws.cloudformation.delete_stack(StackName=stack_id)
+
+
+def test_an_https_listener_serves_an_imported_certificate_for_its_domain(aws: Clients) -> None:
+    # As an operator brings a certificate: issued elsewhere (here by the sandbox's CA),
+    # imported into ACM, ISSUED at once.
+    authority = Path(connect_endpoint.ca_bundle()).parent
+    issued = certificates.issue(authority, "shop.example.com")
+    certificate = aws.acm.import_certificate(
+        Certificate=issued.certificate,
+        PrivateKey=issued.private_key,
+        CertificateChain=issued.chain,
+    )["CertificateArn"]
+    outputs = create_stack(aws, "secure", template({"Https": _https_listener(certificate)}))
+    try:
+        trusted = ssl.create_default_context(cafile=str(connect_endpoint.ca_bundle()))
+        connection = http.client.HTTPSConnection("shop.example.com", 443, context=trusted)
+        connection.sock = trusted.wrap_socket(
+            socket.create_connection((outputs["Dns"], 443), timeout=10),
+            server_hostname="shop.example.com",
+        )  # the load balancer's address, the domain's name
+        connection.request("GET", "/")
+        assert connection.getresponse().read() == b"secure"
+        connection.close()
+        with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+            trusted.wrap_socket(
+                socket.create_connection((outputs["Dns"], 443), timeout=10),
+                server_hostname="www.example.com",
+            )
+    finally:
+        aws.cloudformation.delete_stack(StackName=outputs["id"])
+        aws.acm.delete_certificate(CertificateArn=certificate)
+
+
+def test_a_requested_certificate_is_refused_until_validated_as_elb_refuses_it(
+    aws: Clients,
+) -> None:
+    # ACM issues a requested certificate only once its DNS record validates it; the
+    # sandbox validates none, and ELB answers UnsupportedCertificate for a pending one.
+    certificate = aws.acm.request_certificate(
+        DomainName="shop.example.com", ValidationMethod="DNS"
+    )["CertificateArn"]
+    try:
+        reason = _listener_failure(aws, "pending-certificate", _https_listener(certificate))
+        assert (
+            f"The certificate '{certificate}' must have a fully-qualified domain name, a "
+            "supported signature, and a supported key size." in reason
+        )
+        assert "Error Code: UnsupportedCertificate" in reason
+        assert "ACM status PENDING_VALIDATION" in reason
+        described = aws.acm.describe_certificate(CertificateArn=certificate)["Certificate"]
+        assert described["Status"] == "PENDING_VALIDATION"
+    finally:
+        aws.acm.delete_certificate(CertificateArn=certificate)
+
+
+def test_an_https_listener_with_a_certificate_acm_lacks_fails_as_on_aws(aws: Clients) -> None:
+    missing = "arn:aws:acm:eu-west-1:111122223333:certificate/real-one"
+    reason = _listener_failure(aws, "foreign-certificate", _https_listener(missing))
+    assert f"Certificate '{missing}' not found" in reason
+    assert "Error Code: CertificateNotFound" in reason
+    assert "HTTPS only with a certificate from the sandbox's own ACM" in reason
 
 
 def test_a_health_check_interval_below_aws_minimum_is_refused_as_on_aws(aws: Clients) -> None:

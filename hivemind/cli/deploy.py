@@ -375,6 +375,12 @@ def _done(state: Any) -> None:
     click.echo(f"\n{state.deployment_id} is {state.status.value}")
     if state.url:
         click.echo(f"  url:  {state.url}")
+    balancer = (state.outputs or {}).get("LoadBalancerDns")
+    if state.url and balancer and balancer not in state.url:
+        click.echo(
+            f"  dns:  point {state.url.split('://', 1)[1]} at {balancer} (a CNAME record, "
+            "or an alias A record in Route 53)"
+        )
     for release in state.releases:
         steps = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in release.seconds.items())
         click.echo(f"  {release.instance_id}: release {release.release_id} ({steps})")

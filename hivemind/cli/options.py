@@ -47,7 +47,13 @@ _SPEC_OPTIONS: list[tuple[str, str, Any, str]] = [
         "--certificate-arn",
         "access.certificate_arn",
         str,
-        "ACM certificate for HTTPS on 443 (port 80 then redirects).",
+        "ACM certificate for HTTPS on 443 (port 80 then redirects); needs --domain.",
+    ),
+    (
+        "--domain",
+        "access.domain",
+        str,
+        "The name people reach the app at, e.g. app.example.com (HTTPS is checked for it).",
     ),
     (
         "--ssh-cidr",

@@ -1,4 +1,4 @@
-"""`hivemind sandbox up|down|reset|status|fault`"""
+"""`hivemind sandbox up|down|reset|status|fault|certificate`"""
 
 from __future__ import annotations
 
@@ -176,3 +176,84 @@ def fault(
     )
     what = f" matching {match!r}" if match else ""
     click.echo(f"armed: the next {times} {on}(s) of {resource_type}{what} will fail")
+
+
+@sandbox.command()
+@click.argument("domain")
+@click.option(
+    "--alternative-name",
+    "alternative_names",
+    multiple=True,
+    metavar="NAME",
+    help="Another name the certificate covers, e.g. www.example.com (repeatable).",
+)
+@click.option("--region", default=None, help="The ACM region (default: $AWS_REGION or us-east-1).")
+@click.option("--json", "as_json", is_flag=True, help="Print the ARN and names as JSON.")
+def certificate(
+    domain: str, alternative_names: tuple[str, ...], region: str | None, as_json: bool
+) -> None:
+    """Issue a certificate for DOMAIN from the sandbox's CA and import it into the
+    sandbox's ACM; print its ARN, for deploying with HTTPS in the sandbox.
+
+    The sandbox's HTTPS load balancers serve it, and clients given `SSL_CERT_FILE` from
+    the sandbox's environment (HiveMind's QA is) trust it. On AWS, request a certificate
+    in ACM (or import your own) for your domain instead.
+
+    \b
+    Example:
+      arn=$(hivemind sandbox certificate notes.example.test)
+      hivemind deploy examples/flask-notes --sandbox --stage-1 --yes \\
+        --certificate-arn "$arn" --domain notes.example.test
+    """
+    import os
+    import re
+
+    import boto3
+
+    from hivemind.errors import BadInputError
+    from hivemind.paths import home
+    from hivemind.sandbox import certificates, control
+    from hivemind.spec import DOMAIN_PATTERN
+
+    names = [name.lower().removesuffix(".") for name in (domain, *alternative_names)]
+    for name in names:
+        bare = name.removeprefix("*.")
+        if len(name) > 253 or not re.fullmatch(DOMAIN_PATTERN, bare):
+            raise BadInputError(
+                f"{name!r} is not a domain name",
+                where="DOMAIN" if name == names[0] else "--alternative-name",
+                next_step="give a name such as notes.example.test (*.example.test for "
+                "every name under it)",
+            )
+    region = (
+        region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or control.DEFAULT_REGION
+    )
+    info = control.up(home())
+    issued = certificates.issue(control.state_dir(home()), names[0], tuple(names[1:]))
+    variables = control.environment(info, region)
+    acm = boto3.client(
+        "acm",
+        endpoint_url=variables["AWS_ENDPOINT_URL"],
+        region_name=region,
+        aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"],
+    )
+    arn = acm.import_certificate(
+        Certificate=issued.certificate,
+        PrivateKey=issued.private_key,
+        CertificateChain=issued.chain,
+        Tags=[{"Key": "hivemind:sandbox-certificate", "Value": names[0]}],
+    )["CertificateArn"]
+    if as_json:
+        click.echo(json.dumps({"certificate_arn": arn, "names": names, "region": region}))
+    else:
+        click.echo(arn)
+        click.echo(
+            f"issued by the sandbox's CA for {', '.join(names)}, imported into the "
+            f"sandbox's ACM in {region}; deploy with --certificate-arn {arn} "
+            f"--domain {names[0]}",
+            err=True,
+        )

@@ -16,7 +16,10 @@
   address, with a mount namespace, a service manager and the instance role's `aws`;
   `mirror`: the offline package mirror their builds install from.
 * `databases`: each RDS instance a real PostgreSQL or MariaDB server.
-* `forwarder`: each load balancer listener a reverse proxy with real health checks.
+* `forwarder`: each load balancer listener a reverse proxy with real health checks
+  (HTTPS with an ISSUED ACM certificate); `certificates`: certificates for a domain
+  from the sandbox's CA (`hivemind sandbox certificate`), and the trust store with that
+  CA added that `control.environment` names in SSL_CERT_FILE.
 * `telemetry`: what CloudWatch and X-Ray hold, measured from those stand-ins: each
   instance's CloudWatch agent (`cloudwatch_agent`: the app's log lines, CWAgent memory
   and disk) and X-Ray daemon (`xray_daemon`) as its user data starts them, and the
@@ -27,5 +30,5 @@
 * `xray`, `cloudtrail`: APIs moto lacks that HiveMind or the CDK CLI call.
 
 Everything sandbox-specific lives in this package; product code only selects
-the endpoint, credentials, SSH port and CA bundle (`control.environment`).
+the endpoint, credentials, SSH port and CA bundles (`control.environment`).
 """

@@ -62,6 +62,8 @@ class SandboxError(HiveMindError):
 # The sandbox's CA (see hivemind.sandbox.connect_endpoint), in the daemon's folder.
 CA_CERTIFICATE_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
+# The system's trusted CAs plus the sandbox's (see hivemind.sandbox.certificates).
+TRUST_BUNDLE_FILE = "trust.pem"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,9 @@ class SandboxInfo:
     pid: int
     port: int
     ca_bundle: Path | None = None
+    # The system's trusted CAs and the sandbox's, for TLS clients of the sandbox's load
+    # balancers (SSL_CERT_FILE); None as ca_bundle.
+    trust_bundle: Path | None = None
     # The daemon's own access key (only the home's owner can read it).
     access_key_id: str = SANDBOX_ACCESS_KEY
     secret_access_key: str = SANDBOX_ACCESS_KEY
@@ -109,6 +114,7 @@ def status(home: Path) -> SandboxInfo | None:
     if answer is None or answer.get("pid") != pid:
         return None  # starting, or wedged: `down` can still stop it
     ca = ca_file(home)
+    trust = directory / TRUST_BUNDLE_FILE
     keys = sandbox_credentials.read(directory)
     if keys is None:
         return None  # another user's home, or a daemon from before credentials
@@ -117,6 +123,7 @@ def status(home: Path) -> SandboxInfo | None:
         pid=pid,
         port=port,
         ca_bundle=ca if ca.is_file() else None,
+        trust_bundle=trust if trust.is_file() else None,
         access_key_id=keys.access_key_id,
         secret_access_key=keys.secret_access_key,
     )
@@ -152,7 +159,8 @@ def environment(
 ) -> dict[str, str]:
     """The variables that point boto3, the AWS CLI and the AWS CDK CLI at the sandbox with
     fake credentials, and make them trust the sandbox's CA (AWS_CA_BUNDLE, when `info`
-    knows it) for its TLS endpoints. Apply them on top of an environment from which
+    knows it) for its TLS endpoints, and OpenSSL's clients for its HTTPS load balancers
+    (SSL_CERT_FILE). Apply them on top of an environment from which
     `CONFLICTING_VARIABLES` are removed (see `child_environment`)."""
     base = os.environ if base is None else base
     no_proxy = [p for p in base.get("NO_PROXY", base.get("no_proxy", "")).split(",") if p]
@@ -179,6 +187,11 @@ def environment(
         # The EC2 Instance Connect Endpoints' certificates are issued by the sandbox's CA;
         # the AWS API endpoint itself is plain HTTP, so nothing else changes.
         variables["AWS_CA_BUNDLE"] = str(info.ca_bundle)
+    if info.trust_bundle is not None:
+        # The sandbox's load balancers serve HTTPS with certificates from its CA
+        # (`hivemind sandbox certificate`); OpenSSL's clients (QA's checks, curl) trust
+        # it through the system's store with that CA added.
+        variables["SSL_CERT_FILE"] = str(info.trust_bundle)
     return variables
 
 

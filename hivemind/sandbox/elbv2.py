@@ -418,7 +418,15 @@ SERVES_HTTP_ONLY = (
 
 def _tls_context(ctx: Context, properties: dict[str, Any]) -> ssl.SSLContext | None:
     """The TLS set-up of an HTTPS listener (None for HTTP); ResourceFailed for any other
-    protocol or a certificate the sandbox's ACM does not hold."""
+    protocol, or a certificate ELB would refuse.
+
+    As Elastic Load Balancing answers CreateListener / ModifyListener (seen in users'
+    reports: aws/aws-cdk#6081, hashicorp/terraform-provider-aws#41789,
+    DataBiosphere/azul#8321): a certificate ACM does not hold is `CertificateNotFound`
+    ("Certificate '<arn>' not found"), and one ACM holds but has not issued (a requested
+    certificate still PENDING_VALIDATION, or a failed, expired or revoked one) is
+    `UnsupportedCertificate`, whose message names the domain, signature and key size
+    whatever the cause."""
     protocol = str(properties.get("Protocol") or "HTTP").upper()
     if protocol == "HTTP":
         return None
@@ -428,15 +436,30 @@ def _tls_context(ctx: Context, properties: dict[str, Any]) -> ssl.SSLContext | N
 
     certificates = properties.get("Certificates") or []
     arn = str(certificates[0].get("CertificateArn") or "") if certificates else ""
+    if not arn:
+        raise ResourceFailed(
+            ctx.logical_id,
+            "A certificate must be specified for HTTPS listeners (Service: "
+            "ElasticLoadBalancingV2, Status Code: 400, Error Code: ValidationError)",
+        )
     parts = arn.split(":")
     try:
         bundle = acm_backends[parts[4]][parts[3]].get_certificate(arn)
     except Exception as error:
         raise ResourceFailed(
             ctx.logical_id,
-            f"{SERVES_HTTP_ONLY}; certificate {arn or '(none given)'} is not in the sandbox's "
-            "ACM. Use an HTTP listener in the sandbox, or a certificate requested from it",
+            f"Certificate '{arn}' not found (Service: ElasticLoadBalancingV2, Status Code: "
+            f"400, Error Code: CertificateNotFound). {SERVES_HTTP_ONLY}",
         ) from error
+    if bundle.status != "ISSUED":
+        raise ResourceFailed(
+            ctx.logical_id,
+            f"The certificate '{arn}' must have a fully-qualified domain name, a supported "
+            "signature, and a supported key size. (Service: ElasticLoadBalancingV2, Status "
+            f"Code: 400, Error Code: UnsupportedCertificate) [ACM status {bundle.status}: "
+            "a requested certificate is usable once validated; `hivemind sandbox "
+            "certificate DOMAIN` imports one the sandbox's CA issued]",
+        )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     # load_cert_chain reads files only: the key is written for as long as that takes,
     # readable by this user alone.
@@ -527,9 +550,21 @@ def _deregister_targets(
     HEALTH.sync(self, self.target_groups[target_group_arn])
 
 
+# moto's ACM marks a requested certificate ISSUED once it has waited 60 s, as if it had
+# been validated; ACM issues it only once its DNS (or email) validation is done, and the
+# sandbox emulates neither, so a requested certificate stays PENDING_VALIDATION. (ACM
+# gives up after 72 hours, VALIDATION_TIMED_OUT, where moto would then issue it; no
+# sandbox lives that long.)
+ACM_VALIDATION_NEVER_COMES = 72 * 3600
+
+
 def install() -> None:
     """Make moto's ELBv2 API report the health checks' target states, and take target
-    registrations and deregistrations in at once (idempotent)."""
+    registrations and deregistrations in at once; keep requested ACM certificates
+    unvalidated (idempotent)."""
+    from moto import settings
+
+    settings.ACM_VALIDATION_WAIT = ACM_VALIDATION_NEVER_COMES
     patching.replace(ELBv2Backend, "describe_target_health", _describe_target_health)
     patching.replace(ELBv2Backend, "register_targets", _register_targets)
     patching.replace(ELBv2Backend, "deregister_targets", _deregister_targets)

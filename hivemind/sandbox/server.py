@@ -258,11 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
-    from hivemind.sandbox import connect_endpoint, runtime
+    from hivemind.sandbox import certificates, connect_endpoint, runtime
 
     runtime.set_state_dir(directory / "run")
     # Before the pid file: once `control.status` finds the daemon, its CA is there.
     connect_endpoint.use_ca_directory(directory)
+    certificates.write_trust_bundle(directory)
     keys = sandbox_credentials.new()
     sandbox_credentials.write(directory, keys)  # before the pid file, as the CA
     server = start_server(args.port, credentials=keys)
