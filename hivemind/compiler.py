@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from hivemind.render import render
 from hivemind.spec import DeploymentSpec
@@ -30,6 +31,31 @@ from hivemind.gates import attach_security_checks, security_findings  # noqa: E4
 from hivemind.runtimes import packages_for  # noqa: E402
 from hivemind_constructs.dashboard import AGENT_NAMESPACE, app_log_group_name  # noqa: E402
 from hivemind_constructs.stack import DeploymentStack  # noqa: E402
+
+
+class CliCredentialsSynthesizer(cdk.StackSynthesizer):
+    """The template inline, deployed with the operator's own credentials: no asset, no
+    role, no bootstrap stack (the cloud assembly names no role at all).
+
+    `BootstraplessSynthesizer`, despite its name and documentation ("default: no deploy
+    role, use CLI credentials"), writes the CDK bootstrap's roles into the cloud
+    assembly (`assumeRoleArn: cdk-hnb659fds-deploy-role-...`,
+    `cloudFormationExecutionRoleArn: cdk-hnb659fds-cfn-exec-role-...`, seen with
+    aws-cdk-lib 2.2xx); the CDK CLI passes the execution role to CloudFormation
+    whatever became of assuming the deploy role (`options.roleArn ??
+    stack.cloudFormationExecutionRoleArn` in its deployments code), and in an account
+    never bootstrapped CloudFormation answers "Role ... is invalid or cannot be
+    assumed". This synthesizer emits the stack artifact with none of them."""
+
+    def add_file_asset(self, *args: Any, **kwargs: Any) -> cdk.FileAssetLocation:
+        raise ValueError("HiveMind's stacks have no file assets (the template is inline)")
+
+    def add_docker_image_asset(self, *args: Any, **kwargs: Any) -> cdk.DockerImageAssetLocation:
+        raise ValueError("HiveMind's stacks have no container image assets")
+
+    def synthesize(self, session: cdk.ISynthesisSession) -> None:
+        self._synthesize_template(session)
+        self._emit_artifact(session)
 
 
 def render_user_data(spec: DeploymentSpec, deployment_id: str) -> str:
@@ -102,7 +128,7 @@ def build_app(
         deployment_id=deployment_id,
         user_data=render_user_data(spec, deployment_id),
         synthesizer=(
-            cdk.BootstraplessSynthesizer()
+            CliCredentialsSynthesizer()
             if bootstrapless
             else cdk.DefaultStackSynthesizer(generate_bootstrap_version_rule=True)
         ),

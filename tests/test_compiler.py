@@ -317,6 +317,27 @@ def test_dashboard_has_its_eight_sections_and_the_alarms(matrix: dict[Any, Synth
         assert ("Database free storage" in descriptions) is (engine != "none")
 
 
+def test_the_cloud_assembly_names_no_role_and_needs_no_bootstrap(
+    matrix: dict[Any, Synthesized],
+) -> None:
+    # The CDK CLI deploys with the operator's credentials and passes CloudFormation no
+    # role: an account never bootstrapped has no cdk-hnb659fds-* role to assume or pass
+    # ("Role ... is invalid or cannot be assumed", which the sandbox answers too).
+    for synth in matrix.values():
+        manifest = json.loads((synth.out / "cdk.out" / "manifest.json").read_text())
+        stack = manifest["artifacts"][synth.result.stack_name]["properties"]
+        for named in (
+            "assumeRoleArn",
+            "cloudFormationExecutionRoleArn",
+            "lookupRole",
+            "requiresBootstrapStackVersion",
+            "stackTemplateAssetObjectUrl",
+        ):
+            assert named not in stack, (named, stack[named])
+        assert "cdk-hnb659fds" not in json.dumps(manifest)
+        assert not any(a["type"] == "cdk:asset-manifest" for a in manifest["artifacts"].values())
+
+
 def test_xray_group_and_sampling_rule_only_with_xray(matrix: dict[Any, Synthesized]) -> None:
     for (_p, _e, xray), synth in matrix.items():
         assert len(synth.resources("AWS::XRay::Group")) == int(xray)

@@ -6,6 +6,7 @@ into it. One in-process sandbox server serves every test here."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import subprocess
@@ -359,6 +360,77 @@ def test_an_inline_template_over_cloudformations_limit_is_refused(
         aws.cloudformation.create_stack(
             StackName="big", TemplateBody=pretty, Parameters=KEY_PARAMETERS
         )
+
+
+TRUSTS = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": None}}],
+}
+
+
+def _role(aws: Clients, name: str, service: str) -> str:
+    trust = json.loads(json.dumps(TRUSTS))
+    trust["Statement"][0]["Principal"]["Service"] = service
+    return str(
+        aws.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"][
+            "Arn"
+        ]
+    )
+
+
+def test_a_service_role_must_exist_and_trust_cloudformation_as_on_aws(aws: Clients) -> None:
+    # What the CDK CLI passed in an account never bootstrapped (BootstraplessSynthesizer
+    # still named the bootstrap's execution role): AWS refuses it before doing anything.
+    missing = "arn:aws:iam::123456789012:role/cdk-hnb659fds-cfn-exec-role-123456789012-us-east-1"
+    ec2_role = _role(aws, "trusts-ec2", "ec2.amazonaws.com")
+    body = json.dumps({"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}})
+    try:
+        for role_arn in (missing, ec2_role):
+            for call, arguments in (
+                (aws.cloudformation.create_stack, {"StackName": "with-role"}),
+                (
+                    aws.cloudformation.create_change_set,
+                    {"StackName": "with-role", "ChangeSetName": "c", "ChangeSetType": "CREATE"},
+                ),
+            ):
+                with pytest.raises(ClientError) as refused:
+                    call(TemplateBody=body, RoleARN=role_arn, **arguments)
+                error = refused.value.response["Error"]
+                assert error["Code"] == "ValidationError"
+                assert error["Message"] == f"Role {role_arn} is invalid or cannot be assumed"
+        assert not aws.cloudformation.describe_stacks()["Stacks"]  # nothing was started
+
+        # A role that trusts CloudFormation is taken, for the stack's life.
+        cloudformation_role = _role(aws, "trusts-cloudformation", "cloudformation.amazonaws.com")
+        stack_id = aws.cloudformation.create_stack(
+            StackName="with-role", TemplateBody=body, RoleARN=cloudformation_role
+        )["StackId"]
+        assert stack(aws, stack_id)["RoleARN"] == cloudformation_role
+        with pytest.raises(ClientError, match="is invalid or cannot be assumed"):
+            aws.cloudformation.delete_stack(StackName=stack_id, RoleARN=missing)
+        aws.cloudformation.delete_stack(StackName=stack_id, RoleARN=cloudformation_role)
+        assert stack(aws, stack_id)["StackStatus"] == "DELETE_COMPLETE"
+    finally:
+        for name in ("trusts-ec2", "trusts-cloudformation"):
+            with contextlib.suppress(ClientError):
+                aws.iam.delete_role(RoleName=name)
+
+
+def test_sts_assumes_only_a_role_that_exists(aws: Clients) -> None:
+    missing = "arn:aws:iam::123456789012:role/cdk-hnb659fds-deploy-role-123456789012-us-east-1"
+    with pytest.raises(ClientError) as refused:
+        aws.sts.assume_role(RoleArn=missing, RoleSessionName="cdk")
+    error = refused.value.response["Error"]
+    assert error["Code"] == "AccessDenied"
+    assert (
+        f"is not authorized to perform: sts:AssumeRole on resource: {missing}" in (error["Message"])
+    )
+    existing = _role(aws, "deployer", "cloudformation.amazonaws.com")
+    try:
+        assumed = aws.sts.assume_role(RoleArn=existing, RoleSessionName="cdk")
+        assert assumed["Credentials"]["AccessKeyId"]
+    finally:
+        aws.iam.delete_role(RoleName="deployer")
 
 
 def test_a_template_url_on_the_sandbox_endpoint_is_read_from_its_s3(

@@ -1432,6 +1432,30 @@ def _limit_template_body(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return limited
 
 
+def _role_checked(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Refuse a RoleARN (the service role CloudFormation acts as) that does not exist or
+    does not trust cloudformation.amazonaws.com, as AWS does before doing anything:
+    "Role <arn> is invalid or cannot be assumed" (ValidationError). moto takes any ARN,
+    which hid that the CDK CLI passes the CDK bootstrap's execution role
+    (cdk-hnb659fds-cfn-exec-role-...) in accounts never bootstrapped."""
+
+    def checked(self: cfn_responses.CloudFormationResponse) -> Any:
+        from hivemind.sandbox.iam import RoleNotAssumable, role_trusting
+
+        role_arn = self._get_param("RoleARN")
+        if role_arn:
+            try:
+                role_trusting(self.current_account, role_arn, "cloudformation.amazonaws.com")
+            except RoleNotAssumable:
+                raise ValidationError(
+                    message=f"Role {role_arn} is invalid or cannot be assumed"
+                ) from None
+        return method(self)
+
+    checked.__name__ = method.__name__
+    return checked
+
+
 def _delete_stack_response(self: cfn_responses.CloudFormationResponse) -> EmptyResult:
     _backend_delete_stack(
         self.cloudformation_backend,
@@ -1487,14 +1511,19 @@ def install() -> None:
     responses = cfn_responses.CloudFormationResponse
     for operation in ("CreateStack", "UpdateStack", "CreateChangeSet", "ValidateTemplate"):
         moto_handler = getattr(responses, patching.method_names("cloudformation", operation)[0])
-        patching.serve(responses, "cloudformation", operation, _limit_template_body(moto_handler))
+        patching.serve(
+            responses,
+            "cloudformation",
+            operation,
+            _role_checked(_limit_template_body(moto_handler)),
+        )
     for operation, handler in (
         ("DescribeChangeSet", _describe_change_set_response),
         ("DeleteChangeSet", _delete_change_set_response),
         ("ListChangeSets", _list_change_sets_response),
-        ("ContinueUpdateRollback", _continue_update_rollback_response),
+        ("ContinueUpdateRollback", _role_checked(_continue_update_rollback_response)),
         ("ListStackResources", _list_stack_resources),
-        ("DeleteStack", _delete_stack_response),
+        ("DeleteStack", _role_checked(_delete_stack_response)),
     ):
         patching.serve(responses, "cloudformation", operation, handler)
     patching.replace(cfn_responses.StackResourceDTO, "__init__", _dto_init)

@@ -185,3 +185,82 @@ class InstanceProfile(ResourceType):
             iam.delete_instance_profile(name)
 
         return old.rebind(delete=delete)
+
+
+# ---------------------------------------------------------------------------
+# roles given to services: who may assume them
+
+
+class RoleNotAssumable(Exception):
+    """A role that does not exist, or whose trust policy does not let the principal in."""
+
+
+def role_trusting(account_id: str, role_arn: str, service: str | None = None) -> Any:
+    """The role `role_arn` of `account_id` (moto's), when it exists and, with `service`
+    (e.g. cloudformation.amazonaws.com), its trust policy allows that service
+    sts:AssumeRole; RoleNotAssumable otherwise. (Conditions in the trust policy are not
+    evaluated: the sandbox enforces no IAM.)"""
+    parts = role_arn.split(":", 5)
+    if len(parts) != 6 or parts[2] != "iam" or not parts[5].startswith("role/"):
+        raise RoleNotAssumable(f"{role_arn} is not a role ARN")
+    if parts[4] != account_id:
+        raise RoleNotAssumable(f"{role_arn} is not in the sandbox's account {account_id}")
+    try:
+        role = iam_backends[account_id][parts[1]].get_role_by_arn(role_arn)
+    except Exception as error:  # moto's IAMNotFoundException
+        raise RoleNotAssumable(f"{role_arn} does not exist") from error
+    if service is not None and not _trusts(role.assume_role_policy_document, service):
+        raise RoleNotAssumable(f"{role_arn}'s trust policy does not allow {service}")
+    return role
+
+
+def _trusts(document: Any, service: str) -> bool:
+    policy = json.loads(document) if isinstance(document, str) else dict(document or {})
+    statements = policy.get("Statement") or []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        actions = statement.get("Action") or []
+        actions = actions if isinstance(actions, list) else [actions]
+        services = (statement.get("Principal") or {}).get("Service") or []
+        services = services if isinstance(services, list) else [services]
+        if (
+            statement.get("Effect") == "Allow"
+            and any(a in ("sts:AssumeRole", "sts:*", "*") for a in actions)
+            and service in services
+        ):
+            return True
+    return False
+
+
+def _assume_role(self: Any, **arguments: Any) -> Any:
+    """STS AssumeRole of a role that exists. AWS refuses one that does not (as any role
+    whose trust policy does not name the caller) with AccessDenied; moto's assumes any
+    ARN, which hid that the CDK CLI asked for the CDK bootstrap's deploy role in an
+    account never bootstrapped."""
+    from moto.sts.exceptions import STSClientError
+
+    role_arn = str(arguments["role_arn"])
+    account_id = role_arn.split(":")[4] if role_arn.count(":") >= 5 else ""
+    try:
+        role_trusting(account_id, role_arn)
+    except RoleNotAssumable:
+        raise STSClientError(
+            "AccessDenied",
+            f"User: arn:aws:sts::{account_id}:user/moto is not authorized to perform: "
+            f"sts:AssumeRole on resource: {role_arn}",
+        ) from None
+    return _MOTO_ASSUME_ROLE(self, **arguments)
+
+
+def _install() -> None:
+    from moto.sts.models import STSBackend
+
+    from hivemind.sandbox import patching
+
+    global _MOTO_ASSUME_ROLE
+    if _MOTO_ASSUME_ROLE is None:
+        _MOTO_ASSUME_ROLE = STSBackend.assume_role
+    patching.replace(STSBackend, "assume_role", _assume_role)
+
+
+_MOTO_ASSUME_ROLE: Any = None
+_install()
