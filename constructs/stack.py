@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, CfnParameter, IStackSynthesizer, Stack
+from aws_cdk import Aws, CfnOutput, CfnParameter, IStackSynthesizer, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -12,6 +12,7 @@ from hivemind.deployment_ids import (
     TAG_DEPLOYMENT_ID,
     stack_name,
 )
+from hivemind.foundation import BOUNDARY_NAME
 from hivemind.spec import COLORS, DeploymentSpec
 from hivemind_constructs.acknowledge import acknowledge
 from hivemind_constructs.dashboard import AGENT_NAMESPACE, MonitoredResources, Monitoring
@@ -117,6 +118,15 @@ class DeploymentStack(Stack):
             ),
         )
         self._grant_the_agent()
+        # Every role this stack creates is bounded by the account's hivemind-boundary
+        # (hivemind.foundation): whatever is attached to it, it can do no more.
+        iam.PermissionsBoundary.of(self).apply(
+            iam.ManagedPolicy.from_managed_policy_arn(
+                self,
+                "Boundary",
+                f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:policy/{BOUNDARY_NAME}",
+            )
+        )
         self._outputs(spec)
 
     def _grant_the_agent(self) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hivemind import certificate
+from hivemind import certificate, foundation
 from hivemind.deployer.access import (
     Instance,
     connect,
@@ -128,6 +128,7 @@ class Collaborators:
 class Conductor:
     def __init__(self, parts: Collaborators) -> None:
         self.parts = parts
+        self._boundary_checked = False
 
     # --- commands -------------------------------------------------------------------
 
@@ -962,6 +963,23 @@ class Conductor:
             )
         return result
 
+    def _ensure_boundary(self, record: DeploymentRecord) -> None:
+        """The account's hivemind-boundary exists (created on confirmation), before any
+        stack whose roles name it is provisioned; once per command."""
+        if self._boundary_checked:
+            return
+        caller = self.parts.client("sts").get_caller_identity()
+        partition = str(caller["Arn"]).split(":")[1]
+        arn = foundation.ensure(
+            self.parts.client("iam"),
+            str(caller["Account"]),
+            self.parts.confirm,
+            self.parts.say,
+            partition,
+        )
+        record.log(f"boundary: {arn}")
+        self._boundary_checked = True
+
     def _provision(
         self,
         record: DeploymentRecord,
@@ -969,6 +987,7 @@ class Conductor:
         stage: str = "provision",
         review: Review | None = None,
     ) -> DeploymentState:
+        self._ensure_boundary(record)
         provisioner = Provisioner(
             self.parts.cloudformation, self.parts.environment, self.parts.display, record.log
         )

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hivemind.foundation import BOUNDARY_NAME
+
 # What creating, updating and deleting each resource type needs (one table).
 ACTIONS_BY_RESOURCE_TYPE: dict[str, tuple[str, ...]] = {
     "AWS::EC2::VPC": (
@@ -175,6 +177,7 @@ ACTIONS_BY_RESOURCE_TYPE: dict[str, tuple[str, ...]] = {
         "iam:UntagRole",
         "iam:ListAttachedRolePolicies",
         "iam:ListRolePolicies",
+        "iam:PutRolePermissionsBoundary",
     ),
     "AWS::IAM::Policy": ("iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy"),
     "AWS::IAM::InstanceProfile": (
@@ -267,6 +270,19 @@ _STACKS = "arn:aws:cloudformation:*:*:stack/hivemind-*/*"
 _ROLES = ("arn:aws:iam::*:role/hivemind-*", "arn:aws:iam::*:instance-profile/hivemind-*")
 _LOG_GROUPS = ("arn:aws:logs:*:*:log-group:/hivemind/*", "arn:aws:logs:*:*:log-group:hivemind-*")
 _SECRETS = "arn:aws:secretsmanager:*:*:secret:hivemind*"
+# The role actions allowed only with the account's boundary on the role (the policy
+# variable is the caller's own account: the boundary must be the account's own policy).
+_BOUNDED = frozenset(
+    {
+        "iam:CreateRole",
+        "iam:PutRolePolicy",
+        "iam:AttachRolePolicy",
+        "iam:DetachRolePolicy",
+        "iam:DeleteRolePolicy",
+        "iam:PutRolePermissionsBoundary",
+    }
+)
+_BOUNDARY = f"arn:aws:iam::${{aws:PrincipalAccount}}:policy/{BOUNDARY_NAME}"
 
 
 def policy_document(llm_model: str | None = None) -> dict[str, Any]:
@@ -329,8 +345,27 @@ def _policy() -> dict[str, Any]:
             {
                 "Sid": "HiveMindRoles",
                 "Effect": "Allow",
-                "Action": [a for a in scoped("iam:") if a != "iam:PassRole"],
+                "Action": [
+                    a for a in scoped("iam:") if a != "iam:PassRole" and a not in _BOUNDED
+                ],
                 "Resource": list(_ROLES),
+            },
+            {
+                # Creating a role, or giving it permissions: only a role bounded by the
+                # account's hivemind-boundary (hivemind.foundation), which caps whatever
+                # is attached to it. Without this condition these four actions would be a
+                # path to an administrator role.
+                "Sid": "OnlyBoundedHiveMindRoles",
+                "Effect": "Allow",
+                "Action": sorted(_BOUNDED),
+                "Resource": _ROLES[0],
+                "Condition": {"StringEquals": {"iam:PermissionsBoundary": _BOUNDARY}},
+            },
+            {
+                "Sid": "ReadTheBoundary",
+                "Effect": "Allow",
+                "Action": ["iam:GetPolicy", "iam:GetPolicyVersion"],
+                "Resource": _BOUNDARY,
             },
             {
                 "Sid": "PassHiveMindRolesToEc2",

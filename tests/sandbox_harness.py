@@ -13,9 +13,11 @@ from typing import Any
 import boto3
 from harness import make_spec
 
+from hivemind import foundation
 from hivemind.sandbox import server
 from hivemind.synth import synthesize
 
+ACCOUNT_ID = "123456789012"  # moto's default account, the sandbox's
 DEPLOYMENT_ID = "shop-abcdefghij"
 REGION = "eu-west-1"  # make_spec's region: the templates are region-agnostic anyway
 # HiveMind's templates take the deployment's SSH public key as a parameter.
@@ -31,11 +33,13 @@ KEY_PARAMETERS = [
 
 @contextmanager
 def in_process_sandbox() -> Iterator[server.SandboxServer]:
-    """A sandbox served from this test process as a new, empty account. moto keeps its
-    resources per process, so what an earlier module of this worker left is forgotten
-    before the server starts, and what this one leaves, after it stops."""
+    """A sandbox served from this test process as a new account, set up for HiveMind as
+    its first deploy leaves one (the hivemind-boundary policy its stacks' roles name).
+    moto keeps its resources per process, so what an earlier module of this worker left
+    is forgotten before the server starts, and what this one leaves, after it stops."""
     server.forget_all()
     running = server.start_server()
+    foundation.ensure(Clients(running.url).iam, ACCOUNT_ID, lambda _q: True, lambda _s: None)
     try:
         yield running
     finally:

@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 from harness import make_spec, run_cli
+from moto.iam.aws_managed_policies import aws_managed_policies_data
 
+from hivemind.foundation import BOUNDARY
 from hivemind.iam_policy import (
     ACTIONS_BY_RESOURCE_TYPE,
     MANAGED_POLICY_LIMIT,
@@ -43,6 +45,33 @@ def test_every_resource_type_hivemind_builds_is_covered(tmp_path: Path) -> None:
     for resource_type in built - {"AWS::CDK::Metadata"}:
         assert set(ACTIONS_BY_RESOURCE_TYPE[resource_type]) <= actions, resource_type
 
+    # Every role the stack creates is bounded by hivemind-boundary, and the boundary
+    # allows every action the stack grants a role (or its roles would be denied them).
+    template = json.loads((tmp_path / result.template_file).read_text())
+    resources = template["Resources"].values()
+    roles = [r for r in resources if r["Type"] == "AWS::IAM::Role"]
+    assert len(roles) == 2  # the instances', the flow logs'
+    for role in roles:
+        boundary = json.dumps(role["Properties"]["PermissionsBoundary"])
+        assert ":policy/hivemind-boundary" in boundary and "AWS::AccountId" in boundary
+    granted: set[str] = set()
+    for policy in (r for r in resources if r["Type"] == "AWS::IAM::Policy"):
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            action = statement["Action"]
+            granted.update([action] if isinstance(action, str) else action)
+    for role in roles:
+        for arn in role["Properties"].get("ManagedPolicyArns", []):
+            name = json.dumps(arn).rsplit("/", 1)[-1].strip('"]}')
+            document = json.loads(aws_managed_policies_data)[name]["Document"]
+            for statement in document["Statement"]:
+                action = statement["Action"]
+                granted.update([action] if isinstance(action, str) else action)
+    bounded: set[str] = set()
+    for statement in BOUNDARY["Statement"]:
+        action = statement["Action"]
+        bounded.update([action] if isinstance(action, str) else action)
+    assert granted and granted <= bounded, granted - bounded
+
 
 def test_no_wildcard_actions_and_roles_are_scoped() -> None:
     statements = policy_document()["Statement"]
@@ -60,6 +89,42 @@ def test_no_wildcard_actions_and_roles_are_scoped() -> None:
         ]
         if iam_actions and statement["Resource"] == "*":
             assert "Condition" in statement, statement["Sid"]
+
+
+ROLE_PERMISSIONS = {
+    "iam:CreateRole",
+    "iam:PutRolePolicy",
+    "iam:AttachRolePolicy",
+    "iam:DetachRolePolicy",
+    "iam:DeleteRolePolicy",
+    "iam:PutRolePermissionsBoundary",
+}
+
+
+def test_roles_are_created_or_given_permissions_only_with_the_boundary() -> None:
+    result = run_cli("iam-policy", "--json")
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout)
+    boundary = "arn:aws:iam::${aws:PrincipalAccount}:policy/hivemind-boundary"
+    seen: set[str] = set()
+    for policy in printed["policies"]:
+        for statement in policy["document"]["Statement"]:
+            action = statement["Action"]
+            actions = {action} if isinstance(action, str) else set(action)
+            # Never: changing or removing a boundary, or writing the boundary policy.
+            assert not actions & {
+                "iam:DeleteRolePermissionsBoundary",
+                "iam:CreatePolicy",
+                "iam:CreatePolicyVersion",
+                "iam:SetDefaultPolicyVersion",
+            }, statement["Sid"]
+            if actions & ROLE_PERMISSIONS:
+                assert statement["Condition"] == {
+                    "StringEquals": {"iam:PermissionsBoundary": boundary}
+                }, statement["Sid"]
+                seen |= actions & ROLE_PERMISSIONS
+    assert seen == ROLE_PERMISSIONS  # what CloudFormation's role handlers call
+    assert printed["boundary"] == {"name": "hivemind-boundary", "document": BOUNDARY}
 
 
 def test_the_command_prints_documents_that_each_fit_iams_limit_and_grant_it_all() -> None:
@@ -88,6 +153,8 @@ def test_out_writes_each_document_and_says_how_to_create_them(tmp_path: Path) ->
         assert f"aws iam create-policy --policy-name {name} --policy-document file://{path}" in (
             result.stdout
         )
+    assert json.loads((tmp_path / "hivemind-boundary.json").read_text()) == BOUNDARY
+    assert "aws iam create-policy --policy-name hivemind-boundary" in result.stdout
     missing = run_cli("iam-policy", "--out", str(tmp_path / "nowhere"))
     assert missing.returncode == 2 and "is not a folder" in missing.stderr
 

@@ -32,7 +32,7 @@ from sandbox_harness import (
     synthesize_profile,
 )
 
-from hivemind import toolchain
+from hivemind import foundation, toolchain
 from hivemind.sandbox import control, provisioning
 from hivemind.sandbox.server import SandboxServer
 
@@ -414,6 +414,41 @@ def test_a_service_role_must_exist_and_trust_cloudformation_as_on_aws(aws: Clien
         for name in ("trusts-ec2", "trusts-cloudformation"):
             with contextlib.suppress(ClientError):
                 aws.iam.delete_role(RoleName=name)
+
+
+def test_a_roles_permissions_boundary_must_exist_as_iam_requires(aws: Clients) -> None:
+    boundary = "arn:aws:iam::123456789012:policy/hivemind-boundary"
+    trust = json.loads(json.dumps(TRUSTS))
+    trust["Statement"][0]["Principal"]["Service"] = "ec2.amazonaws.com"
+    role = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {"AssumeRolePolicyDocument": trust, "PermissionsBoundary": boundary},
+    }
+    body = json.dumps({"Resources": {"Role": role}})
+    aws.iam.delete_policy(PolicyArn=boundary)  # in_process_sandbox made it: as if never
+    stack_id = aws.cloudformation.create_stack(StackName="unbounded", TemplateBody=body)["StackId"]
+    failed = [e for e in events(aws, stack_id) if e["ResourceStatus"] == "CREATE_FAILED"]
+    assert [e["LogicalResourceId"] for e in failed] == ["Role"]
+    assert (
+        f"Scope ARN: {boundary} does not exist or is not attachable."
+        in failed[0]["ResourceStatusReason"]
+    )
+    aws.cloudformation.delete_stack(StackName=stack_id)
+
+    created = aws.iam.create_policy(
+        PolicyName="hivemind-boundary", PolicyDocument=json.dumps(foundation.BOUNDARY)
+    )["Policy"]["Arn"]
+    assert created == boundary
+    stack_id = aws.cloudformation.create_stack(StackName="bounded", TemplateBody=body)["StackId"]
+    assert stack(aws, stack_id)["StackStatus"] == "CREATE_COMPLETE"
+    name = aws.cloudformation.describe_stack_resource(StackName=stack_id, LogicalResourceId="Role")[
+        "StackResourceDetail"
+    ]["PhysicalResourceId"]
+    assert aws.iam.get_role(RoleName=name)["Role"]["PermissionsBoundary"] == {
+        "PermissionsBoundaryType": "PermissionsBoundaryPolicy",
+        "PermissionsBoundaryArn": boundary,
+    }
+    aws.cloudformation.delete_stack(StackName=stack_id)
 
 
 def test_sts_assumes_only_a_role_that_exists(aws: Clients) -> None:

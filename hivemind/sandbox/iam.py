@@ -19,6 +19,7 @@ from hivemind.sandbox.provisioning import (
     Context,
     MotoBackend,
     Provisioned,
+    ResourceFailed,
     ResourceType,
     as_json,
     implements,
@@ -60,6 +61,7 @@ class Role(ResourceType):
     def create(self, properties: dict[str, Any], ctx: Context) -> Provisioned:
         iam = _iam(ctx)
         name = properties.get("RoleName") or ctx.generated_name(64)
+        _check_boundary(iam, ctx, properties.get("PermissionsBoundary"))
         role = iam.create_role(
             role_name=name,
             assume_role_policy_document=as_json(properties["AssumeRolePolicyDocument"]),
@@ -90,6 +92,9 @@ class Role(ResourceType):
         iam = _iam(ctx)
         name = old.physical_resource_id
         role = old.native
+        boundary = properties.get("PermissionsBoundary")
+        _check_boundary(iam, ctx, boundary)
+        role.permissions_boundary_arn = boundary or None
         role.assume_role_policy_document = as_json(properties["AssumeRolePolicyDocument"])
         role.description = properties.get("Description", "")
         for arn in list(role.managed_policies):
@@ -98,6 +103,24 @@ class Role(ResourceType):
             iam.delete_role_policy(name, policy_name)
         _attach_policies(iam, name, properties)
         return old
+
+
+def _check_boundary(iam: MotoBackend, ctx: Context, arn: str | None) -> None:
+    """A role's permissions boundary must be a managed policy that exists; IAM answers
+    CreateRole / PutRolePermissionsBoundary otherwise with NoSuchEntity, "Scope ARN: <arn>
+    does not exist or is not attachable." (moto only checks the ARN's shape)."""
+    if not arn:
+        return
+    if arn.split(":")[4:5] == ["aws"]:
+        ensure_aws_managed_policy(iam, arn)
+    try:
+        iam.get_policy(arn)
+    except Exception as error:
+        raise ResourceFailed(
+            ctx.logical_id,
+            f"Scope ARN: {arn} does not exist or is not attachable. (Service: Iam, Status "
+            "Code: 404, Error Code: NoSuchEntity)",
+        ) from error
 
 
 def _attach_policies(iam: MotoBackend, role_name: str, properties: dict[str, Any]) -> None:
