@@ -451,6 +451,42 @@ def test_a_roles_permissions_boundary_must_exist_as_iam_requires(aws: Clients) -
     aws.cloudformation.delete_stack(StackName=stack_id)
 
 
+def test_updating_a_role_keeps_the_policies_other_resources_put_on_it(aws: Clients) -> None:
+    # As the update that gave existing deployments' roles their boundary: IAM leaves a
+    # role's inline policies alone, so the AWS::IAM::Policy resource can still be
+    # deleted with the stack afterwards.
+    trust = json.loads(json.dumps(TRUSTS))
+    trust["Statement"][0]["Principal"]["Service"] = "ec2.amazonaws.com"
+    statement = {"Effect": "Allow", "Action": "ec2:DescribeTags", "Resource": "*"}
+    template: dict[str, Any] = {
+        "Resources": {
+            "Role": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": trust}},
+            "Policy": {
+                "Type": "AWS::IAM::Policy",
+                "Properties": {
+                    "PolicyName": "agent",
+                    "PolicyDocument": {"Version": "2012-10-17", "Statement": [statement]},
+                    "Roles": [{"Ref": "Role"}],
+                },
+            },
+        }
+    }
+    stack_id = aws.cloudformation.create_stack(
+        StackName="role-update", TemplateBody=json.dumps(template)
+    )["StackId"]
+    template["Resources"]["Role"]["Properties"]["PermissionsBoundary"] = (
+        "arn:aws:iam::123456789012:policy/hivemind-boundary"
+    )
+    aws.cloudformation.update_stack(StackName=stack_id, TemplateBody=json.dumps(template))
+    assert stack(aws, stack_id)["StackStatus"] == "UPDATE_COMPLETE"
+    role = aws.cloudformation.describe_stack_resource(StackName=stack_id, LogicalResourceId="Role")[
+        "StackResourceDetail"
+    ]["PhysicalResourceId"]
+    assert aws.iam.list_role_policies(RoleName=role)["PolicyNames"] == ["agent"]
+    aws.cloudformation.delete_stack(StackName=stack_id)
+    assert stack(aws, stack_id)["StackStatus"] == "DELETE_COMPLETE"
+
+
 def test_sts_assumes_only_a_role_that_exists(aws: Clients) -> None:
     missing = "arn:aws:iam::123456789012:role/cdk-hnb659fds-deploy-role-123456789012-us-east-1"
     with pytest.raises(ClientError) as refused:

@@ -97,10 +97,15 @@ class Role(ResourceType):
         role.permissions_boundary_arn = boundary or None
         role.assume_role_policy_document = as_json(properties["AssumeRolePolicyDocument"])
         role.description = properties.get("Description", "")
-        for arn in list(role.managed_policies):
-            iam.detach_role_policy(arn, name)
-        for policy_name in list(role.policies):
-            iam.delete_role_policy(name, policy_name)
+        # Only what the role's own properties attached: inline policies that separate
+        # AWS::IAM::Policy resources put on it stay (IAM's UpdateRole, PutRolePermissions-
+        # Boundary and the like leave a role's policies alone).
+        for arn in old.properties.get("ManagedPolicyArns") or []:
+            if arn in role.managed_policies:
+                iam.detach_role_policy(arn, name)
+        for policy in old.properties.get("Policies") or []:
+            if policy["PolicyName"] in role.policies:
+                iam.delete_role_policy(name, policy["PolicyName"])
         _attach_policies(iam, name, properties)
         return old
 
