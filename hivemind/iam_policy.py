@@ -345,9 +345,7 @@ def _policy() -> dict[str, Any]:
             {
                 "Sid": "HiveMindRoles",
                 "Effect": "Allow",
-                "Action": [
-                    a for a in scoped("iam:") if a != "iam:PassRole" and a not in _BOUNDED
-                ],
+                "Action": [a for a in scoped("iam:") if a != "iam:PassRole" and a not in _BOUNDED],
                 "Resource": list(_ROLES),
             },
             {

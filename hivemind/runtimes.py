@@ -1,15 +1,15 @@
-"""What each runtime needs installed on an Amazon Linux 2023 instance: one table."""
+"""What each runtime needs installed on an Amazon Linux 2023 instance (the package names
+are AL2023's, as data with their sources, in `hivemind.al2023`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hivemind.al2023 import END_OF_SUPPORT, RUNTIMES
+
 # Versions AL2023's repositories carry, oldest first. Go has one `golang` package.
 AVAILABLE: dict[str, tuple[str, ...]] = {
-    "node": ("18", "20", "22"),
-    "python": ("3.9", "3.11", "3.12", "3.13"),
-    "java": ("8", "11", "17", "21"),
-    "ruby": ("3.2",),
+    language: tuple(versions) for language, versions in RUNTIMES.items()
 }
 _BUILD_TOOLS = ("git", "tar", "gcc", "make")
 
@@ -26,8 +26,10 @@ class RuntimePackages:
 
 def _wanted(language: str, version: str) -> str:
     parts = version.split(".")
-    # Python is packaged per minor version, the others per major version.
-    return ".".join(parts[:2]) if language == "python" else parts[0]
+    if language == "java" and parts[0] == "1" and len(parts) > 1:
+        return parts[1]  # Java 1.8 is Java 8
+    # Python and Ruby are packaged per minor version, the others per major version.
+    return ".".join(parts[:2]) if language in ("python", "ruby") else parts[0]
 
 
 def packages_for(language: str, version: str, *, build_tool: str | None = None) -> RuntimePackages:
@@ -47,15 +49,13 @@ def packages_for(language: str, version: str, *, build_tool: str | None = None) 
         if chosen == wanted
         else (f"{language} {version} is not packaged for Amazon Linux 2023; installing {chosen}")
     )
-    names: tuple[str, ...]
-    if language == "node":
-        names = (f"nodejs{chosen}", f"nodejs{chosen}-npm")
-    elif language == "python":
-        names = (f"python{chosen}", f"python{chosen}-pip", f"python{chosen}-devel")
-    elif language == "java":
-        names = (f"java-{chosen}-amazon-corretto-headless", f"java-{chosen}-amazon-corretto-devel")
-        if build_tool == "maven":
-            names += ("maven",)
-    else:
-        names = (f"ruby{chosen}", f"ruby{chosen}-devel", f"ruby{chosen}-rubygem-bundler")
+    ended = END_OF_SUPPORT.get((language, chosen))
+    if ended:
+        note = (note + "; " if note else "") + (
+            f"{language} {chosen}'s security support on Amazon Linux 2023 ended {ended}: "
+            "move to a newer version"
+        )
+    names = RUNTIMES[language][chosen]
+    if language == "java" and build_tool == "maven":
+        names += ("maven",)
     return RuntimePackages(names + _BUILD_TOOLS, chosen, note)

@@ -87,7 +87,9 @@ def new_key(folder: Path, name: str) -> tuple[Path, str]:
     return private, public.decode()
 
 
-def template(public_key: str, *, unkeyed_instance: bool = False) -> dict[str, Any]:
+def template(
+    public_key: str, *, unkeyed_instance: bool = False, user_data: str = USER_DATA
+) -> dict[str, Any]:
     """A VPC with a public subnet, a key pair imported from `public_key`, a launch
     template naming it (as CDK's LaunchTemplate(key_pair=...) does) and an instance
     launched from it; optionally a second instance without any key pair."""
@@ -116,7 +118,7 @@ def template(public_key: str, *, unkeyed_instance: bool = False) -> dict[str, An
                     "ImageId": "ami-0abcdef1234567890",
                     "InstanceType": "t3.micro",
                     "KeyName": {"Ref": "KeyPair"},
-                    "UserData": {"Fn::Base64": USER_DATA},
+                    "UserData": {"Fn::Base64": user_data},
                 }
             },
         },
@@ -370,6 +372,46 @@ def test_sudo_and_chown_know_the_users_the_user_data_creates_and_no_other(
         refused = run(ssh, command)
         assert (refused.exited, refused.stderr) == (1, message + "\n"), command
     assert run(ssh, f"chown ec2-user {folder}").exited == 0
+
+
+def test_user_data_stops_at_a_package_al2023_lacks_and_nothing_after_it_happens(
+    aws: Clients, keys: Path
+) -> None:
+    # With set -e, dnf's failure ends the user data: the app's user is never created.
+    # (nodejs18 is what HiveMind once asked for: AL2023's Node 18 is `nodejs`.)
+    failing = USER_DATA.replace(
+        "set -euo pipefail\n",
+        "set -euo pipefail\ndnf install -y --setopt=install_weak_deps=False nodejs18 "
+        "nodejs18-npm git amazon-cloudwatch-agent\n",
+    )
+    key_file, public_key = new_key(keys, "id_failing")
+    failed = deploy(aws, "bad-packages", template(public_key, user_data=failing), key_file)
+    try:
+        assert (failed.host.directory / "users").read_text().split() == ["root", "ec2-user"]
+        log = (failed.host.root / "var/log/hivemind-user-data.log").read_text()
+        assert log.splitlines() == [
+            "No match for argument: nodejs18",
+            "No match for argument: nodejs18-npm",
+            "Error: Unable to find a match: nodejs18 nodejs18-npm",
+        ]
+        cloud_init = (failed.host.root / "var/log/cloud-init-output.log").read_text()
+        assert "Failed running /var/lib/cloud/instance/scripts/part-001 [1]" in cloud_init
+    finally:
+        destroy(aws, failed.stack_id)
+
+    # The same user data with AL2023's names runs to its end.
+    fixed = failing.replace("nodejs18 nodejs18-npm", "nodejs nodejs-npm")
+    key_file, public_key = new_key(keys, "id_fixed")
+    ran = deploy(aws, "good-packages", template(public_key, user_data=fixed), key_file)
+    try:
+        assert (ran.host.directory / "users").read_text().split() == [
+            "root",
+            "ec2-user",
+            "hm-shop",
+        ]
+        assert not (ran.host.root / "var/log/hivemind-user-data.log").exists()
+    finally:
+        destroy(aws, ran.stack_id)
 
 
 def test_a_service_runs_as_a_user_the_instance_has_and_fails_for_another(ssh: Any) -> None:

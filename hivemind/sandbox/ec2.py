@@ -23,7 +23,7 @@ from moto.ec2.utils import generate_dns_from_ip, parse_user_data
 from moto.elbv2.models import elbv2_backends
 from moto.ssm.models import ssm_backends
 
-from hivemind.sandbox import cloudwatch_agent, hosts, telemetry
+from hivemind.sandbox import cloudwatch_agent, hosts, telemetry, user_data
 from hivemind.sandbox.host_tools import users
 from hivemind.sandbox.provisioning import (
     Context,
@@ -719,19 +719,27 @@ class Instance(ResourceType):
                     interface.delete()
 
         host: hosts.SandboxHost | None = None
+        # How far the user data gets: a `dnf install` of a package AL2023 lacks stops it.
+        outcome = user_data.follow(
+            cloudwatch_agent.user_data_scripts(telemetry.user_data_of(instance))
+        )
         try:
             host = hosts.start_host(
                 instance.id,
                 authorized_key=lambda: _authorized_key(ec2, instance),
                 region=ctx.region,
                 # The users its user data would create (`useradd`): sudo -u and chown know them.
-                users=users.users_created(
-                    cloudwatch_agent.user_data_scripts(telemetry.user_data_of(instance))
-                ),
+                users=users.users_created(outcome.ran),
             )
             _assign_address(instance, host.address)
-            # What the user data would start on AWS: the CloudWatch agent, the X-Ray daemon.
-            telemetry.watch_instance(host, instance, account_id=ctx.account_id, region=ctx.region)
+            if outcome.failure is None:
+                # What the user data would start on AWS: the CloudWatch agent, the X-Ray
+                # daemon.
+                telemetry.watch_instance(
+                    host, instance, account_id=ctx.account_id, region=ctx.region
+                )
+            else:
+                _user_data_failed(host, outcome.failure)
         except Exception:
             if host is not None:
                 host.stop()
@@ -807,6 +815,26 @@ class Instance(ResourceType):
                 ec2.delete_tags([instance.id], {key: None for key in stale})
             _tag(ctx, instance.id, properties)
         return old
+
+
+USER_DATA_LOG = "var/log/hivemind-user-data.log"  # where HiveMind's user data tees itself
+CLOUD_INIT_LOG = "var/log/cloud-init-output.log"
+
+
+def _user_data_failed(host: hosts.SandboxHost, failure: list[str]) -> None:
+    """What an instance whose user data stopped at a failing command keeps: dnf's error in
+    the user data's own log and in cloud-init's, which then names the failed script."""
+    for name in (USER_DATA_LOG, CLOUD_INIT_LOG):
+        path = host.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = list(failure)
+        if name == CLOUD_INIT_LOG:
+            lines += [
+                "util.py[WARNING]: Failed running /var/lib/cloud/instance/scripts/part-001 [1]",
+                "cc_scripts_user.py[WARNING]: Failed to run module scripts_user (scripts in "
+                "/var/lib/cloud/instance/scripts)",
+            ]
+        path.write_text("\n".join(lines) + "\n")
 
 
 def _associate_public_ip(template_data: dict[str, Any]) -> bool | None:
