@@ -14,7 +14,8 @@
   from the sandbox's CA (`control.environment` names it in AWS_CA_BUNDLE).
 * `hosts` and `host_tools`: each EC2 instance a real SSH host on its own loopback
   address, with a mount namespace, a service manager and the instance role's `aws`;
-  `mirror`: the offline package mirror their builds install from.
+  `mirror`: the offline package mirror their builds install from; `user_data`: how far
+  an instance's user data gets (it stops at a `dnf install` of a package AL2023 lacks).
 * `databases`: each RDS instance a real PostgreSQL or MariaDB server.
 * `forwarder`: each load balancer listener a reverse proxy with real health checks
   (HTTPS with an ISSUED ACM certificate); `certificates`: certificates for a domain
@@ -27,7 +28,9 @@
 * `runtime`: what those stand-ins share (loopback addresses, files, shutdown).
 * `faults`: creations, updates and deletions that fail on purpose; SSH hosts that
   refuse, commands that fail, health checks that fail.
-* `xray`, `cloudtrail`: APIs moto lacks that HiveMind or the CDK CLI call.
+* `xray`, `cloudtrail`: APIs moto lacks that HiveMind or the CDK CLI call; `iam`, as
+  AWS: a service role must exist and trust its service, STS assumes only a role that
+  exists, a role's permissions boundary must be a policy that exists.
 
 Everything sandbox-specific lives in this package; product code only selects
 the endpoint, credentials, SSH port and CA bundles (`control.environment`).
