@@ -82,7 +82,19 @@ def test_only_the_homes_own_credentials_reach_the_daemon(tmp_path: Path) -> None
 
         assert sts(info.access_key_id).get_caller_identity()["Account"] == "123456789012"
         # Credentials the sandbox issues to the key's holder work too (the CDK CLI
-        # assumes its deploy role, then deploys with the role's credentials).
+        # assumes a bootstrapped account's deploy role, then deploys with the role's
+        # credentials). The role must exist, as on AWS.
+        boto3.client(
+            "iam", endpoint_url=info.url, region_name="us-east-1",
+            aws_access_key_id=info.access_key_id, aws_secret_access_key="x" * 40,
+        ).create_role(
+            RoleName="cdk-deploy",
+            AssumeRolePolicyDocument=json.dumps({
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                               "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}],
+            }),
+        )  # fmt: skip
         issued = sts(info.access_key_id).assume_role(
             RoleArn="arn:aws:iam::123456789012:role/cdk-deploy", RoleSessionName="cli"
         )["Credentials"]
