@@ -275,3 +275,19 @@ def test_the_trust_bundle_is_the_systems_store_and_the_sandboxs_ca(
     # environment), it does not include itself.
     monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
     assert certificates.write_trust_bundle(authority).read_bytes() == text
+
+
+def test_sandbox_certificate_refuses_what_is_not_a_domain_before_starting_anything(
+    tmp_path: Path,
+) -> None:
+    from harness import run_cli
+
+    env = {"HIVEMIND_HOME": str(tmp_path)}
+    for args, where in (
+        (("bad name",), "where: DOMAIN"),
+        (("ok.example.test", "--alternative-name", "no..dots"), "where: --alternative-name"),
+    ):
+        refused = run_cli("sandbox", "certificate", *args, env=env)
+        assert refused.returncode == 2, refused.stderr
+        assert "is not a domain name" in refused.stderr and where in refused.stderr
+    assert not (tmp_path / "sandbox").exists()  # no daemon was started
