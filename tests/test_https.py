@@ -5,7 +5,6 @@ address. The sandbox's side is in test_sandbox_forwarder.py and test_onbox_deplo
 
 from __future__ import annotations
 
-import datetime as dt
 import http.server
 import ssl
 import threading
@@ -15,10 +14,6 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from harness import make_spec
 from pydantic import ValidationError
 
@@ -172,46 +167,10 @@ class _Hello(http.server.BaseHTTPRequestHandler):
         pass
 
 
-_CA_KEY_USAGE = x509.KeyUsage(
-    digital_signature=True, content_commitment=False, key_encipherment=False,
-    data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-    encipher_only=False, decipher_only=False,
-)  # fmt: skip
-
-
-_CA_KEY_USAGE = x509.KeyUsage(
-    digital_signature=True, content_commitment=False, key_encipherment=False,
-    data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-    encipher_only=False, decipher_only=False,
-)  # fmt: skip
-
-
 @pytest.fixture
 def authority(tmp_path: Path) -> Path:
     """A CA (what the sandbox daemon keeps in its folder): ca.pem, ca.key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    now = dt.datetime.now(dt.UTC)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_CA_KEY_USAGE, critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "ca.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    certificates.load_or_create_authority(tmp_path)
     return tmp_path
 
 

@@ -1,4 +1,9 @@
-"""Certificates for HTTPS in the sandbox, from the sandbox's own CA.
+"""The sandbox's certificate authority, and the certificates it issues.
+
+The CA (`load_or_create_authority`) is created once per HiveMind home and kept in
+`<home>/sandbox/ca.pem` (its key in `ca.key`, mode 0600); it signs the Instance Connect
+Endpoints' certificates (`hivemind.sandbox.connect_endpoint`) and the certificates for
+domains below.
 
 On AWS an HTTPS listener serves an ACM certificate issued for the operator's domain
 (requested and validated in ACM, or issued elsewhere and imported), and browsers trust
@@ -22,10 +27,14 @@ validation (PENDING_VALIDATION), and the sandbox's load balancers refuse it as A
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import os
+import secrets
 import ssl
-import tempfile
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,13 +45,147 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from hivemind.sandbox.control import CA_CERTIFICATE_FILE, CA_KEY_FILE, TRUST_BUNDLE_FILE
 
+log = logging.getLogger("hivemind.sandbox")
+
 # ACM's imported certificates may be valid for up to 13 months as public ones are; a
 # year is plenty for a sandbox, and QA warns 14 days before expiry.
 LIFETIME = dt.timedelta(days=365)
+CA_LIFETIME = dt.timedelta(days=3650)
+CA_RENEWAL = dt.timedelta(days=30)  # a CA closer than this to its end is replaced
+_CA_KEY_USAGE = x509.KeyUsage(
+    digital_signature=False,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
 
 
 class NoAuthority(Exception):
     """The sandbox's CA is not in the state folder (its daemon has not started there)."""
+
+
+@dataclass(frozen=True)
+class Authority:
+    """The CA: its certificate, its key and the certificate's file."""
+
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+    path: Path
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def load_authority(directory: Path) -> Authority | None:
+    """The usable CA kept in `directory` (its key matching, not near its end), or None."""
+    certificate_file = directory / CA_CERTIFICATE_FILE
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        certificate = x509.load_pem_x509_certificate(certificate_file.read_bytes())
+        key = serialization.load_pem_private_key(
+            (directory / CA_KEY_FILE).read_bytes(), password=None
+        )
+        if (
+            isinstance(key, ec.EllipticCurvePrivateKey)
+            and key.public_key() == certificate.public_key()
+            and certificate.not_valid_after_utc - CA_RENEWAL > _now()
+        ):
+            return Authority(certificate, key, certificate_file)
+    return None
+
+
+def load_or_create_authority(directory: Path) -> Authority:
+    """The CA kept in `directory`, a new one written there unless a usable one is."""
+    found = load_authority(directory)
+    if found is not None:
+        return found
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "HiveMind sandbox"),
+            x509.NameAttribute(NameOID.COMMON_NAME, f"HiveMind sandbox CA {uuid.uuid4().hex[:8]}"),
+        ]
+    )
+    now = _now()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + CA_LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_CA_KEY_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    certificate_file = directory / CA_CERTIFICATE_FILE
+    # The key first: a certificate file on disk always has its key next to it.
+    write_atomic(directory / CA_KEY_FILE, key_pem(key), 0o600)
+    write_atomic(certificate_file, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+    log.info("sandbox CA created at %s", certificate_file)
+    return Authority(certificate, key, certificate_file)
+
+
+def sign(
+    authority: Authority,
+    common_name: str,
+    names: Sequence[x509.GeneralName],
+    lifetime: dt.timedelta,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A new server certificate (and its EC P-256 key) for `names` (subjectAltName),
+    signed by `authority`, valid for `lifetime` (never past the CA's own end)."""
+    key = ec.generate_private_key(ec.SECP256R1())  # ACM imports EC P-256 keys too
+    now = _now()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(authority.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(min(now + lifetime, authority.certificate.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()),
+            critical=False,
+        )
+        .sign(authority.key, hashes.SHA256())
+    )
+    return certificate, key
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write `path` whole or not at all (a reader never sees half of it), with `mode`."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)
@@ -57,46 +200,15 @@ class Issued:
 def issue(state: Path, domain: str, alternative_names: tuple[str, ...] = ()) -> Issued:
     """A certificate for `domain` and `alternative_names` (subjectAltName DNS names; a
     wildcard such as *.example.com is one), signed by the CA in `state`."""
-    try:
-        authority = x509.load_pem_x509_certificate((state / CA_CERTIFICATE_FILE).read_bytes())
-        authority_key = serialization.load_pem_private_key(
-            (state / CA_KEY_FILE).read_bytes(), password=None
-        )
-    except (OSError, ValueError) as error:
-        raise NoAuthority(f"no sandbox CA in {state}: {error}") from error
-    if not isinstance(authority_key, ec.EllipticCurvePrivateKey):
-        raise NoAuthority(f"the sandbox CA's key in {state} is not an EC key")
-    key = ec.generate_private_key(ec.SECP256R1())  # ACM imports EC P-256 keys
+    authority = load_authority(state)
+    if authority is None:
+        raise NoAuthority(f"no usable sandbox CA in {state}")
     names = list(dict.fromkeys((domain, *alternative_names)))
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)]))
-        .issuer_name(authority.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(min(now + LIFETIME, authority.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(name) for name in names]), critical=False
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(authority_key.public_key()),
-            critical=False,
-        )
-        .sign(authority_key, hashes.SHA256())
-    )
+    certificate, key = sign(authority, domain, [x509.DNSName(name) for name in names], LIFETIME)
     return Issued(
         certificate=certificate.public_bytes(serialization.Encoding.PEM),
-        private_key=key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-        chain=authority.public_bytes(serialization.Encoding.PEM),
+        private_key=key_pem(key),
+        chain=authority.certificate.public_bytes(serialization.Encoding.PEM),
     )
 
 
@@ -125,13 +237,5 @@ def write_trust_bundle(state: Path) -> Path:
     bundle = state / TRUST_BUNDLE_FILE
     system = system_trust_store(exclude=bundle)
     trusted = system.read_bytes() if system is not None else b""
-    descriptor, staging = tempfile.mkstemp(prefix=".trust-", dir=state)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(trusted.rstrip(b"\n") + b"\n" + ca if trusted else ca)
-        os.chmod(staging, 0o644)
-        os.replace(staging, bundle)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    write_atomic(bundle, trusted.rstrip(b"\n") + b"\n" + ca if trusted else ca, 0o644)
     return bundle

@@ -20,7 +20,8 @@ The sandbox serves the same protocol, so the product's tunnel client runs unchan
   DNS name) is issued by the sandbox's CA, created once per HiveMind home and kept in
   `<home>/sandbox/ca.pem` (its key in `ca.key`, mode 0600); `control.environment()`
   names it in AWS_CA_BUNDLE, the variable AWS tools take their trust from. A sandbox
-  without a home (tests) keeps its CA in `runtime.state_dir()`. See `ca_bundle()`.
+  without a home (tests) keeps its CA in `runtime.state_dir()`. See `ca_bundle()`; the CA
+  itself is `hivemind.sandbox.certificates`'.
 * **The tunnel** accepts WebSocket upgrades on `/openTunnel` only, and checks the query
   as the service does: the endpoint id is this endpoint's; `privateIpAddress` is the
   private IP of a running instance in the endpoint's VPC; `remotePort` is a port;
@@ -52,7 +53,6 @@ import datetime as dt
 import errno
 import ipaddress
 import logging
-import os
 import secrets
 import shutil
 import ssl
@@ -67,9 +67,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 from moto.core.responses import ActionResult
 from moto.ec2.exceptions import EC2ClientError
 from moto.ec2.models import ec2_backends
@@ -79,7 +77,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from hivemind.sandbox import control, patching, runtime
+from hivemind.sandbox import certificates, patching, runtime
 from hivemind.sandbox.provisioning import (
     Context,
     MotoBackend,
@@ -127,19 +125,10 @@ class ConnectEndpointError(Exception):
 # the sandbox's certificate authority
 
 
-@dataclass(frozen=True)
-class _Authority:
-    certificate: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-    path: Path
-
-
 _ca_lock = threading.Lock()
 _ca_directory: Path | None = None
-_authority: _Authority | None = None
+_authority: certificates.Authority | None = None
 
-_CA_LIFETIME = dt.timedelta(days=3650)
-_CA_RENEWAL = dt.timedelta(days=30)  # a CA closer than this to its end is replaced
 _CERTIFICATE_LIFETIME = dt.timedelta(days=397)
 
 
@@ -159,12 +148,12 @@ def ca_bundle() -> Path:
     return _ca().path
 
 
-def _ca() -> _Authority:
+def _ca() -> certificates.Authority:
     global _authority
     with _ca_lock:
         if _authority is None:
             directory = _ca_directory if _ca_directory is not None else runtime.state_dir()
-            _authority = _load_or_create_ca(directory)
+            _authority = certificates.load_or_create_authority(directory)
         return _authority
 
 
@@ -172,114 +161,18 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _load_or_create_ca(directory: Path) -> _Authority:
-    certificate_file = directory / control.CA_CERTIFICATE_FILE
-    key_file = directory / control.CA_KEY_FILE
-    with contextlib.suppress(OSError, ValueError, TypeError):
-        certificate = x509.load_pem_x509_certificate(certificate_file.read_bytes())
-        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
-        if (
-            isinstance(key, ec.EllipticCurvePrivateKey)
-            and key.public_key() == certificate.public_key()
-            and certificate.not_valid_after_utc - _CA_RENEWAL > _now()
-        ):
-            return _Authority(certificate, key, certificate_file)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "HiveMind sandbox"),
-            x509.NameAttribute(NameOID.COMMON_NAME, f"HiveMind sandbox CA {uuid.uuid4().hex[:8]}"),
-        ]
-    )
-    now = _now()
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + _CA_LIFETIME)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    # The key first: a certificate file on disk always has its key next to it.
-    _write_private(key_file, _key_pem(key))
-    _write_atomic(certificate_file, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
-    log.info("sandbox CA created at %s", certificate_file)
-    return _Authority(certificate, key, certificate_file)
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    _write_atomic(path, data, 0o600)
-
-
-def _write_atomic(path: Path, data: bytes, mode: int) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-
-
 def server_tls_context(address: str, dns_names: Iterable[str], directory: Path) -> ssl.SSLContext:
     """A TLS server context whose certificate the sandbox's CA issued for `address` (an
     IP address subjectAltName) and `dns_names`; its files are written to `directory`."""
-    authority = _ca()
-    key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(address))]
     names += [x509.DNSName(name) for name in dns_names]
-    now = _now()
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)]))
-        .issuer_name(authority.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(
-            min(now + _CERTIFICATE_LIFETIME, authority.certificate.not_valid_after_utc)
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(authority.key.public_key()),
-            critical=False,
-        )
-        .sign(authority.key, hashes.SHA256())
-    )
+    certificate, key = certificates.sign(_ca(), address, names, _CERTIFICATE_LIFETIME)
     directory.mkdir(parents=True, exist_ok=True)
     certificate_file, key_file = directory / "certificate.pem", directory / "key.pem"
-    _write_private(key_file, _key_pem(key))
-    _write_atomic(certificate_file, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+    certificates.write_atomic(key_file, certificates.key_pem(key), 0o600)
+    certificates.write_atomic(
+        certificate_file, certificate.public_bytes(serialization.Encoding.PEM), 0o644
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     # No TLS 1.3 session tickets: they arrive after the handshake, and a client that reads

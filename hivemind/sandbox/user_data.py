@@ -17,11 +17,11 @@ line installs never starts, exactly as on an instance whose user data failed.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hivemind.al2023 import PACKAGES
+from hivemind.sandbox.host_tools.users import simple_commands
 
 
 @dataclass(frozen=True)
@@ -52,15 +52,19 @@ def follow(scripts: Iterable[str]) -> Outcome:
 
 
 def _missing_packages(line: str) -> list[str]:
-    try:
-        words = shlex.split(line, comments=True)
-    except ValueError:
-        return []
-    if len(words) < 2 or words[0] != "dnf" or "install" not in words[1:3]:
-        return []
-    operands = [w for w in words[words.index("install") + 1 :] if not w.startswith("-")]
-    return [
-        name
-        for name in operands
-        if not name.endswith(".rpm") and "/" not in name and name not in PACKAGES
-    ]
+    """The packages AL2023 lacks that a `dnf install` on this line names (a local path or
+    `.rpm` file is installed as it is)."""
+    missing: list[str] = []
+    for command in simple_commands(line):
+        if command[0] != "dnf" or "install" not in command[1:3]:
+            continue
+        operands = command[command.index("install") + 1 :]
+        missing += [
+            name
+            for name in operands
+            if not name.startswith("-")
+            and not name.endswith(".rpm")
+            and "/" not in name
+            and name not in PACKAGES
+        ]
+    return missing

@@ -61,30 +61,37 @@ def users_created(scripts: Iterable[str]) -> list[str]:
     found: list[str] = []
     for script in scripts:
         for line in script.splitlines():
-            words = _words(line)
-            for index, word in enumerate(words):
-                if word == "useradd" and (index == 0 or words[index - 1] in _SEPARATORS):
-                    name = _useradd_operand(words[index + 1 :])
+            for command in simple_commands(line):
+                if command[0] == "useradd":
+                    name = _useradd_operand(command[1:])
                     if name and name not in found:
                         found.append(name)
     return found
 
 
-def _words(line: str) -> list[str]:
+def simple_commands(line: str) -> list[list[str]]:
+    """The simple commands of one shell line, each as its words (comments, quoting and
+    the separators `;`, `&&`, `||`, `|`, `&`, `( )`, `{ }`, `!` as the shell reads
+    them); none for a line with an unterminated quote."""
     lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
     lexer.whitespace_split = True
     try:
-        return list(lexer)
+        words = list(lexer)
     except ValueError:  # an unterminated quote: not a line this reads
         return []
+    commands: list[list[str]] = [[]]
+    for word in words:
+        if word in _SEPARATORS:
+            commands.append([])
+        else:
+            commands[-1].append(word)
+    return [command for command in commands if command]
 
 
 def _useradd_operand(words: list[str]) -> str | None:
     operand = None
     skip = False
     for word in words:
-        if word in _SEPARATORS:
-            break
         if skip:
             skip = False
         elif word.startswith("-"):
