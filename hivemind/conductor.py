@@ -157,7 +157,8 @@ class Conductor:
                 self._nothing_created(record, "the app could not be packed")
                 raise
             try:
-                certificate.check(self.parts.client("acm"), spec)
+                if spec.access.certificate_arn is not None:  # no ACM client otherwise
+                    certificate.check(self.parts.client("acm"), spec)
             except HiveMindError:
                 self._nothing_created(record, "the certificate cannot serve the deployment")
                 raise
