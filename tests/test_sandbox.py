@@ -270,7 +270,12 @@ def test_an_update_adds_what_is_new_and_changes_the_rest_in_place(
         StackName=stack_id, TemplateBody=production_three.body, Parameters=KEY_PARAMETERS
     )
 
-    assert stack(aws, stack_id)["StackStatus"] == "UPDATE_COMPLETE"
+    failed = [
+        (e["LogicalResourceId"], e["ResourceStatus"], e.get("ResourceStatusReason"))
+        for e in events(aws, stack_id)
+        if e["ResourceStatus"].endswith("_FAILED")
+    ]
+    assert stack(aws, stack_id)["StackStatus"] == "UPDATE_COMPLETE", failed
     after = outputs(aws, stack_id)
     instances = after["BlueInstanceIds"].split(",")
     assert len(instances) == 3 and set(before["BlueInstanceIds"].split(",")) < set(instances)
