@@ -56,10 +56,11 @@ def describe_endpoint(ec2: Any, endpoint_id: str, region: str) -> ConnectEndpoin
 
 def presigned_url(endpoint: ConnectEndpoint, private_ip: str, port: int) -> str:
     """The tunnel's URL, signed with the operator's credentials for 60 seconds."""
-    import botocore.session
     from botocore.signers import RequestSigner
 
-    session = botocore.session.get_session()
+    from hivemind.aws import session as aws_session
+
+    session = aws_session()
     model = session.get_service_model("ec2-instance-connect")
     signer = RequestSigner(
         model.service_id,
