@@ -119,7 +119,10 @@ def synthesize(
         with tempfile.TemporaryDirectory(prefix="hivemind-synth-") as work:
             result = _synthesize_fresh(spec, deployment_id, Path(work) / "cdk.out", prices)
             _replace_tree(Path(work) / "cdk.out", out_dir / "cdk.out")
-        if use_cache and not result.blocking_findings:
+        if use_cache:
+            # A result with findings is kept too: it is as much a function of the key as a
+            # clean one, and the usual next command (`--allow-findings`, or a deploy that
+            # reports the same findings) would synthesize it again for nothing.
             _store(cached, out_dir / "cdk.out", result)
     (out_dir / "synth.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
     return result

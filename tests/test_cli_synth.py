@@ -67,6 +67,8 @@ def test_a_gate_finding_fails_unless_allowed(tmp_path: Path, cache: dict[str, st
         env=cache,
     )
     assert allowed.returncode == 0
+    assert "from the synth cache" in allowed.stdout + allowed.stderr  # same spec: no re-synth
+    assert "cfn-lint" in allowed.stdout and "t3.enormous" in allowed.stdout  # still reported
 
 
 @pytest.mark.parametrize(
