@@ -141,6 +141,13 @@ def node_env(node: NodeRuntime) -> dict[str, str]:
         "CDK_DISABLE_CLI_TELEMETRY": "true",
         "PATH": path,
         "JSII_NODE": node.node,
+        # Node 22.1+ keeps the code it compiled for each script here, so the next start of
+        # the CDK CLI (one 20 MB bundle, loaded at every provision, switch and destroy)
+        # skips compiling it again: `cdk ls` of an assembly took 1.40 s of CPU without it
+        # and 1.23 s with it (mean of four runs each, Node 24). Older Nodes ignore the
+        # variable. (jsii's Node gained nothing measurable: `prepare_jsii` leaves it out.)
+        "NODE_COMPILE_CACHE": os.environ.get("NODE_COMPILE_CACHE")
+        or str(cache_dir() / "node-compile-cache"),
     }
 
 
