@@ -15,11 +15,13 @@ import hashlib
 import io
 import json
 import os
+import pwd
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -337,6 +339,50 @@ def test_commands_run_as_ec2_user_over_the_pinned_key(ssh: Any, box: Box) -> Non
     tools = [str(box.host.bin_dir / tool) for tool in ("sudo", "systemctl", "journalctl", "aws")]
     assert found[1:5] == tools
     assert Path(found[5]).parent == Path(sys.executable).parent  # the virtualenv's python3
+
+
+def test_a_hosts_commands_are_never_this_machines_root(ssh: Any, box: Box) -> None:
+    """What a repository's build runs on a host cannot act as the operator: as root, the
+    sandbox gives the host's commands `nobody` (root only inside the host); otherwise
+    they are the daemon's own unprivileged user."""
+    made = f"/opt/made-{secrets.token_hex(3)}"
+    assert run(ssh, f"sudo touch {made} && id -u").stdout == "0\n"  # root inside the host
+    outside = (box.host.root / made.removeprefix("/")).stat()
+    if os.geteuid() != 0:
+        assert outside.st_uid == os.geteuid()
+        return
+    nobody = pwd.getpwnam("nobody")
+    assert (outside.st_uid, outside.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+    # Its processes, seen from this machine: every id is nobody's, no group of root's.
+    answer = run(ssh, "sleep 30 >/dev/null 2>&1 & echo $!").stdout.strip()
+    status = Path(f"/proc/{answer}/status").read_text().splitlines()
+    ids = {line.split(":")[0]: line.split()[1:] for line in status if ":" in line}
+    assert set(ids["Uid"]) == {str(nobody.pw_uid)} and set(ids["Gid"]) == {str(nobody.pw_gid)}
+    assert "0" not in ids["Groups"]
+    run(ssh, f"kill {answer}")
+
+    # A root-only folder of this machine (as /root holds the operator's ~/.aws): its
+    # files cannot be read, and root's files cannot be written.
+    # (Not under /tmp: inside the host, /tmp is the host's own.)
+    outside_tmp = Path(tempfile.mkdtemp(dir="/var/tmp"))
+    private = outside_tmp / "private"
+    private.mkdir(mode=0o700)
+    (private / "credentials").write_text("aws_secret_access_key = not-for-the-app\n")
+    refused = run(ssh, f"cat {private}/credentials")
+    assert refused.exited != 0 and "not-for-the-app" not in refused.stdout
+    shared = outside_tmp / "root-owned"
+    shared.mkdir(mode=0o755)
+    tampered = run(ssh, f"echo x > {shared}/marker")
+    assert tampered.exited != 0 and not (shared / "marker").exists()
+    assert "Permission denied" in tampered.stderr
+    shutil.rmtree(outside_tmp)
+    # The folder above this Python, closed to nobody (pyenv's under /root, say), stays
+    # passable for the paths the host needs only.
+    python = run(ssh, "python3 -c 'import sys; print(sys.version_info[0])'")
+    assert (python.exited, python.stdout) == (0, "3\n")
+    # SFTP writes as the host's user too.
+    ssh.put(io.StringIO("from sftp\n"), "/tmp/sftp-owned")
+    assert (box.host.root / "tmp" / "sftp-owned").stat().st_uid == nobody.pw_uid
 
 
 def test_sudo_and_chown_know_the_users_the_user_data_creates_and_no_other(

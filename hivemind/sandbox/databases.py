@@ -67,7 +67,6 @@ import secrets
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import threading
@@ -78,6 +77,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hivemind.sandbox import runtime
+from hivemind.sandbox.host_tools import namespace
 
 log = logging.getLogger("hivemind.sandbox")
 
@@ -138,22 +138,7 @@ def _run_as(candidates: Sequence[str]) -> _RunAs | None:
 
 def _reachable(path: Path, user: _RunAs) -> bool:
     """Whether `user` may pass through every directory down to `path` (ACLs aside)."""
-    groups = {user.gid, *os.getgrouplist(user.name, user.gid)}
-    for directory in [*reversed(path.parents), path]:
-        try:
-            status = directory.stat()
-        except FileNotFoundError:
-            return True  # created by us below what was checked
-        mode = status.st_mode
-        if status.st_uid == user.uid:
-            allowed = bool(mode & stat.S_IXUSR)
-        elif status.st_gid in groups:
-            allowed = bool(mode & stat.S_IXGRP)
-        else:
-            allowed = bool(mode & stat.S_IXOTH)
-        if not allowed:
-            return False
-    return True
+    return namespace.reachable(path, user.uid, {user.gid, *os.getgrouplist(user.name, user.gid)})
 
 
 _lock = threading.Lock()

@@ -13,8 +13,12 @@ When the sandbox's CloudFormation engine creates an `AWS::EC2::Instance`
 * **Login** as `ec2-user`, by public key only, with the key of the instance's key pair
   (its KeyName, or its launch template's), looked up in moto's key pairs at every
   connection. No key pair, no login.
-* **Commands** (SSH exec requests) that really run, as the daemon's user, under
-  `bash -c`, inside a private mount namespace of the host where its own folders
+* **Commands** (SSH exec requests) that really run under `bash -c`, never as this
+  machine's root: as the daemon's own user when it is not root, and when it is, as
+  root of a user namespace of the host that is `nobody` on this machine (see
+  `host_tools.namespace`: folders such as /root that `nobody` cannot pass are hidden
+  but for the paths the host needs). They run inside a private mount namespace of the
+  host where its own folders
   `<host dir>/root/{opt,etc/systemd/system,tmp,var/log}` lie over `/opt`,
   `/etc/systemd/system`, `/tmp` and `/var/log` (see `host_tools.namespace`). The
   Deployer writes the paths it writes on AWS and they land in the host's folder.
@@ -71,6 +75,7 @@ import contextlib
 import logging
 import os
 import posixpath
+import pwd
 import selectors
 import shutil
 import signal
@@ -135,6 +140,24 @@ class NamespaceMode:
 
     unshare: tuple[str, ...]  # the command that creates one
     enter: tuple[str, ...]  # nsenter's options (after --target) that join it
+    # As root: the unprivileged (uid, gid) the host's commands run as, in a user
+    # namespace of their own (nsenter targets its process, not the holder).
+    user: tuple[int, int] | None = None
+
+
+# Who a host's commands are on this machine when the sandbox runs as root.
+HOST_USER = "nobody"
+
+
+def _unprivileged_user() -> tuple[int, int]:
+    try:
+        entry = pwd.getpwnam(HOST_USER)
+    except KeyError:
+        raise HostError(
+            f"the sandbox runs as root and runs its instances' commands as the user "
+            f"{HOST_USER}, which this machine lacks"
+        ) from None
+    return entry.pw_uid, entry.pw_gid
 
 
 _mode: NamespaceMode | None = None
@@ -157,7 +180,11 @@ def namespace_mode() -> NamespaceMode:
         candidates = []
         if os.geteuid() == 0:
             candidates.append(
-                NamespaceMode(("unshare", "--mount", "--propagation", "private"), ("--mount",))
+                NamespaceMode(
+                    ("unshare", "--mount", "--propagation", "private"),
+                    ("--user", "--mount"),
+                    _unprivileged_user(),
+                )
             )
         candidates.append(
             NamespaceMode(
@@ -214,6 +241,38 @@ def hostname_of(address: str) -> str:
     return "ip-" + address.replace(".", "-")
 
 
+_npm_lock = threading.Lock()
+
+
+def _npm_cache_for(user: tuple[int, int] | None) -> Path:
+    """The npm cache a host's builds use. npm writes to its cache even offline (its
+    temporary files), so hosts whose commands run as `user` (the sandbox being root) get
+    a copy of this user's cache that `user` owns, made once per sandbox."""
+    source = mirror.npm_cache()
+    if user is None:
+        return source
+    copy = runtime.state_dir() / "npm-cache"
+    with _npm_lock:
+        if not copy.is_dir():
+            staging = copy.with_name(f".npm-cache-{os.getpid()}-{threading.get_ident()}")
+            shutil.rmtree(staging, ignore_errors=True)
+            if (source / "_cacache").is_dir():
+                shutil.copytree(source / "_cacache", staging / "_cacache", symlinks=True)
+            staging.mkdir(exist_ok=True)
+            _give(staging, user)
+            os.replace(staging, copy)
+    return copy
+
+
+def _give(top: Path, user: tuple[int, int], keep: Iterable[Path] = ()) -> None:
+    """Make `user` the owner of `top` and everything in it, but `keep`."""
+    kept = {str(path) for path in keep}
+    for folder, dirs, files in os.walk(top):
+        for path in [folder, *(os.path.join(folder, name) for name in dirs + files)]:
+            if path not in kept:
+                os.lchown(path, *user)
+
+
 class SandboxHost:
     """One EC2 instance as a local SSH host (see the module docstring). Created running by
     `start_host`; `stop()` ends it."""
@@ -236,6 +295,8 @@ class SandboxHost:
         self._aws_environment = aws_environment
         self._host_key: asyncssh.SSHKey | None = None
         self._holder: subprocess.Popen[bytes] | None = None
+        self._anchor: int | None = None  # the user namespace's process, as root
+        self._npm_cache = _npm_cache_for(mode.user)
         self._namespace: namespace.NamespaceId | None = None
         self._enter: tuple[str, ...] = ()
         self._server: asyncssh.SSHAcceptor | None = None
@@ -283,8 +344,9 @@ class SandboxHost:
         process that holds its namespace for the sandbox)."""
         if self._namespace is None:
             return []
-        holder = [self._holder.pid] if self._holder is not None else []
-        return namespace.processes_in(self._namespace, exclude=holder)
+        own = [self._holder.pid] if self._holder is not None else []
+        own += [self._anchor] if self._anchor is not None else []
+        return namespace.processes_in(self._namespace, exclude=own)
 
     def local_path(self, path: str) -> Path | None:
         """Where an absolute path inside the host lies on this machine, for a path in the
@@ -374,7 +436,7 @@ class SandboxHost:
             PATH_VARIABLE: self.path,
             **self._aws_environment,
             # Builds install from the sandbox's offline package mirror.
-            **mirror.host_environment(),
+            **mirror.host_environment(self._npm_cache),
         }
 
     # -- starting
@@ -388,6 +450,8 @@ class SandboxHost:
             own.mkdir(parents=True, exist_ok=True)
         self._write_host_key()
         self._write_tools()
+        if self._mode.user is not None:
+            self._hand_over(self._mode.user)
         self._start_namespace()
         self._server = _LOOP.run(self._listen(), START_TIMEOUT)
 
@@ -397,6 +461,12 @@ class SandboxHost:
         os.chmod(self.directory / "ssh_host_ed25519_key", 0o600)
         key.write_public_key(self.directory / "ssh_host_ed25519_key.pub")
         self._host_key = key
+
+    def _hand_over(self, user: tuple[int, int]) -> None:
+        """Give the host's folder to the user its commands run as (its SSH host key
+        stays root's: the host's commands have no business reading it)."""
+        keys = ("ssh_host_ed25519_key", "ssh_host_ed25519_key.pub")
+        _give(self.directory, user, keep=[self.directory / name for name in keys])
 
     def _write_tools(self) -> None:
         for tool in TOOLS:
@@ -415,6 +485,12 @@ class SandboxHost:
             )
             script.chmod(0o755)
 
+    def _as_user(self) -> tuple[str, ...]:
+        """The holder's arguments after the host's folder: the user the host's commands
+        run as (as root), and the folders its builds read."""
+        user = () if self._mode.user is None else ("--as", "{}:{}".format(*self._mode.user))
+        return (*user, str(mirror.open_wheelhouse()), str(self._npm_cache))
+
     def _start_namespace(self) -> None:
         holder = subprocess.Popen(
             # -S (no site): it needs only the standard library and hivemind.
@@ -425,6 +501,7 @@ class SandboxHost:
                 "-m",
                 namespace.__name__,
                 str(self.directory),
+                *self._as_user(),
             ],
             env={**os.environ, "PYTHONPATH": source_root()},
             stdin=subprocess.PIPE,
@@ -440,7 +517,8 @@ class SandboxHost:
             selector.register(holder.stdout, selectors.EVENT_READ)
             if selector.select(START_TIMEOUT):
                 answer = holder.stdout.readline().decode(errors="replace").strip()
-        if answer != "ready":
+        ready, _, anchor = answer.partition(" ")
+        if ready != "ready" or (self._mode.user is not None) != anchor.isdigit():
             if holder.poll() is not None:
                 answer = answer or holder.stderr.read().decode(errors="replace").strip()
             raise HostError(
@@ -452,9 +530,10 @@ class SandboxHost:
             # Never record this process's own namespace: stopping the host kills all of it.
             raise HostError("the instance's mount namespace is not its own (unshare failed)")
         self._namespace = own
+        self._anchor = int(anchor) if anchor else None
         self._enter = (
             "nsenter",
-            f"--target={holder.pid}",
+            f"--target={self._anchor or holder.pid}",
             *self._mode.enter,
             f"--wd={HOME}",
             "--",
@@ -690,6 +769,8 @@ class _HostFiles(asyncssh.SFTPServer):
 
     def __init__(self, channel: asyncssh.SSHServerChannel[bytes], host: SandboxHost) -> None:
         super().__init__(channel)
+        # What it creates belongs to the user the host's commands run as (as root).
+        self._owner = host._mode.user
         self._roots = [
             (target.encode(), os.fsencode(host.root / folder))
             for folder, target in namespace.MOUNTS
@@ -759,7 +840,16 @@ class _HostFiles(asyncssh.SFTPServer):
 
     def symlink(self, oldpath: bytes, newpath: bytes) -> None:
         # The target is kept as written: it is resolved inside the host.
-        os.symlink(oldpath, self.map_path(newpath))
+        local = self.map_path(newpath)
+        os.symlink(oldpath, local)
+        if self._owner is not None:
+            os.lchown(local, *self._owner)
+
+    def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        local = self.map_path(path)
+        super().mkdir(path, attrs)
+        if self._owner is not None:
+            os.lchown(local, *self._owner)
 
     def stat(self, path: bytes) -> os.stat_result:
         return os.stat(self.map_path(self._canonical(path, follow=True)))
@@ -771,12 +861,19 @@ class _HostFiles(asyncssh.SFTPServer):
         return super().statvfs(self._canonical(path, follow=True))
 
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> Any:
-        return super().open(self._canonical(path, follow=True), pflags, attrs)
+        return self._owned(super().open(self._canonical(path, follow=True), pflags, attrs))
 
     def open56(
         self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs
     ) -> Any:
-        return super().open56(self._canonical(path, follow=True), desired_access, flags, attrs)
+        opened = super().open56(self._canonical(path, follow=True), desired_access, flags, attrs)
+        return self._owned(opened)
+
+    def _owned(self, file: Any) -> Any:
+        """A file opened to write (perhaps created) is given to the host's user."""
+        if self._owner is not None and any(c in getattr(file, "mode", "r") for c in "wax+"):
+            os.fchown(file.fileno(), *self._owner)
+        return file
 
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         directory = self._canonical(path, follow=True)

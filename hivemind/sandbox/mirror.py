@@ -17,6 +17,7 @@ on AWS.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -37,13 +38,25 @@ def npm_cache() -> Path:
     return Path(configured) if configured else Path.home() / ".npm"
 
 
-def host_environment() -> dict[str, str]:
-    """The variables a sandbox host's commands get, so their builds use the mirror."""
+def open_wheelhouse() -> Path:
+    """The wheelhouse, readable by every user (it holds public packages only): a host's
+    commands run as `nobody` when the sandbox is root. One filled before that was made
+    0700; it is opened up here."""
+    house = wheelhouse()
+    with contextlib.suppress(OSError):
+        if house.is_dir() and house.stat().st_uid == os.geteuid():
+            house.chmod(0o755)
+    return house
+
+
+def host_environment(npm_cache_folder: Path | None = None) -> dict[str, str]:
+    """The variables a sandbox host's commands get, so their builds use the mirror
+    (npm's cache: `npm_cache_folder`, else this user's)."""
     return {
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": str(wheelhouse()),
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-        "npm_config_cache": str(npm_cache()),
+        "npm_config_cache": str(npm_cache_folder or npm_cache()),
         "npm_config_offline": "true",
         "npm_config_update_notifier": "false",
         "npm_config_fund": "false",
@@ -59,6 +72,7 @@ def fill_wheelhouse(requirements: list[Path], constraints: Path | None = None) -
     target = wheelhouse()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".wheelhouse-", dir=target.parent))
+    staging.chmod(0o755)  # read by the sandbox's hosts, whose commands may be `nobody`
     pinned = ["-c", str(constraints)] if constraints is not None else []
     try:
         for path in requirements:

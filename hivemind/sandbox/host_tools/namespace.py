@@ -15,12 +15,22 @@ Inside the new namespace it
    temporary folder under /tmp, a virtualenv under /opt), it is bound back at the same
    path inside the namespace; the folders that hold it are then created in the host's
    own folder, where the host's commands can see them;
-3. prints `ready` (or `error: <why>`) and waits for its stdin to close, which the daemon
-   does to stop the host, and which also happens when the daemon dies: then it kills
-   every process in the namespace (`kill_namespace`) and exits.
+3. as root (`--as UID:GID`, the unprivileged user the host's commands run as): makes
+   every path the host needs passable for that user, and nothing else under the
+   folders that were not (see `open_the_way`), then starts the host's *user namespace*
+   (`start_user_namespace`): a process in a new user namespace whose root is that
+   user, so a command is root inside the host and UID outside it;
+4. prints `ready` (as root: `ready <pid of the user namespace's process>`), or
+   `error: <why>`, and waits for its stdin to close, which the daemon does to stop the
+   host, and which also happens when the daemon dies: then it kills every process in
+   the namespace (`kill_namespace`) and exits.
 
-Commands enter the namespace with `nsenter --target <this pid> --mount` (plus `--user`
-in the user-namespace variant), so every command and service of a host shares it.
+Commands enter the namespace with `nsenter --target <this pid> --mount --user
+--preserve-credentials` in the user-namespace variant (the daemon's own unprivileged
+user is the host's root), and as root with `nsenter --target <user namespace's pid>
+--user --mount`, which makes them root in that user namespace: `nobody` on this
+machine. A repository's build or app never runs as this machine's root: it cannot write
+root's files, read `/root` (the operator's AWS credentials) or the other users' homes.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
+import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -45,6 +57,8 @@ MOUNTS: tuple[tuple[str, str], ...] = (
     ("tmp", "/tmp"),
 )
 _MS_BIND = 4096
+_MS_NOSUID = 2
+_MS_NODEV = 4
 
 NamespaceId = tuple[int, int]  # (st_dev, st_ino) of /proc/<pid>/ns/mnt
 
@@ -117,8 +131,9 @@ def _covered(path: str) -> bool:
     return any(path.startswith(target.rstrip("/") + "/") for _, target in MOUNTS)
 
 
-def keep_reachable(host: Path) -> list[str]:
-    """The paths the host needs that lie under one of the covered paths, parents first."""
+def needed(host: Path) -> list[str]:
+    """What the host itself needs from this machine: its own folder and this Python (its
+    prefixes and the hivemind source), shortest first."""
     wanted = {
         str(host.resolve()),
         sys.prefix,
@@ -127,15 +142,154 @@ def keep_reachable(host: Path) -> list[str]:
         os.path.dirname(os.path.realpath(sys.executable)),
         source_root(),
     }
-    return sorted((path for path in wanted if _covered(path)), key=len)
+    return sorted(wanted, key=len)
 
 
-def set_up(host: Path) -> None:
-    """Lay the host's folders over the real paths, in this (new) mount namespace."""
+def keep_reachable(host: Path, extra: Iterable[str] = ()) -> list[str]:
+    """The paths the host needs (`extra` too) that lie under one of the covered paths,
+    parents first."""
+    return [path for path in sorted({*needed(host), *extra}, key=len) if _covered(path)]
+
+
+def reachable(path: str | Path, uid: int, gids: Iterable[int]) -> bool:
+    """Whether the user `uid` (in the groups `gids`) may pass through every directory
+    down to `path`, and through `path` itself (ACLs aside)."""
+    groups = set(gids)
+    target = Path(path)
+    for directory in [*reversed(target.parents), target]:
+        try:
+            status = directory.stat()
+        except FileNotFoundError:
+            return True  # created below what was checked, by whoever needs it
+        if status.st_uid == uid:
+            allowed = bool(status.st_mode & stat.S_IXUSR)
+        elif status.st_gid in groups:
+            allowed = bool(status.st_mode & stat.S_IXGRP)
+        else:
+            allowed = bool(status.st_mode & stat.S_IXOTH)
+        if not allowed:
+            return False
+    return True
+
+
+def _first_closed(path: str, uid: int, gids: Iterable[int]) -> str | None:
+    """The highest folder above `path` the user cannot pass, or None."""
+    groups = set(gids)
+    for directory in reversed(Path(path).parents):
+        if not reachable(directory, uid, groups):
+            return str(directory)
+    return None
+
+
+def open_the_way(paths: Iterable[str], uid: int, gid: int) -> None:
+    """Make each of `paths` reachable for `uid`: a folder on the way it cannot pass (say
+    /root, mode 0700, above a pyenv Python) is covered in this namespace with an empty
+    tmpfs that grants passage only (0711), in which the needed paths alone are bound
+    back. Whatever else that folder held stays out of the host's sight. A path whose
+    own mode refuses the user is left as it is (`check_reachable` names it)."""
+    closed: dict[str, list[str]] = {}
+    for path in sorted({os.path.normpath(p) for p in paths}, key=len):
+        # The highest closed folder: two paths' are the same folder, or apart.
+        blocker = _first_closed(path, uid, [gid])
+        if blocker is not None:
+            closed.setdefault(blocker, []).append(path)
+    for blocker, paths_below in sorted(closed.items(), key=lambda item: len(item[0])):
+        # Opened before the folder is covered: afterwards they are out of reach.
+        kept = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in paths_below]
+        try:
+            _mount_tmpfs(blocker)
+            for path, descriptor in kept:
+                with contextlib.suppress(OSError):
+                    if os.path.samestat(os.stat(path), os.fstat(descriptor)):
+                        continue  # reachable again through a path bound back before it
+                _make_passage(blocker, path)
+                _bind(descriptor, path)
+        finally:
+            for _, descriptor in kept:
+                os.close(descriptor)
+
+
+def _make_passage(top: str, path: str) -> None:
+    """Create the folders from `top` down to `path` (in a tmpfs), each passable only."""
+    current = top
+    for part in Path(path).relative_to(top).parts:
+        current = os.path.join(current, part)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(current)
+            os.chmod(current, 0o711)
+
+
+def _mount_tmpfs(target: str) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_ulong,
+        ctypes.c_void_p,
+    ]
+    options = b"mode=0711,size=1m"
+    if libc.mount(b"tmpfs", target.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"cannot cover {target} with a tmpfs: {os.strerror(error)}")
+
+
+def check_reachable(paths: Iterable[str], uid: int, gid: int) -> None:
+    """OSError naming the first of `paths` the user still cannot reach."""
+    for path in paths:
+        if not reachable(path, uid, [gid]):
+            raise OSError(
+                f"{path} is out of reach of the user (uid {uid}) the sandbox runs its "
+                "instances' commands as: make it readable by every user (chmod o+rx)"
+            )
+
+
+def start_user_namespace(uid: int, gid: int) -> subprocess.Popen[bytes]:
+    """A process (`cat`, waiting on its stdin) in a new user namespace, in this mount
+    namespace, whose root is `uid`:`gid` of this machine and which maps no other user.
+    Run as root: only root may map another user (util-linux's `--map-users` needs
+    newuidmap, which a machine may lack). setgroups is denied in it, so a process inside
+    cannot take groups beyond its own."""
+    anchor = subprocess.Popen(
+        ["unshare", "--user", "--", "cat"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        close_fds=True,
+    )
+    own = os.readlink("/proc/self/ns/user")
+    deadline = time.monotonic() + 5.0
+    while True:
+        try:
+            if os.readlink(f"/proc/{anchor.pid}/ns/user") != own:
+                break
+        except OSError:
+            pass
+        if anchor.poll() is not None or time.monotonic() > deadline:
+            anchor.kill()
+            raise OSError("unshare --user could not create the host's user namespace")
+        time.sleep(0.001)
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"0 {uid} 1\n"),
+        ("gid_map", f"0 {gid} 1\n"),
+    ):
+        with open(f"/proc/{anchor.pid}/{name}", "w", encoding="ascii") as handle:
+            handle.write(text)
+    return anchor
+
+
+def set_up(host: Path, extra: Iterable[str] = ()) -> None:
+    """Lay the host's folders over the real paths, in this (new) mount namespace; what
+    the host needs from under them (`extra` too) stays reachable."""
     root = host_root(host)
     # Opened before anything is covered: the sources may lie under a covered path.
     sources = [(os.open(root / folder, os.O_PATH | os.O_DIRECTORY), t) for folder, t in MOUNTS]
-    kept = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in keep_reachable(host)]
+    kept = [
+        (path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in keep_reachable(host, extra)
+    ]
     for descriptor, target in sources:
         _bind(descriptor, target)
     for path, descriptor in kept:
@@ -150,10 +304,19 @@ def set_up(host: Path) -> None:
         os.close(descriptor)
 
 
-def hold(host: Path) -> int:
-    """Set the namespace up, report, and hold it until stdin closes or SIGTERM."""
+def hold(host: Path, user: tuple[int, int] | None = None, extra: Iterable[str] = ()) -> int:
+    """Set the namespace up, report, and hold it until stdin closes or SIGTERM. `user`
+    (uid, gid): run as root, give the host's commands that user (see the docstring);
+    `extra`: more folders they need (the package mirror, npm's cache)."""
+    anchor: subprocess.Popen[bytes] | None = None
     try:
-        set_up(host)
+        present = [os.path.realpath(path) for path in extra if os.path.isdir(path)]
+        set_up(host, present)
+        if user is not None:
+            wanted = [*needed(host), *present]
+            open_the_way([p for p in wanted if not _covered(p)], *user)
+            check_reachable(wanted, *user)
+            anchor = start_user_namespace(*user)
     except OSError as error:
         print(f"error: {error}", flush=True)
         return 1
@@ -170,7 +333,7 @@ def hold(host: Path) -> int:
         print("error: unshare gave this process no mount namespace of its own", flush=True)
         return 1
     try:
-        print("ready", flush=True)
+        print("ready" if anchor is None else f"ready {anchor.pid}", flush=True)
         while sys.stdin.buffer.read(65536):
             pass
     finally:
@@ -178,12 +341,23 @@ def hold(host: Path) -> int:
     return 0
 
 
+_USAGE = "usage: python -m hivemind.sandbox.host_tools.namespace HOST_DIR [--as UID:GID] [PATH...]"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m hivemind.sandbox.host_tools.namespace HOST_DIR", file=sys.stderr)
+    if not args:
+        print(_USAGE, file=sys.stderr)
         return 2
-    return hold(Path(args[0]))
+    host, rest = Path(args[0]), args[1:]
+    user = None
+    if rest[:1] == ["--as"]:
+        uid, _, gid = (rest[1] if len(rest) > 1 else "").partition(":")
+        if not (uid.isdigit() and gid.isdigit()):
+            print(_USAGE, file=sys.stderr)
+            return 2
+        user, rest = (int(uid), int(gid)), rest[2:]
+    return hold(host, user, rest)
 
 
 if __name__ == "__main__":
