@@ -110,7 +110,8 @@ def kill_namespace(namespace: NamespaceId, exclude: Iterable[int] = (), rounds: 
     return killed
 
 
-def _bind(source_descriptor: int, target: str) -> None:
+def _mount(source: bytes, target: str, kind: bytes | None, flags: int, data: bytes | None) -> int:
+    """mount(2); the errno on failure, else 0."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -121,9 +122,14 @@ def _bind(source_descriptor: int, target: str) -> None:
         ctypes.c_ulong,
         ctypes.c_void_p,
     ]
-    source = f"/proc/self/fd/{source_descriptor}".encode()
-    if libc.mount(source, target.encode(), None, _MS_BIND, None) != 0:
-        error = ctypes.get_errno()
+    if libc.mount(source, target.encode(), kind, flags, data) != 0:
+        return ctypes.get_errno()
+    return 0
+
+
+def _bind(source_descriptor: int, target: str) -> None:
+    error = _mount(f"/proc/self/fd/{source_descriptor}".encode(), target, None, _MS_BIND, None)
+    if error:
         raise OSError(error, f"cannot bind-mount over {target}: {os.strerror(error)}")
 
 
@@ -220,19 +226,8 @@ def _make_passage(top: str, path: str) -> None:
 
 
 def _mount_tmpfs(target: str) -> None:
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mount.argtypes = [
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_char_p,
-        ctypes.c_ulong,
-        ctypes.c_void_p,
-    ]
-    options = b"mode=0711,size=1m"
-    if libc.mount(b"tmpfs", target.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, options) != 0:
-        error = ctypes.get_errno()
+    error = _mount(b"tmpfs", target, b"tmpfs", _MS_NOSUID | _MS_NODEV, b"mode=0711,size=1m")
+    if error:
         raise OSError(error, f"cannot cover {target} with a tmpfs: {os.strerror(error)}")
 
 
