@@ -365,17 +365,20 @@ def test_a_hosts_commands_are_never_this_machines_root(ssh: Any, box: Box) -> No
     # files cannot be read, and root's files cannot be written.
     # (Not under /tmp: inside the host, /tmp is the host's own.)
     outside_tmp = Path(tempfile.mkdtemp(dir="/var/tmp"))
-    private = outside_tmp / "private"
-    private.mkdir(mode=0o700)
-    (private / "credentials").write_text("aws_secret_access_key = not-for-the-app\n")
-    refused = run(ssh, f"cat {private}/credentials")
-    assert refused.exited != 0 and "not-for-the-app" not in refused.stdout
-    shared = outside_tmp / "root-owned"
-    shared.mkdir(mode=0o755)
-    tampered = run(ssh, f"echo x > {shared}/marker")
-    assert tampered.exited != 0 and not (shared / "marker").exists()
-    assert "Permission denied" in tampered.stderr
-    shutil.rmtree(outside_tmp)
+    try:
+        outside_tmp.chmod(0o755)  # passable: what is refused below is refused for itself
+        private = outside_tmp / "private"
+        private.mkdir(mode=0o700)
+        (private / "credentials").write_text("aws_secret_access_key = not-for-the-app\n")
+        refused = run(ssh, f"cat {private}/credentials")
+        assert refused.exited != 0 and "not-for-the-app" not in refused.stdout
+        shared = outside_tmp / "root-owned"
+        shared.mkdir(mode=0o755)
+        tampered = run(ssh, f"echo x > {shared}/marker")
+        assert tampered.exited != 0 and not (shared / "marker").exists()
+        assert "Permission denied" in tampered.stderr
+    finally:
+        shutil.rmtree(outside_tmp)
     # The folder above this Python, closed to nobody (pyenv's under /root, say), stays
     # passable for the paths the host needs only.
     python = run(ssh, "python3 -c 'import sys; print(sys.version_info[0])'")

@@ -160,13 +160,20 @@ def keep_reachable(host: Path, extra: Iterable[str] = ()) -> list[str]:
 def reachable(path: str | Path, uid: int, gids: Iterable[int]) -> bool:
     """Whether the user `uid` (in the groups `gids`) may pass through every directory
     down to `path`, and through `path` itself (ACLs aside)."""
-    groups = set(gids)
     target = Path(path)
-    for directory in [*reversed(target.parents), target]:
+    return _first_closed([*reversed(target.parents), target], uid, gids) is None
+
+
+def _first_closed(directories: Iterable[Path], uid: int, gids: Iterable[int]) -> str | None:
+    """The first of `directories` (each the parent of the next) the user cannot pass; None
+    when it passes them all, or when one does not exist (created below what was checked,
+    by whoever needs it)."""
+    groups = set(gids)
+    for directory in directories:
         try:
             status = directory.stat()
         except FileNotFoundError:
-            return True  # created below what was checked, by whoever needs it
+            return None
         if status.st_uid == uid:
             allowed = bool(status.st_mode & stat.S_IXUSR)
         elif status.st_gid in groups:
@@ -174,15 +181,6 @@ def reachable(path: str | Path, uid: int, gids: Iterable[int]) -> bool:
         else:
             allowed = bool(status.st_mode & stat.S_IXOTH)
         if not allowed:
-            return False
-    return True
-
-
-def _first_closed(path: str, uid: int, gids: Iterable[int]) -> str | None:
-    """The highest folder above `path` the user cannot pass, or None."""
-    groups = set(gids)
-    for directory in reversed(Path(path).parents):
-        if not reachable(directory, uid, groups):
             return str(directory)
     return None
 
@@ -195,8 +193,8 @@ def open_the_way(paths: Iterable[str], uid: int, gid: int) -> None:
     own mode refuses the user is left as it is (`check_reachable` names it)."""
     closed: dict[str, list[str]] = {}
     for path in sorted({os.path.normpath(p) for p in paths}, key=len):
-        # The highest closed folder: two paths' are the same folder, or apart.
-        blocker = _first_closed(path, uid, [gid])
+        # The highest closed folder above it: two paths' are the same folder, or apart.
+        blocker = _first_closed(reversed(Path(path).parents), uid, [gid])
         if blocker is not None:
             closed.setdefault(blocker, []).append(path)
     for blocker, paths_below in sorted(closed.items(), key=lambda item: len(item[0])):
@@ -222,7 +220,7 @@ def _make_passage(top: str, path: str) -> None:
         current = os.path.join(current, part)
         with contextlib.suppress(FileExistsError):
             os.mkdir(current)
-            os.chmod(current, 0o711)
+            os.chmod(current, 0o711)  # whatever the umask
 
 
 def _mount_tmpfs(target: str) -> None:
